@@ -1,0 +1,28 @@
+# orderstream: `make run` starts everything on one machine, `make test` runs the suite.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: run test bench lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# One stamp per extra, rebuilt when pyproject.toml changes.
+$(VENV)/.installed-%: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[$*]'
+	@touch $@
+
+run: $(VENV)/.installed-embedded
+	@$(BIN)/python scripts/run.py
+
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-test
+	$(BIN)/pip install -q ruff
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf data .pytest_cache

@@ -1,0 +1,23 @@
+"""Durations as written in settings and CLI options: `500ms`, `10s`, `5m`, `1h`, `7d`."""
+
+import re
+
+_UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+_DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)\s*$")
+
+
+def parse_duration_ms(text: str) -> int:
+    """Return the duration `text` in milliseconds; ValueError names the accepted forms."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a duration like 500ms, 10s, 5m, 1h or 7d")
+    return int(match.group(1)) * _UNIT_MS[match.group(2)]
+
+
+def format_duration_ms(ms: int) -> str:
+    """The shortest exact spelling of `ms` (`90000` -> `90s`), inverse of parse_duration_ms."""
+    for unit in ("d", "h", "m", "s"):
+        size = _UNIT_MS[unit]
+        if ms and ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"

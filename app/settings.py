@@ -1,0 +1,122 @@
+"""All configuration in one pydantic-settings class: environment variables and `.env`."""
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from app.durations import parse_duration_ms
+from tables.windows import WindowSpec, parse_window_specs
+
+DEFAULT_BROKER = "127.0.0.1:9092"
+Duration = Annotated[int, NoDecode]
+
+
+class Settings(BaseSettings):
+    """Every variable of SPEC.md's Configuration table, parsed and validated at start."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    kafka_broker: str | None = None
+    app_id: str = Field("orderstream", pattern=r"^[A-Za-z0-9._-]+$")
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=0, le=65535)
+    api_advertised_url: str | None = None
+    data_dir: Path = Path("./data")
+    orders_topic: str = Field("orders", pattern=r"^[A-Za-z0-9._-]+$")
+    topic_partitions: int = Field(4, ge=1, le=1024)
+    windows: Annotated[tuple[WindowSpec, ...], NoDecode] = parse_window_specs(
+        "tumble:10s,hop:1m/10s"
+    )
+    allowed_lateness: Duration = 5_000
+    idle_timeout: Duration = 30_000
+    dedup_horizon: Duration = 7 * 86_400_000
+    window_retention: Duration = 3_600_000
+    print_sink: bool = True
+    datagen_rps: float = Field(0.0, ge=0)
+    datagen_rows: int = Field(0, ge=0)
+    api_token: str | None = None
+    # Set by `make run` and the tests: the broker keeps nothing across restarts, so
+    # local state that is ahead of an empty changelog is discarded, not an error.
+    embedded_broker: bool = False
+    # Largest number of orders handed to the job at once.
+    batch_max_orders: int = Field(2000, ge=1, le=100_000)
+
+    @field_validator(
+        "allowed_lateness", "idle_timeout", "dedup_horizon", "window_retention", mode="before"
+    )
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return parse_duration_ms(value) if isinstance(value, str) else value
+
+    @field_validator("windows", mode="before")
+    @classmethod
+    def _windows(cls, value: Any) -> Any:
+        return parse_window_specs(value) if isinstance(value, str) else value
+
+    @field_validator("kafka_broker", "api_token", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("dedup_horizon")
+    @classmethod
+    def _horizon_at_least_a_day(cls, value: int) -> int:
+        if value < 86_400_000:
+            raise ValueError("must be at least 24h")
+        return value
+
+    @model_validator(mode="after")
+    def _retention_covers_windows(self) -> "Settings":
+        needed_ms = max(w.size_ms for w in self.windows) + self.allowed_lateness
+        if self.window_retention < needed_ms:
+            raise ValueError(
+                f"WINDOW_RETENTION: must be at least the largest window plus "
+                f"ALLOWED_LATENESS ({needed_ms} ms)"
+            )
+        return self
+
+    @property
+    def broker_urls(self) -> list[str]:
+        """`host:port` addresses of the broker, `kafka://` stripped."""
+        raw = self.kafka_broker or DEFAULT_BROKER
+        parts = (p.strip() for p in raw.replace(";", ",").split(","))
+        return [p.removeprefix("kafka://") for p in parts if p]
+
+    @property
+    def advertised_url(self) -> str:
+        """How other workers reach this one."""
+        return self.api_advertised_url or f"http://{self.api_host}:{self.api_port}"
+
+    @property
+    def dlq_topic(self) -> str:
+        return f"{self.orders_topic}-dlq"
+
+    @property
+    def late_topic(self) -> str:
+        return f"{self.orders_topic}-late"
+
+    @property
+    def state_dir(self) -> Path:
+        """Where this app id keeps its RocksDB stores."""
+        return self.data_dir / self.app_id
+
+
+def describe_error(error: ValidationError) -> str:
+    """One line naming each bad variable and what is wrong with it."""
+    parts = []
+    for item in error.errors():
+        name = "_".join(str(p) for p in item["loc"]).upper()
+        message = str(item["msg"]).removeprefix("Value error, ")
+        parts.append(f"{name}: {message}" if name else message)
+    return "invalid setting " + "; ".join(parts)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings, or exit with one line naming the bad variable (no traceback)."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        sys.exit(f"orderstream: {describe_error(error)}")

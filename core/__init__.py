@@ -1,0 +1,1 @@
+"""The job's heart: plain functions over one batch of orders, no faust, no Kafka."""

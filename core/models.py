@@ -1,0 +1,18 @@
+"""The order record as the job sees it after parsing."""
+
+from decimal import Decimal
+from typing import NamedTuple
+
+
+class Order(NamedTuple):
+    """A valid order: money exact, time in epoch milliseconds (UTC)."""
+
+    order_number: int
+    price: Decimal
+    first_name: str
+    last_name: str
+    order_time_ms: int
+
+    @property
+    def buyer(self) -> tuple[str, str]:
+        return (self.first_name, self.last_name)

@@ -1,0 +1,1 @@
+"""Per-partition RocksDB stores, their changelogs and restore, and window arithmetic."""
