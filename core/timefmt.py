@@ -9,7 +9,8 @@ MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 
 _ISO = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})([T ])(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"
-    r"(Z|z|[+-]\d{2}:?\d{2})?$"
+    r"(Z|z|[+-]\d{2}:?\d{2})?\Z",
+    re.ASCII,
 )
 
 
@@ -46,4 +47,4 @@ def parse_time_ms(text: str) -> int:
 def format_time_ms(ms: int) -> str:
     """`2026-11-24T10:15:30.000Z` for epoch ms."""
     moment = EPOCH + timedelta(milliseconds=ms)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    return f"{moment.year:04d}-" + moment.strftime("%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
