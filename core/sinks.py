@@ -1,0 +1,60 @@
+"""Output records of the job: the print sink, the buyer-totals upsert stream, the DLQ."""
+
+import base64
+from collections.abc import Iterable
+
+import orjson
+
+from core.aggregate import Total, TotalChange
+from core.money import money_str
+from core.shuffle import buyer_key
+
+
+def print_lines(changes: Iterable[TotalChange]) -> list[str]:
+    """Flink print-sink lines: `+I[1, Ana, Ruiz]`, or `-U[old, ...]` then `+U[new, ...]`."""
+    lines = []
+    for change in changes:
+        first, last = change.buyer
+        if change.old is None:
+            lines.append(f"+I[{change.new.count}, {first}, {last}]")
+        else:
+            lines.append(f"-U[{change.old.count}, {first}, {last}]")
+            lines.append(f"+U[{change.new.count}, {first}, {last}]")
+    return lines
+
+
+def buyer_json(first_name: str, last_name: str) -> dict[str, str]:
+    """The buyer object of every message and API answer."""
+    return {"first_name": first_name, "last_name": last_name}
+
+
+def total_json(first_name: str, last_name: str, total: Total) -> dict[str, object]:
+    """A buyer total as in the API and on buyer-totals."""
+    return {
+        "buyer": buyer_json(first_name, last_name),
+        "count": total.count,
+        "total_price": money_str(total.total_price),
+    }
+
+
+def buyer_total_records(changes: Iterable[TotalChange]) -> list[tuple[bytes, bytes]]:
+    """(key, value) upserts for buyer-totals, one per changed buyer."""
+    return [
+        (buyer_key(*c.buyer), orjson.dumps(total_json(*c.buyer, c.new))) for c in changes
+    ]
+
+
+def dlq_value(error: str, topic: str, partition: int, offset: int, raw: bytes | None) -> bytes:
+    """A dead-letter record: the reason, where it came from and the original value."""
+    record: dict[str, object] = {
+        "error": error, "topic": topic, "partition": partition, "offset": offset,
+    }
+    if raw is None:
+        record["raw"] = None
+    else:
+        try:
+            record["raw"] = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            record["raw"] = base64.b64encode(raw).decode("ascii")
+            record["raw_encoding"] = "base64"
+    return orjson.dumps(record)

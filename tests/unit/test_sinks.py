@@ -1,0 +1,34 @@
+"""Print-sink lines, buyer-totals records and DLQ records."""
+
+import base64
+from decimal import Decimal
+
+import orjson
+
+from core.aggregate import Total, TotalChange
+from core.sinks import buyer_total_records, dlq_value, print_lines
+
+
+def test_print_lines_in_flinks_format():
+    changes = [
+        TotalChange(("Ana", "Ruiz"), None, Total(1, Decimal("1.00"))),
+        TotalChange(("Zoë", "Brontë"), Total(2, Decimal("3")), Total(5, Decimal("9.5"))),
+    ]
+    assert print_lines(changes) == ["+I[1, Ana, Ruiz]", "-U[2, Zoë, Brontë]", "+U[5, Zoë, Brontë]"]
+
+
+def test_buyer_totals_are_keyed_by_the_buyer_with_money_as_text():
+    [(key, value)] = buyer_total_records(
+        [TotalChange(("Ana", "Ruiz"), None, Total(3, Decimal("12345678901234567890.1")))])
+    assert key == '["Ana","Ruiz"]'.encode()
+    assert orjson.loads(value) == {"buyer": {"first_name": "Ana", "last_name": "Ruiz"},
+                                   "count": 3, "total_price": "12345678901234567890.10"}
+
+
+def test_dlq_keeps_utf8_as_text_and_other_bytes_as_base64():
+    text = orjson.loads(dlq_value("price: negative", "orders", 2, 41, '{"a": "é"}'.encode()))
+    assert text == {"error": "price: negative", "topic": "orders", "partition": 2,
+                    "offset": 41, "raw": '{"a": "é"}'}
+    binary = orjson.loads(dlq_value("value: not UTF-8", "orders", 0, 1, b"\xff\x00"))
+    assert binary["raw_encoding"] == "base64"
+    assert base64.b64decode(binary["raw"]) == b"\xff\x00"
