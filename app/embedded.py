@@ -57,14 +57,14 @@ def wait_for_port(host: str, port: int, timeout_s: float) -> None:
 def start_tansu(host: str, port: int, log_path: Path | None = None) -> subprocess.Popen[bytes]:
     """Start tansu with in-memory storage on host:port and wait until it listens."""
     url = f"tcp://{host}:{port}"
-    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
-    process = subprocess.Popen(
-        [str(tansu_path()), "broker", "--listener-url", url,
-         "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
-        stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        start_new_session=True,
-        env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
-    )
+    with open(log_path or os.devnull, "ab") as out:
+        process = subprocess.Popen(
+            [str(tansu_path()), "broker", "--listener-url", url,
+             "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+        )
     try:
         wait_for_port(host, port, timeout_s=20)
     except TimeoutError:

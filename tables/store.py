@@ -1,0 +1,104 @@
+"""One partition's RocksDB database (rocksdict), written once per batch.
+
+Keys and values are UTF-8 text (JSON values), so a batch of updates is one
+`dict[str, str | None]` (None deletes) that goes as is into the changelog.
+The store also remembers the offset of the last changelog record it reflects,
+written in the same `WriteBatch` as the updates.
+"""
+
+import shutil
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+from rocksdict import Options, Rdict, WriteBatch
+
+CHANGELOG_OFFSET_KEY = b"~changelog-offset"  # local only, never in the changelog
+Updates = Mapping[str, str | None]
+
+
+def _options() -> Options:
+    options = Options(raw_mode=True)
+    options.create_if_missing(True)
+    # Many small stores share a machine: keep each memtable small.
+    options.set_write_buffer_size(8 * 1024 * 1024)
+    options.set_max_write_buffer_number(2)
+    return options
+
+
+class PartitionStore:
+    """A RocksDB database holding one partition of one stage's state."""
+
+    def __init__(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = Rdict(str(path), _options())
+
+    @property
+    def changelog_offset(self) -> int:
+        """Offset of the last changelog record applied, -1 when none."""
+        raw = self._db.get(CHANGELOG_OFFSET_KEY)
+        return -1 if raw is None else int(raw)
+
+    def get(self, key: str) -> str | None:
+        """The value of one key."""
+        raw = self._db.get(key.encode())
+        return None if raw is None else raw.decode()
+
+    def get_many(self, keys: Sequence[str]) -> list[str | None]:
+        """Values of many keys in one RocksDB multi-get."""
+        if not keys:
+            return []
+        raws = self._db[[k.encode() for k in keys]]
+        return [None if raw is None else raw.decode() for raw in raws]
+
+    def scan(self, prefix: str) -> Iterator[tuple[str, str]]:
+        """Every key starting with `prefix`, in key order."""
+        start = prefix.encode()
+        it = self._db.iter()
+        it.seek(start)
+        while it.valid():
+            key = it.key()
+            if not key.startswith(start):
+                break
+            yield key.decode(), it.value().decode()
+            it.next()
+
+    def last_key(self, prefix: str) -> str | None:
+        """The largest key starting with `prefix`, found with one reverse seek."""
+        start = prefix.encode()
+        it = self._db.iter()
+        it.seek_for_prev(start + b"\xff")
+        if it.valid() and it.key().startswith(start):
+            return str(it.key().decode())
+        return None
+
+    def commit(self, updates: Updates, changelog_offset: int) -> None:
+        """Apply one batch of updates and the changelog offset they reflect, atomically."""
+        batch = WriteBatch(raw_mode=True)
+        for key, value in updates.items():
+            if value is None:
+                batch.delete(key.encode())
+            else:
+                batch.put(key.encode(), value.encode())
+        batch.put(CHANGELOG_OFFSET_KEY, str(changelog_offset).encode())
+        self._db.write(batch)
+
+    def close(self) -> None:
+        """Flush and close the database."""
+        self._db.close()
+
+    @staticmethod
+    def destroy(path: Path) -> None:
+        """Delete a closed store's files."""
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def read_changelog_offset(path: Path) -> int:
+    """The changelog offset a store on disk reflects, -1 when it has none; opens it briefly."""
+    if not path.exists():
+        return -1
+    store = PartitionStore(path)
+    try:
+        return store.changelog_offset
+    finally:
+        store.close()
