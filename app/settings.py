@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     api_advertised_url: str | None = None
     data_dir: Path = Path("./data")
     orders_topic: str = Field("orders", pattern=r"^[A-Za-z0-9._-]+$")
+    buyer_totals_topic: str = Field("buyer-totals", pattern=r"^[A-Za-z0-9._-]+$")
+    window_results_topic: str = Field("window-results", pattern=r"^[A-Za-z0-9._-]+$")
     topic_partitions: int = Field(4, ge=1, le=1024)
     windows: Annotated[tuple[WindowSpec, ...], NoDecode] = parse_window_specs(
         "tumble:10s,hop:1m/10s"

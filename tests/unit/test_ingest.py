@@ -13,12 +13,13 @@ def raw(number, first, last, price="1.00"):
 
 
 def test_valid_orders_go_to_the_partition_kafka_would_pick_for_the_buyer_key():
-    messages = [RawMessage("orders", 3, 10 + i, None, raw(i, f, l))
-                for i, (f, l) in enumerate([("Ana", "Ruiz"), ("Zoë", "Brontë"), ("Ana", "Ruiz")])]
+    buyers = [("Ana", "Ruiz"), ("Zoë", "Brontë"), ("Ana", "Ruiz")]
+    messages = [RawMessage("orders", 3, 10 + i, None, raw(i, first, last))
+                for i, (first, last) in enumerate(buyers)]
     result = ingest_batch(messages, partitions=4)
     assert result.valid == 3 and result.dead_letters == []
     by_partition = {p: decode_shuffle(v) for p, v in result.shuffled}
-    ana = (murmur2('["Ana","Ruiz"]'.encode()) & 0x7FFFFFFF) % 4
+    ana = (murmur2(b'["Ana","Ruiz"]') & 0x7FFFFFFF) % 4
     zoe = (murmur2('["Zoë","Brontë"]'.encode()) & 0x7FFFFFFF) % 4
     assert ana != zoe  # else this test proves less than it says
     source, orders = by_partition[ana]

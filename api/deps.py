@@ -1,0 +1,35 @@
+"""Dependencies of the routes: the worker's runtime and time parameters (ISO or epoch ms)."""
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.exceptions import RequestValidationError
+
+from app.runtime import Runtime
+from core.timefmt import MAX_MS, MIN_MS, parse_time_ms
+
+
+def get_runtime(request: Request) -> Runtime:
+    """The runtime of the worker serving this request."""
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def parse_time_param(name: str, text: str | None) -> int | None:
+    """A time query parameter as epoch ms; 422 naming the parameter when malformed."""
+    if text is None:
+        return None
+    try:
+        value = int(text) if text.lstrip("-").isdigit() else parse_time_ms(text)
+        if not MIN_MS <= value <= MAX_MS:
+            raise ValueError("out of range")
+    except ValueError as error:
+        raise RequestValidationError([{
+            "loc": ["query", name], "type": "value_error", "input": text,
+            "msg": f"{name} must be ISO-8601 UTC like 2026-11-24T10:15:30.000Z or epoch "
+                   f"milliseconds ({error})",
+        }]) from None
+    return value

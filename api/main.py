@@ -1,0 +1,26 @@
+"""The FastAPI app: routers assembled, errors always JSON."""
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from api.routes import buyers, health, metrics, windows
+from app.runtime import Runtime
+
+
+def create_api(runtime: Runtime) -> FastAPI:
+    """The API of one worker, reading that worker's runtime."""
+    api = FastAPI(
+        title="orderstream",
+        description="Live buyer totals and event-time window aggregates of the orders stream.",
+        version="0.1.0",
+    )
+    api.state.runtime = runtime
+    for module in (health, buyers, windows, metrics):
+        api.include_router(module.router)
+
+    @api.exception_handler(Exception)
+    async def internal_error(request: Request, error: Exception) -> JSONResponse:
+        return JSONResponse({"detail": f"internal error: {type(error).__name__}"},
+                            status_code=500)
+
+    return api

@@ -1,0 +1,78 @@
+"""Build the faust app from settings: `faust -A app worker` runs it."""
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import faust
+from mode import ServiceT
+
+from app.runtime import Runtime
+from app.settings import Settings, load_settings
+from app.statecheck import check_writable
+
+
+class OrderstreamApp(faust.App):
+    """A faust app whose first service is orderstream's runtime (API, stores, producer)."""
+
+    runtime: Runtime
+
+    def on_init_dependencies(self) -> Iterable[ServiceT]:
+        # The API is orderstream's own uvicorn server; faust's CLI turns its aiohttp
+        # server on (`--with-web` is its default), and this wins over that.
+        self.boot_strategy.enable_web = False
+        return [self.runtime, *super().on_init_dependencies()]
+
+    async def on_first_start(self) -> None:
+        """A clear error for an unusable DATA_DIR, before faust creates its directory in it."""
+        check_writable(self.runtime.settings.state_dir)
+        await super().on_first_start()
+
+
+def faust_settings(settings: Settings) -> dict[str, Any]:
+    """faust's own settings: tuned for a job that keeps its state outside faust Tables."""
+    return {
+        "broker": [f"kafka://{url}" for url in settings.broker_urls],
+        "datadir": str(settings.state_dir / "faust"),
+        "topic_replication_factor": 1,
+        "topic_partitions": settings.topic_partitions,
+        "table_standby_replicas": 0,
+        "consumer_auto_offset_reset": "earliest",
+        # tansu waits out these timeouts on a group's first join; faust's 60 s crawl.
+        "broker_rebalance_timeout": 3,
+        "broker_session_timeout": 10,
+        "broker_heartbeat_interval": 1,
+        "broker_commit_interval": 1.0,
+        "stream_buffer_maxsize": 8192,
+        "producer_linger": 0.005,
+    }
+
+
+def create_app(settings: Settings | None = None) -> OrderstreamApp:
+    """The app with its runtime, agents and CLI commands; nothing is started."""
+    from agents.aggregate import register_aggregate
+    from agents.datagen import register_datagen
+    from agents.ingest import register_ingest
+    from app.datagen_cli import register_datagen_command
+
+    settings = settings or load_settings()
+    app = OrderstreamApp(settings.app_id, **faust_settings(settings))
+    app.runtime = Runtime(app, settings)
+    register_ingest(app, app.runtime)
+    register_aggregate(app, app.runtime)
+    register_datagen(app, app.runtime)
+    register_datagen_command(app, settings)
+    _connect_rebalance(app)
+    # faust's worker leaves aiokafka at DEBUG: log records nobody reads cost ~10% CPU.
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    return app
+
+
+def _connect_rebalance(app: OrderstreamApp) -> None:
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        await app.runtime.on_revoked()
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        await app.runtime.on_assigned(set(assigned))

@@ -1,0 +1,30 @@
+"""Prometheus metrics of one worker (prometheus-client), served at GET /metrics."""
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics
+
+disable_created_metrics()
+
+
+class Metrics:
+    """SPEC.md's counters, plus per-partition gauges, in a registry of their own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.processed = Counter("orders_processed", "Messages read from the orders topic",
+                                 registry=r)
+        self.counted = Counter("orders_counted", "Orders applied to the aggregates", registry=r)
+        self.invalid = Counter("orders_invalid", "Messages sent to the DLQ as invalid",
+                               registry=r)
+        self.duplicate = Counter("orders_duplicate", "Exact repeats of an order already counted",
+                                 registry=r)
+        self.conflict = Counter("orders_conflict",
+                                "Orders reusing a counted order number with other content",
+                                registry=r)
+        self.late = Counter("orders_late", "Orders that missed a final window", registry=r)
+        self.watermark = Gauge("orderstream_watermark_ms",
+                               "Largest order time seen, per aggregation partition",
+                               ["partition"], registry=r)
+        self.lag = Gauge("orderstream_consumer_lag",
+                         "Messages behind the end of the topic, per partition",
+                         ["topic", "partition"], registry=r)

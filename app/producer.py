@@ -1,0 +1,44 @@
+"""The job's own Kafka producer: sinks, repartition and changelog records, awaited per batch."""
+
+import asyncio
+from collections.abc import Iterable
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.structs import RecordMetadata
+
+from tables.changelog import MAX_RECORD_BYTES
+
+Outgoing = tuple[str, bytes | None, bytes, int | None]  # topic, key, value, partition
+
+
+class Producer:
+    """Sends a batch's records and waits until the broker has them all."""
+
+    def __init__(self, bootstrap: list[str]) -> None:
+        self._bootstrap = bootstrap
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        """Connect (aiokafka needs the running loop, so not in __init__)."""
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap,
+            acks="all",
+            linger_ms=5,
+            max_request_size=MAX_RECORD_BYTES,
+            max_batch_size=1024 * 1024,
+        )
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        """Flush what is pending and disconnect."""
+        if self._producer is not None:
+            await self._producer.stop()
+
+    async def send_all(self, records: Iterable[Outgoing]) -> list[RecordMetadata]:
+        """Send every record, in order per partition; return their metadata once acknowledged."""
+        assert self._producer is not None, "Producer.start() first"
+        futures = [
+            await self._producer.send(topic, value=value, key=key, partition=partition)
+            for topic, key, value, partition in records
+        ]
+        return list(await asyncio.gather(*futures))

@@ -1,0 +1,97 @@
+"""Everything the agents and the API share inside one worker, as one mode service.
+
+It starts before faust's producer and consumer (first child of the app): the API
+answers /health from the start, topics exist and local state is checked before the
+consumer joins the group. It stops last.
+"""
+
+import asyncio
+import logging
+from typing import Any
+
+import faust
+from mode import Service
+
+from api.server import ApiServer, PortTaken
+from app.metrics import Metrics
+from app.producer import Producer
+from app.settings import Settings
+from app.statecheck import StateError, check_writable, claim, reconcile
+from app.topics import ensure_topics, topic_names
+from tables.manager import StoreManager
+
+log = logging.getLogger(__name__)
+
+
+class Runtime(Service):
+    """Settings, producer, stores, metrics and the HTTP server of one worker."""
+
+    def __init__(self, app: faust.App, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.app, self.settings = app, settings
+        self.names = topic_names(settings)
+        self.metrics = Metrics()
+        self.producer = Producer(settings.broker_urls)
+        self.aggregates = StoreManager(
+            "aggregate", settings.state_dir, self.names.aggregate_changelog,
+            settings.broker_urls, on_crash=self.fail,
+        )
+        self.status = "starting"
+        self.partitions: dict[str, int] = {}
+        from api.main import create_api  # api imports this module: import it late
+
+        self.api = ApiServer(create_api(self), settings.api_host, settings.api_port)
+
+    async def on_start(self) -> None:
+        """API first, then topics and a state check, then the producer.
+
+        What the user must fix (a taken port, an unusable DATA_DIR) stops the worker
+        with one ERROR line naming it, not a traceback.
+        """
+        try:
+            await self._start()
+        except (StateError, PortTaken) as error:
+            log.error("orderstream: %s", error)
+            raise SystemExit(1) from None
+
+    async def _start(self) -> None:
+        await self.api.start()
+        log.info("API on http://%s:%d (docs at /docs)", self.settings.api_host,
+                 self.settings.api_port)
+        check_writable(self.settings.state_dir)
+        claim(self.settings.state_dir)
+        self.partitions = await ensure_topics(self.settings)
+        await reconcile(self.settings, "aggregate", self.names.aggregate_changelog,
+                        self.partitions[self.names.aggregate_changelog])
+        await self.producer.start()
+
+    async def on_stop(self) -> None:
+        await self.aggregates.close_all()
+        await self.producer.stop()
+        await self.api.stop()
+
+    async def on_revoked(self) -> None:
+        """Eager rebalance: nothing is ours until the next assignment."""
+        self.status = "rebalancing"
+        await self.aggregates.on_revoked()
+
+    async def on_assigned(self, assigned: set[faust.types.TP]) -> None:
+        """Open and restore the aggregation stores of the new assignment."""
+        mine = {tp.partition for tp in assigned if tp.topic == self.names.by_buyer}
+        await self.aggregates.on_assigned(mine)
+        self.status = "assigned"
+
+    @property
+    def readiness(self) -> str:
+        """`ready`, or why not: `starting`, `rebalancing`, `restoring`."""
+        if self.status != "assigned":
+            return self.status
+        return "restoring" if self.aggregates.restoring else "ready"
+
+    def fail(self, error: BaseException) -> None:
+        """Stop the worker on an error it must not continue past."""
+        log.error("orderstream: %s", error)
+        asyncio.ensure_future(self.app.crash(error))
+
+
+__all__ = ["Runtime", "StateError"]

@@ -1,0 +1,101 @@
+"""At start: is local state usable against this broker? Catches a broker that lost its topics."""
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from app.settings import Settings
+from tables.changelog import end_offsets
+from tables.store import read_changelog_offset
+
+log = logging.getLogger(__name__)
+
+
+class StateError(RuntimeError):
+    """Local state cannot be used; the message says what to do."""
+
+
+def check_writable(state_dir: Path) -> None:
+    """DATA_DIR must exist or be creatable, and writable: fail before any store opens."""
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        probe = state_dir / ".write-probe"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as error:
+        raise StateError(f"DATA_DIR {state_dir.parent} is not writable: {error}") from None
+
+
+def local_offsets(stage_dir: Path) -> dict[int, int]:
+    """Changelog offset each partition store on disk reflects (only stores with data)."""
+    if not stage_dir.is_dir():
+        return {}
+    found = {}
+    for path in stage_dir.iterdir():
+        if path.name.isdigit():
+            offset = read_changelog_offset(path)
+            if offset >= 0:
+                found[int(path.name)] = offset
+    return found
+
+
+async def reconcile(settings: Settings, stage: str, changelog: str, partitions: int) -> None:
+    """Discard (embedded broker) or refuse (external broker) state the changelog lost."""
+    stage_dir = settings.state_dir / stage
+    local = local_offsets(stage_dir)
+    if not local:
+        return
+    present = [p for p in local if p < partitions]
+    ends = await end_offsets(settings.broker_urls, changelog, present) if present else {}
+    ahead = {p: o for p, o in local.items() if o >= ends.get(p, 0)}
+    if not ahead:
+        return
+    broker = ",".join(settings.broker_urls)
+    if settings.embedded_broker:
+        shutil.rmtree(stage_dir, ignore_errors=True)
+        log.warning(
+            "the broker at %s has lost changelog %s (the embedded broker keeps nothing across "
+            "restarts) while %s held state up to offset %d: removed %s and starting clean",
+            broker, changelog, settings.data_dir, max(ahead.values()), stage_dir,
+        )
+        return
+    raise StateError(
+        f"changelog topic {changelog} on {broker} is missing records that the state in "
+        f"{settings.state_dir} reflects (partitions {sorted(ahead)}); refusing to start on "
+        f"inconsistent state. To start over from the orders topic: stop every worker, run "
+        f"`rm -rf {stage_dir}` and reset the group "
+        f"(`kafka-consumer-groups.sh --bootstrap-server {broker} --group {settings.app_id} "
+        f"--reset-offsets --to-earliest --all-topics --execute`)"
+    )
+
+
+def owner_pid_file(state_dir: Path) -> Path:
+    """File holding the pid of the worker using a state dir."""
+    return state_dir / "worker.pid"
+
+
+def claim(state_dir: Path) -> None:
+    """Refuse a DATA_DIR that another live worker uses (RocksDB would fail with a lock error)."""
+    pid_file = owner_pid_file(state_dir)
+    if pid_file.exists():
+        try:
+            pid = int(pid_file.read_text().strip() or 0)
+        except ValueError:
+            pid = 0
+        if pid and pid != os.getpid() and _alive(pid):
+            raise StateError(
+                f"DATA_DIR {state_dir.parent} is in use by worker pid {pid}: give each worker "
+                f"its own DATA_DIR"
+            )
+    pid_file.write_text(str(os.getpid()))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,75 @@
+"""The topics orderstream reads and writes, and creating the missing ones at start."""
+
+import logging
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TopicNames:
+    """Every topic name, derived from settings once."""
+
+    orders: str
+    dlq: str
+    late: str
+    buyer_totals: str
+    window_results: str
+    by_buyer: str  # repartition: accepted orders grouped by buyer
+    aggregate_changelog: str  # changelog of the aggregation stores
+
+
+def topic_names(settings: Settings) -> TopicNames:
+    """Names of SPEC.md's topics and the internal ones, prefixed by APP_ID."""
+    prefix = settings.app_id
+    return TopicNames(
+        orders=settings.orders_topic,
+        dlq=settings.dlq_topic,
+        late=settings.late_topic,
+        buyer_totals=settings.buyer_totals_topic,
+        window_results=settings.window_results_topic,
+        by_buyer=f"{prefix}-orders-by-buyer",
+        aggregate_changelog=f"{prefix}-aggregate-changelog",
+    )
+
+
+async def existing_topics(settings: Settings) -> dict[str, int]:
+    """Partition count of every topic the broker has."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker_urls, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        metadata = await admin._client.fetch_all_metadata()  # noqa: SLF001
+        return {t: len(metadata.partitions_for_topic(t) or ()) for t in metadata.topics()}
+    finally:
+        await admin.close()
+
+
+async def ensure_topics(settings: Settings) -> dict[str, int]:
+    """Create missing topics with TOPIC_PARTITIONS partitions; return every topic's count.
+
+    An existing orders topic keeps its own partition count (SPEC.md).
+    """
+    names = topic_names(settings)
+    wanted = [names.orders, names.dlq, names.late, names.buyer_totals, names.window_results,
+              names.by_buyer, names.aggregate_changelog]
+    existing = await existing_topics(settings)
+    missing = [t for t in wanted if t not in existing]
+    if missing:
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=settings.broker_urls, request_timeout_ms=10_000
+        )
+        await admin.start()
+        try:
+            await admin.create_topics(
+                [NewTopic(t, settings.topic_partitions, 1) for t in missing]
+            )
+        finally:
+            await admin.close()
+        log.info("created topics %s with %d partitions", ", ".join(missing),
+                 settings.topic_partitions)
+        existing = await existing_topics(settings)
+    return {t: existing[t] for t in wanted}

@@ -1,0 +1,167 @@
+"""Real worker processes (`faust -A app worker`) against the session's broker."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from app.embedded import free_port
+from app.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+FAUST = Path(sys.executable).parent / "faust"
+
+
+class Worker:
+    """One `faust -A app worker` subprocess with its own API port and DATA_DIR."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.port = int(env["API_PORT"])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> "Worker":
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [str(FAUST), "-A", "app", "worker", "-l", "info"], cwd=REPO, env=self.env,
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        return self
+
+    def wait_ready(self, timeout_s: float = 90) -> None:
+        """Hang guard only: poll /ready until 200."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert self.process is not None and self.process.poll() is None, self.log()[-3000:]
+            try:
+                if httpx.get(f"{self.url}/ready", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"worker not ready after {timeout_s}s:\n{self.log()[-3000:]}")
+
+    def get(self, path: str, **params: object) -> httpx.Response:
+        return httpx.get(f"{self.url}{path}", params=params, timeout=10)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 30) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, sig)
+            try:
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        return self.process.returncode
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def worker_env(broker: str, tmp_path: Path) -> dict[str, str]:
+    """Environment of a worker with its own app id (consumer group, internal topics)."""
+    suffix = uuid.uuid4().hex[:8]
+    ours = {name.upper() for name in Settings.model_fields}
+    return {
+        **{k: v for k, v in os.environ.items() if k not in ours},
+        "KAFKA_BROKER": broker,
+        "EMBEDDED_BROKER": "1",
+        "APP_ID": f"it-{suffix}",
+        "ORDERS_TOPIC": f"orders-{suffix}",
+        "BUYER_TOTALS_TOPIC": f"buyer-totals-{suffix}",
+        "WINDOW_RESULTS_TOPIC": f"window-results-{suffix}",
+        "DATA_DIR": str(tmp_path / "data"),
+        "API_PORT": str(free_port()),
+        "PRINT_SINK": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+@pytest.fixture
+def make_worker(tmp_path: Path) -> Iterator[Callable[..., Worker]]:
+    """Start workers; every one still running is stopped at the end of the test."""
+    started: list[Worker] = []
+
+    def make(env: dict[str, str], name: str = "worker") -> Worker:
+        worker = Worker(env, tmp_path / f"{name}-{len(started)}.log").start()
+        started.append(worker)
+        return worker
+
+    yield make
+    for worker in started:
+        worker.stop(signal.SIGKILL)
+
+
+def produce(broker: str, topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
+    """Send (key, value) records in order and wait for all of them."""
+    async def run() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=broker, linger_ms=5)
+        await producer.start()
+        try:
+            futures = [await producer.send(topic, value, key=key) for key, value in records]
+            await asyncio.gather(*futures)
+        finally:
+            await producer.stop()
+    asyncio.run(run())
+
+
+def consume_all(broker: str, topic: str, timeout_s: float = 10) -> list[tuple[bytes | None, bytes]]:
+    """Every record of a topic, read from the start to its end, partition by partition."""
+    async def run() -> list[tuple[bytes | None, bytes]]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=broker, group_id=None,
+                                    enable_auto_commit=False, auto_offset_reset="earliest")
+        await consumer.start()
+        try:
+            partitions = consumer.partitions_for_topic(topic) or set()
+            if not partitions:
+                await consumer._client.force_metadata_update()  # noqa: SLF001
+                partitions = consumer.partitions_for_topic(topic) or set()
+            tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            ends = await consumer.end_offsets(tps)
+            out: list[tuple[bytes | None, bytes]] = []
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                done = [await consumer.position(tp) >= ends[tp] for tp in tps]
+                if all(done):
+                    break
+                batch = await consumer.getmany(timeout_ms=200)
+                for records in batch.values():
+                    out.extend((r.key, r.value) for r in records)
+            return out
+        finally:
+            await consumer.stop()
+    return asyncio.run(run())
+
+
+def wait_for(check: Callable[[], bool], timeout_s: float = 60, what: str = "condition") -> None:
+    """Hang guard: poll `check` until true."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def metric(worker: Worker, name: str) -> float:
+    """One unlabelled sample of the worker's /metrics."""
+    for line in worker.get("/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")

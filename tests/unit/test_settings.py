@@ -1,0 +1,60 @@
+"""Settings: defaults, durations, and one line naming a bad variable."""
+
+import subprocess
+import sys
+
+import pytest
+from pydantic import ValidationError
+
+from app.settings import Settings, describe_error
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch, tmp_path):
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.chdir(tmp_path)  # no stray .env
+
+
+def test_defaults_run_without_configuration():
+    s = Settings()
+    assert s.broker_urls == ["127.0.0.1:9092"]
+    assert [w.name for w in s.windows] == ["tumble_10s", "hop_1m_10s"]
+    assert (s.allowed_lateness, s.idle_timeout) == (5_000, 30_000)
+    assert (s.dedup_horizon, s.window_retention) == (604_800_000, 3_600_000)
+    assert s.advertised_url == "http://127.0.0.1:8000"
+    assert (s.dlq_topic, s.late_topic) == ("orders-dlq", "orders-late")
+
+
+def test_environment_and_dotenv(monkeypatch, tmp_path):
+    (tmp_path / ".env").write_text("ALLOWED_LATENESS=500ms\nAPP_ID=fromdotenv\n")
+    monkeypatch.setenv("KAFKA_BROKER", "kafka://a:9092;b:9093")
+    s = Settings()
+    assert s.broker_urls == ["a:9092", "b:9093"]
+    assert (s.allowed_lateness, s.app_id) == (500, "fromdotenv")
+
+
+@pytest.mark.parametrize(("name", "value", "expected"), [
+    ("WINDOWS", "hop:1m/7s", "invalid setting WINDOWS: 'hop:1m/7s': size must be a multiple"),
+    ("DEDUP_HORIZON", "1h", "invalid setting DEDUP_HORIZON: must be at least 24h"),
+    ("ALLOWED_LATENESS", "5 minutes", "invalid setting ALLOWED_LATENESS: '5 minutes' is not a"),
+    ("API_PORT", "eighty", "invalid setting API_PORT: Input should be a valid integer"),
+    ("TOPIC_PARTITIONS", "0", "invalid setting TOPIC_PARTITIONS: Input should be greater"),
+    ("WINDOW_RETENTION", "10s", "invalid setting WINDOW_RETENTION: must be at least the largest"),
+])
+def test_a_bad_value_names_the_variable(monkeypatch, name, value, expected):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError) as error:
+        Settings()
+    assert describe_error(error.value).startswith(expected)
+
+
+def test_the_worker_exits_with_one_line_and_no_traceback(tmp_path):
+    env = {"PATH": "", "WINDOWS": "tumble:ten"}
+    result = subprocess.run([sys.executable, "-c", "import app; app.app"], env=env,
+                            cwd=sys.path[0] or ".", capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "orderstream: invalid setting WINDOWS: 'ten' is not a duration like 500ms, 10s, 5m, "
+        "1h or 7d"
+    ]
