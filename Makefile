@@ -20,6 +20,10 @@ run: $(VENV)/.installed-embedded
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# N=<orders> (default 100000); BENCH_ARGS="--runs 3" for medians.
+bench: $(VENV)/.installed-test
+	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
+
 lint: $(VENV)/.installed-test
 	$(BIN)/pip install -q ruff
 	$(BIN)/ruff check .
