@@ -1,8 +1,11 @@
-"""The aggregate agent: orders grouped by buyer in, RocksDB state, buyer-totals and print out.
+"""The aggregate agent: orders grouped by buyer in; RocksDB state, buyer-totals, the print
+sink, window-results and orders-late out.
 
-Per partition and batch: skip orders already applied (by source offset), fold the
-rest into totals and window rows, send the changelog record and the buyer-totals
-upserts, and only once the broker has them, print and commit the store.
+Per partition and batch: skip orders already applied (by source offset), fold the rest
+against the partition's watermark, send the changelog record and every output, and only
+once the broker has them, print and commit the store. Then close the windows the
+committed watermark passed: publish them to window-results and commit that too. The
+batch is acked last.
 """
 
 import sys
@@ -12,10 +15,14 @@ from typing import Any
 import faust
 
 from app.runtime import Runtime
-from core.aggregate import apply_batch
-from core.shuffle import decode_shuffle
+from core.aggregate import NO_WATERMARK, BatchResult, Item
+from core.aggregation import AggregateConfig, apply_batch, close_windows
+from core.late import late_value
+from core.models import Tick
+from core.shuffle import decode_item
 from core.sinks import buyer_total_records, print_lines
 from tables.changelog import encode_updates
+from tables.store import PartitionStore
 
 BATCH_WAIT_S = 0.02
 MAX_RECORDS_PER_BATCH = 32
@@ -29,34 +36,71 @@ def register_aggregate(app: faust.App, runtime: Runtime) -> None:
     @app.agent(topic, name="aggregate")
     async def aggregate(stream: faust.StreamT[Any]) -> None:
         async for events in stream.noack_take(MAX_RECORDS_PER_BATCH, within=BATCH_WAIT_S):
-            by_partition: dict[int, list[bytes]] = defaultdict(list)
+            by_partition: dict[int, list[Item]] = defaultdict(list)
             for event in events:
-                by_partition[event.message.partition].append(event.message.value)
-            for partition, values in by_partition.items():
-                await apply_partition(runtime, partition, values)
+                by_partition[event.message.partition].append(decode_item(event.message.value))
+            if any(not isinstance(i, Tick) for items in by_partition.values() for i in items):
+                runtime.idle.heard()
+            try:
+                for partition, items in by_partition.items():
+                    await apply_partition(runtime, partition, items)
+            except Exception as error:  # noqa: BLE001 - unacked, the batch is redone on restart
+                runtime.fail(error)
+                return
             for event in events:
                 await stream.ack(event)
 
 
-async def apply_partition(runtime: Runtime, partition: int, values: list[bytes]) -> None:
+def aggregate_config(runtime: Runtime) -> AggregateConfig:
+    settings = runtime.settings
+    return AggregateConfig(settings.windows, settings.allowed_lateness, settings.window_retention)
+
+
+async def apply_partition(runtime: Runtime, partition: int, items: list[Item]) -> None:
     """Apply one partition's repartition records to its store, exactly once per order."""
-    names, settings = runtime.names, runtime.settings
+    config = aggregate_config(runtime)
     async with runtime.aggregates.holding(partition) as store:
         if store is None:  # revoked meanwhile: the new owner applies these
             return
-        result = apply_batch([decode_shuffle(v) for v in values], settings.windows,
-                             store.get_many)
-        if not result.counted:
-            return
-        sent = await runtime.producer.send_all(
-            [(names.aggregate_changelog, None, encode_updates(result.updates), partition)]
-            + [(names.buyer_totals, key, value, None)
-               for key, value in buyer_total_records(result.total_changes)]
-        )
-        if settings.print_sink:  # before the commit: a crash here repeats lines, never loses them
-            _print("\n".join(print_lines(result.total_changes)) + "\n")
-        store.commit(result.updates, changelog_offset=sent[0].offset)
-    runtime.metrics.counted.inc(result.counted)
+        result = apply_batch(items, config, store.get_many)
+        if result.changed:
+            await _commit(runtime, partition, store, result)
+            if runtime.settings.print_sink and result.total_changes:
+                _print("\n".join(print_lines(result.total_changes)) + "\n")
+            _count(runtime, partition, result)
+        closing = close_windows(config, store.get_many, store.scan)
+        if closing.changed:
+            await _commit(runtime, partition, store, closing)
+
+
+async def _commit(runtime: Runtime, partition: int, store: PartitionStore,
+                  result: BatchResult) -> None:
+    """Send the changelog record and the outputs; once the broker has them, commit."""
+    sent = await runtime.producer.send_all(
+        [(runtime.names.aggregate_changelog, None, encode_updates(result.updates), partition)]
+        + _outputs(runtime, result))
+    store.commit(result.updates, changelog_offset=sent[0].offset)
+
+
+def _outputs(runtime: Runtime, result: BatchResult) -> list[tuple[str, bytes | None, bytes,
+                                                                 int | None]]:
+    names, settings = runtime.names, runtime.settings
+    late = [(names.late, item.key, late_value(
+        item.order, f"late: {len(item.missed)} of its windows were final before it arrived",
+        settings.windows, settings.allowed_lateness, missed=item.missed), None)
+        for item in result.late]
+    return ([(names.buyer_totals, key, value, None)
+             for key, value in buyer_total_records(result.total_changes)]
+            + [(names.window_results, key, value, None) for key, value in result.finals]
+            + late)
+
+
+def _count(runtime: Runtime, partition: int, result: BatchResult) -> None:
+    metrics = runtime.metrics
+    metrics.counted.inc(result.counted)
+    metrics.late.inc(len(result.late))
+    if result.watermark_ms != NO_WATERMARK:
+        metrics.watermark.labels(str(partition)).set(result.watermark_ms)
 
 
 def _print(text: str) -> None:

@@ -1,50 +1,92 @@
-"""The ingest agent: orders in, invalid ones to the DLQ, valid ones shuffled by buyer."""
+"""The ingest agent: orders (and copies rekeyed by order number) in; invalid ones and
+conflicts to the DLQ, orders too old to check to orders-late, the rest deduplicated in
+the partition's RocksDB store and shuffled by buyer.
 
+Per partition and batch: skip offsets already applied, decide, send everything the batch
+produces together with its changelog record, and only once the broker has it all, commit
+the store and ack the batch.
+"""
+
+from collections import defaultdict
 from typing import Any
 
 import faust
 
 from app.runtime import Runtime
-from core.ingest import RawMessage, ingest_batch
+from core.ingest import IngestConfig, IngestResult, RawMessage, ingest_partition
+from tables.changelog import encode_updates
 
 BATCH_WAIT_S = 0.05
 
 
 def register_ingest(app: faust.App, runtime: Runtime) -> None:
-    """Declare the agent on ORDERS_TOPIC."""
-    topic = app.topic(runtime.names.orders, key_type=bytes, value_type=bytes,
+    """Declare the agent on ORDERS_TOPIC and the rekey topic (co-partitioned)."""
+    names = runtime.names
+    topic = app.topic(names.orders, names.rekey, key_type=bytes, value_type=bytes,
                       key_serializer="raw", value_serializer="raw")
-    settings, names, metrics = runtime.settings, runtime.names, runtime.metrics
 
     @app.agent(topic, name="ingest")
     async def ingest(stream: faust.StreamT[Any]) -> None:
-        # Manual acks: a batch is acked only once everything it produced is on the broker.
-        async for events in stream.noack_take(settings.batch_max_orders, within=BATCH_WAIT_S):
-            messages = [_raw(event.message) for event in events]
-            result = ingest_batch(messages, runtime.partitions[names.by_buyer])
-            await runtime.producer.send_all(
-                [(names.dlq, key, value, None) for key, value in result.dead_letters]
-                + [(names.by_buyer, None, value, p) for p, value in result.shuffled]
-            )
-            metrics.processed.inc(len(messages))
-            metrics.invalid.inc(len(result.dead_letters))
+        # Manual acks: a batch is acked only once its state and outputs are durable.
+        async for events in stream.noack_take(runtime.settings.batch_max_orders,
+                                              within=BATCH_WAIT_S):
+            by_partition: dict[int, list[RawMessage]] = defaultdict(list)
+            for event in events:
+                m = event.message
+                by_partition[m.partition].append(
+                    RawMessage(m.topic, m.partition, m.offset, m.key, m.value))
+            try:
+                for partition, messages in by_partition.items():
+                    await ingest_one(runtime, partition, messages)
+            except Exception as error:  # noqa: BLE001 - unacked, the batch is redone on restart
+                runtime.fail(error)
+                return
             for event in events:
                 await stream.ack(event)
-            _report_lag(app, runtime, messages)
 
 
-def _raw(message: Any) -> RawMessage:
-    return RawMessage(message.topic, message.partition, message.offset, message.key,
-                      message.value)
+def ingest_config(runtime: Runtime) -> IngestConfig:
+    """The ingest step's view of settings and topics."""
+    names, settings = runtime.names, runtime.settings
+    return IngestConfig(
+        orders_topic=names.orders, rekey_topic=names.rekey,
+        orders_partitions=runtime.partitions[names.orders],
+        buyer_partitions=runtime.partitions[names.by_buyer],
+        horizon_ms=settings.dedup_horizon, windows=settings.windows,
+        allowed_lateness_ms=settings.allowed_lateness,
+    )
 
 
-def _report_lag(app: faust.App, runtime: Runtime, messages: list[RawMessage]) -> None:
-    last: dict[int, int] = {}
-    for message in messages:
-        last[message.partition] = message.offset
-    for partition, offset in last.items():
-        tp = faust.types.TP(runtime.names.orders, partition)
-        highwater = app.consumer.highwater(tp)
-        if highwater is not None:
-            runtime.metrics.lag.labels(runtime.names.orders, str(partition)).set(
-                max(highwater - offset - 1, 0))
+async def ingest_one(runtime: Runtime, partition: int, messages: list[RawMessage]) -> None:
+    """Apply one partition's messages to its dedup store and send what they produce."""
+    async with runtime.dedup.holding(partition) as store:
+        if store is None:  # revoked meanwhile: the new owner processes these
+            return
+        result = ingest_partition(messages, ingest_config(runtime), store.get_many, store.scan)
+        _count(runtime, result)
+        if not result.updates:
+            return
+        sent = await runtime.producer.send_all(
+            [(runtime.names.dedup_changelog, None, encode_updates(result.updates), partition)]
+            + _outputs(runtime, result))
+        store.commit(result.updates, changelog_offset=sent[0].offset)
+
+
+def _outputs(runtime: Runtime, result: IngestResult) -> list[tuple[str, bytes | None, bytes,
+                                                                  int | None]]:
+    names = runtime.names
+    return (
+        [(names.dlq, key, value, None) for key, value in result.dead_letters]
+        + [(names.late, key, value, None) for key, value in result.late]
+        + [(names.rekey, key, value, p) for p, key, value in result.rekeyed]
+        + [(names.by_buyer, None, value, p) for p, value in result.shuffled]
+    )
+
+
+def _count(runtime: Runtime, result: IngestResult) -> None:
+    metrics = runtime.metrics
+    metrics.processed.inc(result.read)
+    metrics.invalid.inc(result.invalid)
+    metrics.duplicate.inc(result.duplicates)
+    metrics.conflict.inc(result.conflicts)
+    metrics.late.inc(result.too_old)

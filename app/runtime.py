@@ -18,6 +18,9 @@ from app.producer import Producer
 from app.settings import Settings
 from app.statecheck import StateError, check_writable, claim, reconcile
 from app.topics import ensure_topics, topic_names
+from core.aggregate import read_watermark
+from core.shuffle import encode_tick
+from tables.idle import IdleClock
 from tables.manager import StoreManager
 
 log = logging.getLogger(__name__)
@@ -32,10 +35,15 @@ class Runtime(Service):
         self.names = topic_names(settings)
         self.metrics = Metrics()
         self.producer = Producer(settings.broker_urls)
+        self.dedup = StoreManager(
+            "dedup", settings.state_dir, self.names.dedup_changelog,
+            settings.broker_urls, on_crash=self.fail,
+        )
         self.aggregates = StoreManager(
             "aggregate", settings.state_dir, self.names.aggregate_changelog,
             settings.broker_urls, on_crash=self.fail,
         )
+        self.idle = IdleClock(settings.idle_timeout)
         self.status = "starting"
         self.partitions: dict[str, int] = {}
         from api.main import create_api  # api imports this module: import it late
@@ -61,11 +69,14 @@ class Runtime(Service):
         check_writable(self.settings.state_dir)
         claim(self.settings.state_dir)
         self.partitions = await ensure_topics(self.settings)
-        await reconcile(self.settings, "aggregate", self.names.aggregate_changelog,
-                        self.partitions[self.names.aggregate_changelog])
+        await reconcile(self.settings, {
+            stage: (changelog, self.partitions[changelog])
+            for stage, changelog in (("dedup", self.names.dedup_changelog),
+                                     ("aggregate", self.names.aggregate_changelog))})
         await self.producer.start()
 
     async def on_stop(self) -> None:
+        await self.dedup.close_all()
         await self.aggregates.close_all()
         await self.producer.stop()
         await self.api.stop()
@@ -73,12 +84,16 @@ class Runtime(Service):
     async def on_revoked(self) -> None:
         """Eager rebalance: nothing is ours until the next assignment."""
         self.status = "rebalancing"
+        await self.dedup.on_revoked()
         await self.aggregates.on_revoked()
 
     async def on_assigned(self, assigned: set[faust.types.TP]) -> None:
-        """Open and restore the aggregation stores of the new assignment."""
-        mine = {tp.partition for tp in assigned if tp.topic == self.names.by_buyer}
-        await self.aggregates.on_assigned(mine)
+        """Open and restore the stores of the new assignment."""
+        ingest_topics = (self.names.orders, self.names.rekey)
+        await self.dedup.on_assigned({tp.partition for tp in assigned
+                                      if tp.topic in ingest_topics})
+        await self.aggregates.on_assigned({tp.partition for tp in assigned
+                                           if tp.topic == self.names.by_buyer})
         self.status = "assigned"
 
     @property
@@ -86,7 +101,25 @@ class Runtime(Service):
         """`ready`, or why not: `starting`, `rebalancing`, `restoring`."""
         if self.status != "assigned":
             return self.status
-        return "restoring" if self.aggregates.restoring else "ready"
+        restoring = self.dedup.restoring or self.aggregates.restoring
+        return "restoring" if restoring else "ready"
+
+    def watermarks(self) -> dict[int, int]:
+        """Watermark of each restored aggregation partition of this worker."""
+        return {p: read_watermark(store.get_many)
+                for p, store in self.aggregates.read_only_view().items()}
+
+    @Service.task
+    async def _idle_rule(self) -> None:
+        """Tick silent partitions up to the largest watermark (tables.idle)."""
+        while not self.should_stop:
+            await self.sleep(0.5)
+            if self.readiness != "ready":
+                continue
+            due = self.idle.due_ticks(self.watermarks())
+            if due:
+                await self.producer.send_all(
+                    [(self.names.by_buyer, None, encode_tick(wm), p) for p, wm in due.items()])
 
     def fail(self, error: BaseException) -> None:
         """Stop the worker on an error it must not continue past."""

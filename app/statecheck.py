@@ -40,33 +40,43 @@ def local_offsets(stage_dir: Path) -> dict[int, int]:
     return found
 
 
-async def reconcile(settings: Settings, stage: str, changelog: str, partitions: int) -> None:
-    """Discard (embedded broker) or refuse (external broker) state the changelog lost."""
-    stage_dir = settings.state_dir / stage
-    local = local_offsets(stage_dir)
-    if not local:
-        return
+async def _ahead(settings: Settings, stage: str, changelog: str,
+                 partitions: int) -> dict[int, int]:
+    """Partitions of a stage whose store reflects changelog records the broker lacks."""
+    local = local_offsets(settings.state_dir / stage)
     present = [p for p in local if p < partitions]
     ends = await end_offsets(settings.broker_urls, changelog, present) if present else {}
-    ahead = {p: o for p, o in local.items() if o >= ends.get(p, 0)}
-    if not ahead:
+    return {p: o for p, o in local.items() if o >= ends.get(p, 0)}
+
+
+async def reconcile(settings: Settings, stages: dict[str, tuple[str, int]]) -> None:
+    """Discard (embedded broker) or refuse (external broker) state the changelogs lost.
+
+    `stages` maps a stage's directory to its changelog topic and partition count.
+    """
+    lost = {stage: (changelog, ahead) for stage, (changelog, partitions) in stages.items()
+            if (ahead := await _ahead(settings, stage, changelog, partitions))}
+    if not lost:
         return
     broker = ",".join(settings.broker_urls)
+    topics = ", ".join(changelog for changelog, _ in lost.values())
+    dirs = " ".join(str(settings.state_dir / stage) for stage in lost)
     if settings.embedded_broker:
-        shutil.rmtree(stage_dir, ignore_errors=True)
+        for stage in lost:
+            shutil.rmtree(settings.state_dir / stage, ignore_errors=True)
         log.warning(
             "the broker at %s has lost changelog %s (the embedded broker keeps nothing across "
-            "restarts) while %s held state up to offset %d: removed %s and starting clean",
-            broker, changelog, settings.data_dir, max(ahead.values()), stage_dir,
+            "restarts) while %s held state built from it: removed %s and starting clean",
+            broker, topics, settings.data_dir, dirs,
         )
         return
+    noun = "changelog topics" if len(lost) > 1 else "changelog topic"
     raise StateError(
-        f"changelog topic {changelog} on {broker} is missing records that the state in "
-        f"{settings.state_dir} reflects (partitions {sorted(ahead)}); refusing to start on "
-        f"inconsistent state. To start over from the orders topic: stop every worker, run "
-        f"`rm -rf {stage_dir}` and reset the group "
-        f"(`kafka-consumer-groups.sh --bootstrap-server {broker} --group {settings.app_id} "
-        f"--reset-offsets --to-earliest --all-topics --execute`)"
+        f"{noun} {topics} on {broker} lack records that the state in "
+        f"{settings.state_dir} reflects; refusing to start on inconsistent state. To start "
+        f"over from the orders topic: stop every worker, run `rm -rf {dirs}` and reset the "
+        f"group (`kafka-consumer-groups.sh --bootstrap-server {broker} --group "
+        f"{settings.app_id} --reset-offsets --to-earliest --all-topics --execute`)"
     )
 
 

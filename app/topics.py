@@ -19,6 +19,8 @@ class TopicNames:
     late: str
     buyer_totals: str
     window_results: str
+    rekey: str  # repartition: orders to the partition owning their order number
+    dedup_changelog: str  # changelog of the dedup stores (partitioned like the orders topic)
     by_buyer: str  # repartition: accepted orders grouped by buyer
     aggregate_changelog: str  # changelog of the aggregation stores
 
@@ -32,6 +34,8 @@ def topic_names(settings: Settings) -> TopicNames:
         late=settings.late_topic,
         buyer_totals=settings.buyer_totals_topic,
         window_results=settings.window_results_topic,
+        rekey=f"{prefix}-orders-by-number",
+        dedup_changelog=f"{prefix}-dedup-changelog",
         by_buyer=f"{prefix}-orders-by-buyer",
         aggregate_changelog=f"{prefix}-aggregate-changelog",
     )
@@ -54,22 +58,30 @@ async def ensure_topics(settings: Settings) -> dict[str, int]:
     An existing orders topic keeps its own partition count (SPEC.md).
     """
     names = topic_names(settings)
-    wanted = [names.orders, names.dlq, names.late, names.buyer_totals, names.window_results,
-              names.by_buyer, names.aggregate_changelog]
     existing = await existing_topics(settings)
-    missing = [t for t in wanted if t not in existing]
-    if missing:
-        admin = AIOKafkaAdminClient(
-            bootstrap_servers=settings.broker_urls, request_timeout_ms=10_000
-        )
-        await admin.start()
-        try:
-            await admin.create_topics(
-                [NewTopic(t, settings.topic_partitions, 1) for t in missing]
-            )
-        finally:
-            await admin.close()
-        log.info("created topics %s with %d partitions", ", ".join(missing),
-                 settings.topic_partitions)
-        existing = await existing_topics(settings)
-    return {t: existing[t] for t in wanted}
+    await _create(settings, existing, [names.orders, names.dlq, names.late, names.buyer_totals,
+                                       names.window_results, names.by_buyer,
+                                       names.aggregate_changelog], settings.topic_partitions)
+    existing = await existing_topics(settings)
+    # The rekey topic and the dedup changelog are co-partitioned with the orders topic,
+    # whatever its count: faust then assigns partition p of all three to one worker.
+    await _create(settings, existing, [names.rekey, names.dedup_changelog],
+                  existing[names.orders])
+    existing = await existing_topics(settings)
+    return {t: existing[t] for t in (
+        names.orders, names.dlq, names.late, names.buyer_totals, names.window_results,
+        names.rekey, names.dedup_changelog, names.by_buyer, names.aggregate_changelog)}
+
+
+async def _create(settings: Settings, existing: dict[str, int], topics: list[str],
+                  partitions: int) -> None:
+    missing = [t for t in topics if t not in existing]
+    if not missing:
+        return
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker_urls, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(t, partitions, 1) for t in missing])
+    finally:
+        await admin.close()
+    log.info("created topics %s with %d partitions", ", ".join(missing), partitions)

@@ -1,27 +1,36 @@
-"""Buyer totals and window aggregates over one batch: read current values, return updates.
+"""Buyer totals and window aggregates over one partition's batch, in event time.
 
 State is text in a key-value store (tables.store), fixed-size per key:
 - `t|<buyer json>`                   -> `[count, "sum"]`
 - `w|<window>|<start>|<buyer json>`  -> `[count, "sum", "min", "max"]`
-- `s|<source topic:partition>`       -> the last source offset applied
-The batch is first folded in memory (one entry per touched key), then merged with
-the stored values in one multi-get: the store is read and written once per batch.
+- `s|<source topic:partition>`       -> the last source offset applied (core.sources)
+- `m|watermark`                      -> the largest order time applied (or ticked to)
+- `f|<window>` / `r|<window>`        -> the last window start published as final / deleted
+A batch's new orders are applied in event-time order (as Kafka Streams picks the input
+record with the smallest timestamp), each late for the windows already final at the
+watermark it meets (SPEC.md, Event time), each then moving the watermark; ticks apply
+after them. The batch is folded in memory and merged with the stored values in one
+multi-get. Closing windows (core.closing) works on committed state only.
 """
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 
 import orjson
 
-from core.models import Order
+from core.models import Order, Tick
 from core.money import MONEY_CONTEXT
 from core.shuffle import Positioned
+from core.sources import applied_offsets, source_key
 from tables.windows import WindowSpec, window_starts_ms
 
 Buyer = tuple[str, str]
 ReadMany = Callable[[Sequence[str]], list[str | None]]
+ScanFrom = Callable[[str, str], Iterator[tuple[str, str]]]  # (prefix, start key)
 START_BIAS_MS = 100_000_000_000_000  # makes every start from year 1 on a positive 15-digit number
+WATERMARK_KEY = "m|watermark"
+NO_WATERMARK = -(2**63)
 
 
 def total_key(buyer: Buyer) -> str:
@@ -34,9 +43,14 @@ def window_prefix(name: str) -> str:
     return f"w|{name}|"
 
 
+def start_prefix(name: str, start_ms: int) -> str:
+    """Store key prefix of every row of one window start."""
+    return f"w|{name}|{start_ms + START_BIAS_MS:016d}|"
+
+
 def window_key(name: str, start_ms: int, buyer: Buyer) -> str:
     """Store key of one window row; keys of a window sort by start."""
-    return f"w|{name}|{start_ms + START_BIAS_MS:016d}|" + orjson.dumps(buyer).decode()
+    return start_prefix(name, start_ms) + orjson.dumps(buyer).decode()
 
 
 def parse_window_key(key: str) -> tuple[str, int, Buyer]:
@@ -44,11 +58,6 @@ def parse_window_key(key: str) -> tuple[str, int, Buyer]:
     _, name, start, buyer = key.split("|", 3)
     first, last = orjson.loads(buyer)
     return name, int(start) - START_BIAS_MS, (first, last)
-
-
-def source_key(source: str) -> str:
-    """Store key of the last offset applied from one source stream."""
-    return "s|" + source
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,57 +77,99 @@ class TotalChange:
     new: Total
 
 
+@dataclass(frozen=True, slots=True)
+class LateOrder:
+    """An order that met windows already final, and which."""
+
+    order: Order
+    key: bytes | None
+    missed: list[tuple[WindowSpec, int]]
+
+
 @dataclass(slots=True)
 class BatchResult:
-    """What applying one batch changes: store updates and the buyer totals that moved."""
+    """What applying one batch changes, and what it sends."""
 
     updates: dict[str, str | None] = field(default_factory=dict)
     total_changes: list[TotalChange] = field(default_factory=list)
+    late: list[LateOrder] = field(default_factory=list)
+    finals: list[tuple[bytes, bytes]] = field(default_factory=list)  # window-results records
+    counted: int = 0
+    watermark_ms: int = NO_WATERMARK
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.updates)
+
+
+Item = tuple[str, list[Positioned]] | Tick
+
+
+def select_new(items: Sequence[Item], read: ReadMany) -> tuple[list[Order | Tick], list,  # type: ignore[type-arg]
+                                                                   dict[str, str | None]]:
+    """Orders beyond what was applied from their source (and ticks), in log order."""
+    applied = applied_offsets([i[0] for i in items if not isinstance(i, Tick)], read)
+    fresh: list[Order | Tick] = []
+    keys: list[bytes | None] = []
+    for item in items:
+        if isinstance(item, Tick):
+            fresh.append(item)
+            keys.append(None)
+            continue
+        source, orders = item
+        for offset, order, key in orders:
+            if offset > applied[source]:
+                applied[source] = offset
+                fresh.append(order)
+                keys.append(key)
+    return fresh, keys, {source_key(s): str(o) for s, o in applied.items()}
+
+
+@dataclass(slots=True)
+class Fold:
+    """A batch folded in memory: per buyer `[count, sum]`, per row `[count, sum, min, max]`."""
+
+    totals: dict[Buyer, list] = field(default_factory=dict)  # type: ignore[type-arg]
+    rows: dict[str, list] = field(default_factory=dict)  # type: ignore[type-arg]
+    late: list[LateOrder] = field(default_factory=list)
     counted: int = 0
 
 
-def select_new(
-    batches: Iterable[tuple[str, list[Positioned]]], read: ReadMany
-) -> tuple[list[Order], dict[str, str | None]]:
-    """Orders beyond the offset already applied from their source, and the new offsets.
-
-    A batch repeated by a crash or a replay carries offsets already applied: skipped.
-    """
-    batches = list(batches)
-    sources = sorted({source for source, _ in batches})
-    applied = {s: -1 if v is None else int(v) for s, v in
-               zip(sources, read([source_key(s) for s in sources]), strict=True)}
-    fresh: list[Order] = []
-    for source, orders in batches:
-        last = applied[source]
-        for offset, order in orders:
-            if offset > last:
-                fresh.append(order)
-                last = offset
-        applied[source] = last
-    return fresh, {source_key(s): str(o) for s, o in applied.items()}
-
-
-def fold_orders(
-    orders: Iterable[Order], windows: Sequence[WindowSpec]
-) -> tuple[dict[Buyer, list], dict[str, list]]:  # type: ignore[type-arg]
-    """Per buyer `[count, sum]` and per window row `[count, sum, min, max]` of a batch."""
-    totals: dict[Buyer, list] = {}  # type: ignore[type-arg]
-    rows: dict[str, list] = {}  # type: ignore[type-arg]
-    specs = [(w.name, w.size_ms, w.slide_ms) for w in windows]
+def fold(fresh: Sequence[Order | Tick], keys: Sequence[bytes | None],
+         windows: Sequence[WindowSpec], lateness_ms: int, watermark_ms: int) -> tuple[Fold, int]:
+    """Fold orders by event time, each against the watermark it meets; return the new one."""
+    folded = Fold()
+    orders = sorted(((item, key) for item, key in zip(fresh, keys, strict=True)
+                     if not isinstance(item, Tick)), key=lambda pair: pair[0].order_time_ms)
     with localcontext(MONEY_CONTEXT):
-        for order in orders:
-            buyer, price = (order.first_name, order.last_name), order.price
-            total = totals.get(buyer)
-            if total is None:
-                totals[buyer] = [1, price]
+        for order, key in orders:
+            _fold_order(folded, order, key, windows, lateness_ms, watermark_ms)
+            watermark_ms = max(watermark_ms, order.order_time_ms)
+    for item in fresh:
+        if isinstance(item, Tick):
+            watermark_ms = max(watermark_ms, item.watermark_ms)
+    return folded, watermark_ms
+
+
+def _fold_order(folded: Fold, order: Order, key: bytes | None, windows: Sequence[WindowSpec],
+                lateness_ms: int, watermark_ms: int) -> None:
+    buyer, price = (order.first_name, order.last_name), order.price
+    folded.counted += 1
+    total = folded.totals.get(buyer)
+    if total is None:
+        folded.totals[buyer] = [1, price]
+    else:
+        total[0] += 1
+        total[1] += price
+    missed = []
+    for spec in windows:
+        for start in window_starts_ms(order.order_time_ms, spec.size_ms, spec.slide_ms):
+            if start + spec.size_ms + lateness_ms <= watermark_ms:
+                missed.append((spec, start))
             else:
-                total[0] += 1
-                total[1] += price
-            for name, size_ms, slide_ms in specs:
-                for start in window_starts_ms(order.order_time_ms, size_ms, slide_ms):
-                    _fold_row(rows, window_key(name, start, buyer), price)
-    return totals, rows
+                _fold_row(folded.rows, window_key(spec.name, start, buyer), price)
+    if missed:
+        folded.late.append(LateOrder(order, key, missed))
 
 
 def _fold_row(rows: dict[str, list], key: str, price: Decimal) -> None:  # type: ignore[type-arg]
@@ -146,9 +197,8 @@ def merge_totals(totals: dict[Buyer, list], read: ReadMany, result: BatchResult)
                 old_count, old_sum = orjson.loads(stored)
                 old = Total(old_count, Decimal(old_sum))
                 count, price_sum = count + old.count, price_sum + old.total_price
-            new = Total(count, price_sum)
             result.updates[key] = orjson.dumps([count, str(price_sum)]).decode()
-            result.total_changes.append(TotalChange(buyer, old, new))
+            result.total_changes.append(TotalChange(buyer, old, Total(count, price_sum)))
 
 
 def merge_rows(rows: dict[str, list], read: ReadMany, result: BatchResult) -> None:  # type: ignore[type-arg]
@@ -167,16 +217,7 @@ def merge_rows(rows: dict[str, list], read: ReadMany, result: BatchResult) -> No
             ).decode()
 
 
-def apply_batch(
-    batches: Iterable[tuple[str, list[Positioned]]], windows: Sequence[WindowSpec], read: ReadMany
-) -> BatchResult:
-    """The aggregation step for one partition: skip what was applied, fold, merge."""
-    orders, offsets = select_new(batches, read)
-    result = BatchResult(counted=len(orders))
-    if not orders:
-        return result
-    totals, rows = fold_orders(orders, windows)
-    merge_totals(totals, read, result)
-    merge_rows(rows, read, result)
-    result.updates.update(offsets)
-    return result
+def read_watermark(read: ReadMany) -> int:
+    """A partition's stored watermark, NO_WATERMARK before its first order."""
+    [value] = read([WATERMARK_KEY])
+    return NO_WATERMARK if value is None else int(value)

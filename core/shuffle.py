@@ -2,7 +2,8 @@
 
 Each record carries the source stream (`topic:partition`) and each order's source
 offset, so the aggregation applies an order only if its offset is beyond what it
-has already applied from that source (see core.aggregate.select_new).
+has already applied from that source (core.sources), and the order's Kafka key as
+received, for orders-late.
 """
 
 from collections import defaultdict
@@ -13,9 +14,9 @@ from functools import lru_cache
 import orjson
 from aiokafka.partitioner import murmur2
 
-from core.models import Order
+from core.models import Order, Tick
 
-Positioned = tuple[int, Order]  # (source offset, order)
+Positioned = tuple[int, Order, bytes | None]  # (source offset, order, key as received)
 
 
 def buyer_key(first_name: str, last_name: str) -> bytes:
@@ -34,27 +35,44 @@ def group_by_buyer_partition(
 ) -> dict[int, list[Positioned]]:
     """Split positioned orders by the partition owning their buyer, keeping their order."""
     groups: dict[int, list[Positioned]] = defaultdict(list)
-    for offset, order in orders:
-        groups[buyer_partition(order.first_name, order.last_name, partitions)].append(
-            (offset, order)
-        )
+    for item in orders:
+        order = item[1]
+        groups[buyer_partition(order.first_name, order.last_name, partitions)].append(item)
     return groups
 
 
 def encode_shuffle(source: str, orders: list[Positioned]) -> bytes:
     """One repartition record: the source stream and its orders with their offsets."""
     rows = [
-        (offset, o.order_number, str(o.price), o.first_name, o.last_name, o.order_time_ms)
-        for offset, o in orders
+        (offset, o.order_number, str(o.price), o.first_name, o.last_name, o.order_time_ms,
+         None if key is None else key.decode("latin-1"))
+        for offset, o, key in orders
     ]
     return orjson.dumps({"source": source, "orders": rows})
 
 
 def decode_shuffle(value: bytes) -> tuple[str, list[Positioned]]:
     """Inverse of encode_shuffle."""
-    record = orjson.loads(value)
+    return _orders(orjson.loads(value))
+
+
+def _orders(record: dict) -> tuple[str, list[Positioned]]:  # type: ignore[type-arg]
     orders = [
-        (offset, Order(number, Decimal(price), first, last, time_ms))
-        for offset, number, price, first, last, time_ms in record["orders"]
+        (offset, Order(number, Decimal(price), first, last, time_ms),
+         None if key is None else key.encode("latin-1"))
+        for offset, number, price, first, last, time_ms, key in record["orders"]
     ]
     return record["source"], orders
+
+
+def encode_tick(watermark_ms: int) -> bytes:
+    """A watermark tick record for the repartition topic (tables.idle)."""
+    return orjson.dumps({"watermark": watermark_ms})
+
+
+def decode_item(value: bytes) -> tuple[str, list[Positioned]] | Tick:
+    """A repartition record: a source's orders, or a watermark tick."""
+    record = orjson.loads(value)
+    if "watermark" in record:
+        return Tick(record["watermark"])
+    return _orders(record)

@@ -6,25 +6,22 @@ from decimal import Decimal
 
 import orjson
 
-from core.aggregate import Buyer, Total, parse_window_key, total_key, window_key, window_prefix
+from core.aggregate import (
+    NO_WATERMARK,
+    Buyer,
+    Total,
+    parse_window_key,
+    read_watermark,
+    start_prefix,
+    total_key,
+    window_prefix,
+)
+from core.closing import row_json
 from core.shuffle import buyer_partition
 from tables.store import PartitionStore
 from tables.windows import WindowSpec
 
 Stores = Mapping[int, PartitionStore]
-
-
-@dataclass(frozen=True, slots=True)
-class WindowRow:
-    """One window, start and buyer."""
-
-    start_ms: int
-    end_ms: int
-    buyer: Buyer
-    count: int
-    sum_price: Decimal
-    min_price: Decimal
-    max_price: Decimal
 
 
 def ranking_key(count: int, buyer: Buyer) -> tuple[int, str, str]:
@@ -55,25 +52,45 @@ def one_total(stores: Stores, buyer: Buyer, partitions: int) -> Total | None:
     return None if value is None else decode_total(value)
 
 
-def _row(spec: WindowSpec, key: str, value: str) -> WindowRow:
-    _, start_ms, buyer = parse_window_key(key)
-    count, price_sum, low, high = orjson.loads(value)
-    return WindowRow(start_ms, start_ms + spec.size_ms, buyer, count, Decimal(price_sum),
-                     Decimal(low), Decimal(high))
+@dataclass(frozen=True, slots=True)
+class WindowRow:
+    """One window, start and buyer, as stored, with whether it is final."""
+
+    start_ms: int
+    buyer: Buyer
+    count: int
+    key: str
+    value: str
+    final: bool
+
+    def as_json(self, spec: WindowSpec) -> dict[str, object]:
+        return row_json(spec, self.key, self.value, self.final)
 
 
-def window_rows(
-    stores: Stores, spec: WindowSpec, *, start_ms: int | None = None, end_ms: int | None = None,
-    buyer: Buyer | None = None, first_name: str | None = None, last_name: str | None = None,
-) -> list[WindowRow]:
+def _rows(store: PartitionStore, spec: WindowSpec, prefix: str, first_key: str | None,
+          lateness_ms: int) -> list[WindowRow]:
+    watermark = read_watermark(store.get_many)
+    rows = []
+    for key, value in store.scan(prefix, first_key):
+        _, start_ms, buyer = parse_window_key(key)
+        final = start_ms + spec.size_ms + lateness_ms <= watermark
+        rows.append(WindowRow(start_ms, buyer, orjson.loads(value)[0], key, value, final))
+    return rows
+
+
+def window_rows(stores: Stores, spec: WindowSpec, lateness_ms: int, *,
+                start_ms: int | None = None, end_ms: int | None = None,
+                first_name: str | None = None, last_name: str | None = None) -> list[WindowRow]:
     """Rows of windows overlapping `[start_ms, end_ms)`, by window start, last, first name."""
+    first_key = None
+    if start_ms is not None:  # windows ending after start_ms start after start_ms - size
+        first_key = start_prefix(spec.name, start_ms - spec.size_ms + 1)
     rows = []
     for store in stores.values():
-        for key, value in store.scan(window_prefix(spec.name)):
-            row = _row(spec, key, value)
-            if start_ms is not None and row.end_ms <= start_ms:
-                continue
+        for row in _rows(store, spec, window_prefix(spec.name), first_key, lateness_ms):
             if end_ms is not None and row.start_ms >= end_ms:
+                break
+            if start_ms is not None and row.start_ms + spec.size_ms <= start_ms:
                 continue
             if first_name is not None and row.buyer[0] != first_name:
                 continue
@@ -84,12 +101,21 @@ def window_rows(
     return rows
 
 
-def rows_of_window(stores: Stores, spec: WindowSpec, start_ms: int) -> list[WindowRow]:
+def rows_of_window(stores: Stores, spec: WindowSpec, start_ms: int,
+                   lateness_ms: int) -> list[WindowRow]:
     """Every buyer's row of one window, ranked."""
-    prefix = window_key(spec.name, start_ms, ("", ""))[: -len('["",""]')]
-    rows = [_row(spec, k, v) for store in stores.values() for k, v in store.scan(prefix)]
+    prefix = start_prefix(spec.name, start_ms)
+    rows = [row for store in stores.values() for row in _rows(store, spec, prefix, None,
+                                                               lateness_ms)]
     rows.sort(key=lambda r: ranking_key(r.count, r.buyer))
     return rows
+
+
+def window_final(stores: Stores, spec: WindowSpec, start_ms: int, lateness_ms: int) -> bool:
+    """True once every partition's watermark has passed the window's end plus lateness."""
+    marks = [read_watermark(store.get_many) for store in stores.values()]
+    end_ms = start_ms + spec.size_ms + lateness_ms
+    return bool(marks) and all(m != NO_WATERMARK and end_ms <= m for m in marks)
 
 
 def latest_start(stores: Stores, spec: WindowSpec) -> int | None:

@@ -51,11 +51,11 @@ class PartitionStore:
         raws = self._db[[k.encode() for k in keys]]
         return [None if raw is None else raw.decode() for raw in raws]
 
-    def scan(self, prefix: str) -> Iterator[tuple[str, str]]:
-        """Every key starting with `prefix`, in key order."""
+    def scan(self, prefix: str, first_key: str | None = None) -> Iterator[tuple[str, str]]:
+        """Keys starting with `prefix` (from `first_key` on, when given), in key order."""
         start = prefix.encode()
         it = self._db.iter()
-        it.seek(start)
+        it.seek((first_key or prefix).encode())
         while it.valid():
             key = it.key()
             if not key.startswith(start):

@@ -5,12 +5,10 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 
 from api.deps import RuntimeDep, parse_time_param
-from api.schemas import ErrorDetail, WindowInfo, WindowItem, WindowPage, WindowTop
+from api.schemas import ErrorDetail, WindowInfo, WindowPage, WindowTop
 from app.runtime import Runtime
-from core.money import average, money_str
-from core.sinks import buyer_json
 from core.timefmt import format_time_ms
-from tables.queries import WindowRow, latest_start, rows_of_window, window_rows
+from tables.queries import latest_start, rows_of_window, window_final, window_rows
 from tables.windows import WindowSpec, window_starts_ms
 
 router = APIRouter(prefix="/windows", tags=["windows"])
@@ -42,9 +40,10 @@ async def get_window_rows(
     """Rows of windows overlapping [start, end), by window start, then last, first name."""
     spec = _spec(runtime, name)
     start_ms, end_ms = parse_time_param("start", start), parse_time_param("end", end)
-    rows = window_rows(runtime.aggregates.read_only_view(), spec, start_ms=start_ms,
-                       end_ms=end_ms, first_name=first_name, last_name=last_name)
-    return WindowPage(items=[_item(row) for row in rows[:limit]])
+    rows = window_rows(runtime.aggregates.read_only_view(), spec,
+                       runtime.settings.allowed_lateness, start_ms=start_ms, end_ms=end_ms,
+                       first_name=first_name, last_name=last_name)
+    return WindowPage.model_validate({"items": [row.as_json(spec) for row in rows[:limit]]})
 
 
 @router.get("/{name}/top", response_model=WindowTop, responses=NOT_FOUND)
@@ -64,10 +63,14 @@ async def get_window_top(
             raise HTTPException(404, f"window {name} has no data")
     else:
         start_ms = window_starts_ms(at_ms, spec.size_ms, spec.slide_ms)[-1]
-    rows = rows_of_window(stores, spec, start_ms)
-    return WindowTop(window_start=format_time_ms(start_ms),
-                     window_end=format_time_ms(start_ms + spec.size_ms),
-                     final=False, items=[_item(row) for row in rows[:k]])
+    lateness = runtime.settings.allowed_lateness
+    rows = rows_of_window(stores, spec, start_ms, lateness)
+    return WindowTop.model_validate({
+        "window_start": format_time_ms(start_ms),
+        "window_end": format_time_ms(start_ms + spec.size_ms),
+        "final": window_final(stores, spec, start_ms, lateness),
+        "items": [row.as_json(spec) for row in rows[:k]],
+    })
 
 
 def _spec(runtime: Runtime, name: str) -> WindowSpec:
@@ -76,13 +79,3 @@ def _spec(runtime: Runtime, name: str) -> WindowSpec:
             return spec
     known = ", ".join(w.name for w in runtime.settings.windows)
     raise HTTPException(404, f"unknown window {name!r} (configured: {known})")
-
-
-def _item(row: WindowRow) -> WindowItem:
-    return WindowItem(
-        window_start=format_time_ms(row.start_ms), window_end=format_time_ms(row.end_ms),
-        buyer=buyer_json(*row.buyer), count=row.count,
-        sum_price=money_str(row.sum_price), min_price=money_str(row.min_price),
-        max_price=money_str(row.max_price), avg_price=money_str(average(row.sum_price, row.count)),
-        final=False,
-    )

@@ -88,6 +88,7 @@ def worker_env(broker: str, tmp_path: Path) -> dict[str, str]:
         "API_PORT": str(free_port()),
         "PRINT_SINK": "1",
         "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": str(REPO),  # this checkout's code, whatever the venv was installed from
     }
 
 

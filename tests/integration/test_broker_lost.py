@@ -70,6 +70,8 @@ def test_external_broker_missing_changelog_stops_and_names_it(
     assert worker.process.wait(timeout=60) == 1
     errors = [line for line in worker.log().splitlines() if "ERROR" in line]
     assert len(errors) == 1
-    assert f"changelog topic {env['APP_ID']}-aggregate-changelog" in errors[0]
+    app_id = env["APP_ID"]
+    assert (f"changelog topics {app_id}-dedup-changelog, {app_id}-aggregate-changelog on "
+            f"{broker} lack records") in errors[0]
     assert "rm -rf" in errors[0] and "--reset-offsets" in errors[0]
     assert "Traceback" not in worker.log()

@@ -1,0 +1,47 @@
+"""orders-late records: the order as parsed, why it is late and the windows it missed."""
+
+from collections.abc import Iterable, Sequence
+
+import orjson
+
+from core.models import Order
+from core.money import money_str
+from core.sinks import buyer_json
+from core.timefmt import format_time_ms
+from tables.windows import WindowSpec, window_starts_ms
+
+
+def describe_window(name: str, start_ms: int, size_ms: int, lateness_ms: int) -> str:
+    """`window tumble_10s [<start>, <end>) final at <end + lateness>`, times ISO-8601 UTC."""
+    end_ms = start_ms + size_ms
+    return (f"window {name} [{format_time_ms(start_ms)}, {format_time_ms(end_ms)}) "
+            f"final at {format_time_ms(end_ms + lateness_ms)}")
+
+
+def order_json(order: Order) -> dict[str, object]:
+    """An order with its fields as the API shows them."""
+    return {
+        "order_number": order.order_number,
+        "price": money_str(order.price),
+        "buyer": buyer_json(order.first_name, order.last_name),
+        "order_time": format_time_ms(order.order_time_ms),
+    }
+
+
+def all_windows(order: Order, windows: Iterable[WindowSpec]) -> list[tuple[WindowSpec, int]]:
+    """Every (window, start) holding the order's time."""
+    return [(w, start) for w in windows
+            for start in window_starts_ms(order.order_time_ms, w.size_ms, w.slide_ms)]
+
+
+def late_value(
+    order: Order, reason: str, windows: Sequence[WindowSpec], lateness_ms: int,
+    *, missed: Iterable[tuple[WindowSpec, int]] = (), missed_all: bool = False,
+) -> bytes:
+    """The value of one orders-late record."""
+    spans = all_windows(order, windows) if missed_all else list(missed)
+    return orjson.dumps({
+        **order_json(order),
+        "reason": reason,
+        "windows": [describe_window(w.name, start, w.size_ms, lateness_ms) for w, start in spans],
+    })

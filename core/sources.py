@@ -1,0 +1,44 @@
+"""Exactly-once input: each store remembers the last offset it applied per source stream.
+
+A source stream is `<topic>:<partition>`. A message at or below that offset was already
+applied (a replay from an old offset, or a batch redone after a crash) and is skipped;
+the new offsets are written in the same batch as the state they produced.
+"""
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Protocol, TypeVar
+
+ReadMany = Callable[[Sequence[str]], list[str | None]]
+
+
+class HasPosition(Protocol):
+    topic: str
+    partition: int
+    offset: int
+
+
+M = TypeVar("M", bound=HasPosition)
+
+
+def source_key(source: str) -> str:
+    """Store key of the last offset applied from one source stream."""
+    return "s|" + source
+
+
+def applied_offsets(sources: Iterable[str], read: ReadMany) -> dict[str, int]:
+    """Last offset applied per source, -1 for a source never seen."""
+    names = sorted(set(sources))
+    values = read([source_key(s) for s in names])
+    return {s: -1 if v is None else int(v) for s, v in zip(names, values, strict=True)}
+
+
+def skip_applied(messages: Sequence[M], read: ReadMany) -> tuple[list[M], dict[str, str | None]]:
+    """Messages beyond what was applied, in order, and the store updates that record them."""
+    applied = applied_offsets((f"{m.topic}:{m.partition}" for m in messages), read)
+    fresh = []
+    for message in messages:
+        source = f"{message.topic}:{message.partition}"
+        if message.offset > applied[source]:
+            applied[source] = message.offset
+            fresh.append(message)
+    return fresh, {source_key(s): str(o) for s, o in applied.items()}
