@@ -5,6 +5,7 @@ import logging
 import time
 
 import faust
+from aiokafka.errors import ProducerClosed
 
 from app.runtime import Runtime
 from core.datagen import OrderGenerator
@@ -26,14 +27,17 @@ def register_datagen(app: faust.App, runtime: Runtime) -> None:
         log.info("datagen: %s orders/s into %s%s", settings.datagen_rps, runtime.names.orders,
                  f", {limit} in all" if limit else "")
         sent, started = 0, time.monotonic()
-        while limit is None or sent < limit:
+        while (limit is None or sent < limit) and not runtime.should_stop:
             due = int((time.monotonic() - started) * settings.datagen_rps) + 1
             burst = min(due, limit or due) - sent
             if burst > 0:
                 now_ms = int(time.time() * 1000)
                 orders = [generator.encode(generator.next_order(now_ms)) for _ in range(burst)]
-                await runtime.producer.send_all(
-                    [(runtime.names.orders, key, value, None) for key, value in orders])
+                try:
+                    await runtime.producer.send_all(
+                        [(runtime.names.orders, key, value, None) for key, value in orders])
+                except ProducerClosed:  # the worker is stopping
+                    return
                 sent += burst
             await asyncio.sleep(TICK_S)
         log.info("datagen: sent %d orders", sent)

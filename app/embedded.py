@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -54,15 +55,19 @@ def wait_for_port(host: str, port: int, timeout_s: float) -> None:
             time.sleep(0.05)
 
 
-def start_tansu(host: str, port: int, log_path: Path | None = None) -> subprocess.Popen[bytes]:
-    """Start tansu with in-memory storage on host:port and wait until it listens."""
+def start_tansu(host: str, port: int, log_path: Path | None = None,
+                preexec_fn: Callable[[], object] | None = None) -> subprocess.Popen[bytes]:
+    """Start tansu with in-memory storage on host:port and wait until it listens.
+
+    `preexec_fn` runs in the child before tansu (e.g. to die with its parent).
+    """
     url = f"tcp://{host}:{port}"
     with open(log_path or os.devnull, "ab") as out:
         process = subprocess.Popen(
             [str(tansu_path()), "broker", "--listener-url", url,
              "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,
+            start_new_session=True, preexec_fn=preexec_fn,
             env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
         )
     try:
