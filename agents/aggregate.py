@@ -15,7 +15,7 @@ from typing import Any
 import faust
 
 from app.runtime import Runtime
-from core.aggregate import NO_WATERMARK, BatchResult, Item
+from core.aggregate import BatchResult, Item
 from core.aggregation import AggregateConfig, apply_batch, close_windows
 from core.late import late_value
 from core.models import Tick
@@ -53,7 +53,8 @@ def register_aggregate(app: faust.App, runtime: Runtime) -> None:
 
 def aggregate_config(runtime: Runtime) -> AggregateConfig:
     settings = runtime.settings
-    return AggregateConfig(settings.windows, settings.allowed_lateness, settings.window_retention)
+    return AggregateConfig(settings.windows, settings.allowed_lateness,
+                           settings.window_retention, runtime.dropped_windows)
 
 
 async def apply_partition(runtime: Runtime, partition: int, items: list[Item]) -> None:
@@ -67,7 +68,7 @@ async def apply_partition(runtime: Runtime, partition: int, items: list[Item]) -
             await _commit(runtime, partition, store, result)
             if runtime.settings.print_sink and result.total_changes:
                 _print("\n".join(print_lines(result.total_changes)) + "\n")
-            _count(runtime, partition, result)
+            _count(runtime, result)
         closing = close_windows(config, store.get_many, store.scan)
         if closing.changed:
             await _commit(runtime, partition, store, closing)
@@ -95,12 +96,10 @@ def _outputs(runtime: Runtime, result: BatchResult) -> list[tuple[str, bytes | N
             + late)
 
 
-def _count(runtime: Runtime, partition: int, result: BatchResult) -> None:
+def _count(runtime: Runtime, result: BatchResult) -> None:
     metrics = runtime.metrics
     metrics.counted.inc(result.counted)
     metrics.late.inc(len(result.late))
-    if result.watermark_ms != NO_WATERMARK:
-        metrics.watermark.labels(str(partition)).set(result.watermark_ms)
 
 
 def _print(text: str) -> None:

@@ -53,7 +53,7 @@ def ingest_config(runtime: Runtime) -> IngestConfig:
         orders_partitions=runtime.partitions[names.orders],
         buyer_partitions=runtime.partitions[names.by_buyer],
         horizon_ms=settings.dedup_horizon, windows=settings.windows,
-        allowed_lateness_ms=settings.allowed_lateness,
+        allowed_lateness_ms=settings.allowed_lateness, dedup=settings.dedup,
     )
 
 

@@ -16,9 +16,9 @@ from api.server import ApiServer, PortTaken
 from app.metrics import Metrics
 from app.producer import Producer
 from app.settings import Settings
-from app.statecheck import StateError, check_writable, claim, reconcile
+from app.statecheck import StateError, check_writable, claim, reconcile, reconcile_windows
 from app.topics import ensure_topics, topic_names
-from core.aggregate import read_watermark
+from core.aggregate import NO_WATERMARK, read_watermark
 from core.shuffle import encode_tick
 from tables.idle import IdleClock
 from tables.manager import StoreManager
@@ -46,6 +46,7 @@ class Runtime(Service):
         self.idle = IdleClock(settings.idle_timeout)
         self.status = "starting"
         self.partitions: dict[str, int] = {}
+        self.dropped_windows: tuple[str, ...] = ()
         from api.main import create_api  # api imports this module: import it late
 
         self.api = ApiServer(create_api(self), settings.api_host, settings.api_port)
@@ -68,7 +69,13 @@ class Runtime(Service):
                  self.settings.api_port)
         check_writable(self.settings.state_dir)
         claim(self.settings.state_dir)
+        self.dropped_windows = reconcile_windows(self.settings)
         self.partitions = await ensure_topics(self.settings)
+        by_buyer = self.partitions[self.names.by_buyer]
+        if by_buyer != self.settings.topic_partitions:
+            log.info("TOPIC_PARTITIONS is %d but %s has %d partitions: existing topics keep "
+                     "their count, and the state is partitioned by it",
+                     self.settings.topic_partitions, self.names.by_buyer, by_buyer)
         await reconcile(self.settings, {
             stage: (changelog, self.partitions[changelog])
             for stage, changelog in (("dedup", self.names.dedup_changelog),
@@ -103,6 +110,13 @@ class Runtime(Service):
             return self.status
         restoring = self.dedup.restoring or self.aggregates.restoring
         return "restoring" if restoring else "ready"
+
+    def refresh_gauges(self) -> None:
+        """Per-partition gauges from the stores, for a /metrics scrape."""
+        self.metrics.watermark.clear()
+        for partition, watermark in self.watermarks().items():
+            if watermark != NO_WATERMARK:
+                self.metrics.watermark.labels(str(partition)).set(watermark)
 
     def watermarks(self) -> dict[int, int]:
         """Watermark of each restored aggregation partition of this worker."""

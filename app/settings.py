@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     dedup_horizon: Duration = 7 * 86_400_000
     window_retention: Duration = 3_600_000
     print_sink: bool = True
+    # 0 turns deduplication off, for benchmarks: exact repeats then count again (a replay
+    # from an old offset still counts nothing twice: offsets are tracked regardless).
+    dedup: bool = True
     datagen_rps: float = Field(0.0, ge=0)
     datagen_rows: int = Field(0, ge=0)
     api_token: str | None = None

@@ -1,5 +1,6 @@
 """At start: is local state usable against this broker? Catches a broker that lost its topics."""
 
+import json
 import logging
 import os
 import shutil
@@ -16,8 +17,11 @@ class StateError(RuntimeError):
     """Local state cannot be used; the message says what to do."""
 
 
+MIN_FREE_BYTES = 64 * 1024 * 1024
+
+
 def check_writable(state_dir: Path) -> None:
-    """DATA_DIR must exist or be creatable, and writable: fail before any store opens."""
+    """DATA_DIR must be creatable, writable and have room: fail before any store opens."""
     try:
         state_dir.mkdir(parents=True, exist_ok=True)
         probe = state_dir / ".write-probe"
@@ -25,6 +29,32 @@ def check_writable(state_dir: Path) -> None:
         probe.unlink()
     except OSError as error:
         raise StateError(f"DATA_DIR {state_dir.parent} is not writable: {error}") from None
+    free = shutil.disk_usage(state_dir).free
+    if free < MIN_FREE_BYTES:
+        raise StateError(
+            f"DATA_DIR {state_dir.parent} has {free // (1024 * 1024)} MiB free; RocksDB needs "
+            f"at least {MIN_FREE_BYTES // (1024 * 1024)} MiB: free some space or point "
+            f"DATA_DIR elsewhere")
+
+
+def reconcile_windows(settings: Settings) -> tuple[str, ...]:
+    """Compare WINDOWS with what the state was built with; return windows to drop.
+
+    New windows start empty, removed ones are dropped (their rows deleted as the
+    aggregation runs): one WARNING line says which.
+    """
+    path = settings.state_dir / "windows.json"
+    current = [w.name for w in settings.windows]
+    saved = json.loads(path.read_text()) if path.exists() else {"windows": current}
+    added = [n for n in current if n not in saved["windows"]]
+    removed = [n for n in saved["windows"] if n not in current]
+    dropped = sorted((set(saved.get("dropped", [])) | set(removed)) - set(current))
+    if added or removed:
+        log.warning("WINDOWS changed against the state in %s: %s", settings.state_dir, "; ".join(
+            [f"{n} is new and starts empty" for n in added]
+            + [f"{n} was removed and its state is dropped" for n in removed]))
+    path.write_text(json.dumps({"windows": current, "dropped": dropped}))
+    return tuple(dropped)
 
 
 def local_offsets(stage_dir: Path) -> dict[int, int]:

@@ -15,6 +15,7 @@ from core.aggregate import (
     merge_totals,
     read_watermark,
     select_new,
+    window_prefix,
 )
 from core.closing import ScanFrom, close_window, final_key, retired_key
 from tables.windows import WindowSpec
@@ -27,6 +28,7 @@ class AggregateConfig:
     windows: Sequence[WindowSpec]
     allowed_lateness_ms: int
     retention_ms: int
+    dropped: Sequence[str] = ()  # names of windows removed from WINDOWS: rows to delete
 
 
 def apply_batch(items: Sequence[Item], config: AggregateConfig, read: ReadMany) -> BatchResult:
@@ -48,6 +50,8 @@ def close_windows(config: AggregateConfig, read: ReadMany, scan: ScanFrom) -> Ba
     """Publish what the committed watermark made final, delete what it put past retention."""
     watermark = read_watermark(read)
     result = BatchResult(watermark_ms=watermark)
+    for name in config.dropped:
+        result.updates.update({key: None for key, _ in scan(window_prefix(name), None)})
     if watermark == NO_WATERMARK:
         return result
     pointer_keys = [k for w in config.windows for k in (final_key(w), retired_key(w))]

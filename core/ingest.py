@@ -16,7 +16,7 @@ from typing import NamedTuple
 import orjson
 from aiokafka.partitioner import murmur2
 
-from core.dedup import ReadMany, Scan, dedup_batch
+from core.dedup import DedupResult, ReadMany, Scan, dedup_batch
 from core.late import late_value
 from core.models import Order
 from core.parse import InvalidOrder, parse_order
@@ -57,6 +57,7 @@ class IngestConfig:
     horizon_ms: int
     windows: Sequence[WindowSpec]
     allowed_lateness_ms: int
+    dedup: bool = True  # off (DEDUP=0, for benchmarks): every order counts where it arrives
 
 
 @dataclass(slots=True)
@@ -95,7 +96,8 @@ def ingest_partition(
         claimed = _claim(message, config, result)
         if claimed is not None:
             owned.append(claimed)
-    decided = dedup_batch(owned, config.horizon_ms, read, scan)
+    decided = (dedup_batch(owned, config.horizon_ms, read, scan) if config.dedup
+               else DedupResult(accepted=owned))
     _record_rejects(decided.conflicts, decided.too_old, config, result)
     result.duplicates = len(decided.duplicates)
     _shuffle(decided.accepted, config, result)
@@ -122,7 +124,7 @@ def _claim(
     origin = Origin(message.topic, message.partition, message.offset, message.key,
                     message.value or b"")
     owner = number_partition(order.order_number, config.orders_partitions)
-    if owner != message.partition:
+    if config.dedup and owner != message.partition:
         result.rekeyed.append((owner, str(order.order_number).encode(),
                                encode_rekeyed(origin, order)))
         return None

@@ -12,4 +12,5 @@ router = APIRouter(tags=["metrics"])
             responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text"}})
 async def metrics(runtime: RuntimeDep) -> Response:
     """Counters since the process started, watermark and lag per partition."""
+    runtime.refresh_gauges()
     return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)

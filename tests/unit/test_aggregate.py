@@ -166,3 +166,13 @@ def test_a_late_order_across_batches_is_late_in_log_order():
     store.run([at("o:0", (0, order(1, "1.00", "A", "B", 30_000)))], lateness=0)
     result = store.run([at("o:1", (0, order(2, "1.00", "A", "B", 5_000)))], lateness=0)
     assert [start for _, start in result.late[0].missed] == [0]
+
+
+def test_rows_of_a_dropped_window_are_deleted_and_others_kept():
+    store = DictStore()
+    store.run([at("o:0", (0, order(1, "1.00", "A", "B", 0)))], windows=(TUMBLE, HOP))
+    closing = close_windows(AggregateConfig((TUMBLE,), FAR, FAR, dropped=("hop_20s_10s",)),
+                            store.read, store.scan)
+    store.apply(closing.updates)
+    assert not any(key.startswith("w|hop_20s_10s|") for key in store)
+    assert window_key("tumble_10s", 0, ("A", "B")) in store

@@ -110,3 +110,16 @@ def test_invalid_messages_become_dead_letters_with_their_reason():
     assert result.invalid == 2 and result.shuffled == []
     assert [(key, orjson.loads(v)["error"]) for key, v in result.dead_letters] == [
         (b"k", "value: not a JSON object (got array)"), (None, "buyer.first_name: empty")]
+
+
+def test_with_dedup_off_repeats_count_but_replayed_offsets_still_do_not():
+    from dataclasses import replace
+
+    config = replace(CONFIG, dedup=False)
+    store = DictStore()
+    messages = [RawMessage("orders", 1, 0, None, raw(5)), RawMessage("orders", 1, 1, None, raw(5))]
+    result = ingest_partition(messages, config, store.read, store.scan)
+    store.apply(result.updates)
+    assert sum(len(decode_shuffle(v)[1]) for _, v in result.shuffled) == 2
+    again = ingest_partition(messages, config, store.read, store.scan)
+    assert again.shuffled == []
