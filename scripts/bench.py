@@ -11,7 +11,8 @@ What it measures, in one invocation:
      every partition from the beginning, `getmany` + `orjson.loads` of each value; timed from
      the assignment to the N-th record (timing from the first record would leave out the
      first fetches, up to 1 MiB per partition, and overstate the ceiling).
-   - "orderstream end to end": a real `faust -A app worker -l warn` subprocess with the default
+   - "orderstream end to end" (and the same with DEDUP=0, to show what dedup costs): a
+     real `faust -A app worker -l warn` subprocess with the default
      configuration except `PRINT_SINK=0`, a fresh APP_ID and DATA_DIR per run; `/metrics` is
      polled every 50 ms, the clock starts when `orders_processed_total` first is > 0 and stops
      when `orders_counted_total` reaches N; afterwards the buyer counts of `/buyers` must add up
@@ -439,14 +440,15 @@ def log_tail(path: Path, chars: int = 3000) -> str:
         return ""
 
 
-def run_orderstream(ctx: BenchContext, run_index: int) -> RunResult:
+def run_orderstream(ctx: BenchContext, run_index: int, **extra_env: str) -> RunResult:
     """orderstream's worker with its defaults (PRINT_SINK=0), fresh state, timed by /metrics."""
     app_id = f"bench-{uuid.uuid4().hex[:8]}"
     run_dir = ctx.workdir / app_id
     run_dir.mkdir()
     port = free_port(HOST)
     log_path = run_dir / "worker.log"
-    process = start_worker(worker_env(ctx, app_id, run_dir / "data", port), log_path)
+    env = {**worker_env(ctx, app_id, run_dir / "data", port), **extra_env}
+    process = start_worker(env, log_path)
     try:
         with httpx.Client(base_url=f"http://{HOST}:{port}", timeout=5, trust_env=False) as client:
             outcome = watch_worker(process, client, ctx, f"orderstream run {run_index + 1}")
@@ -461,9 +463,15 @@ def run_orderstream(ctx: BenchContext, run_index: int) -> RunResult:
     return result
 
 
+def run_orderstream_without_dedup(ctx: BenchContext, run_index: int) -> RunResult:
+    """The same with DEDUP=0: what deduplication by order number costs."""
+    return run_orderstream(ctx, run_index, DEDUP="0")
+
+
 PIPELINES: list[Pipeline] = [  # the first one is the baseline the others are compared with
     Pipeline("raw aiokafka consume + decode", run_raw_aiokafka),
     Pipeline("orderstream end to end", run_orderstream),
+    Pipeline("orderstream, DEDUP=0", run_orderstream_without_dedup),
 ]
 
 
