@@ -1,9 +1,11 @@
 """Dependencies of the routes: the worker's runtime and time parameters (ISO or epoch ms)."""
 
+import hmac
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.runtime import Runtime
 from core.timefmt import MAX_MS, MIN_MS, parse_time_ms
@@ -16,6 +18,21 @@ def get_runtime(request: Request) -> Runtime:
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+_bearer = HTTPBearer(auto_error=False, description="API_TOKEN, when the worker has one")
+
+
+def require_token(
+    runtime: RuntimeDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """With API_TOKEN set, `Authorization: Bearer <token>` (compared in constant time)."""
+    expected = runtime.settings.api_token
+    if expected is None:
+        return
+    given = "" if credentials is None else credentials.credentials
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise HTTPException(401, "missing or wrong bearer token",
+                            headers={"WWW-Authenticate": "Bearer"})
 
 
 def parse_time_param(name: str, text: str | None) -> int | None:

@@ -1,8 +1,9 @@
 """The FastAPI app: routers assembled, errors always JSON."""
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from api.deps import require_token
 from api.routes import buyers, health, metrics, windows
 from app.runtime import Runtime
 
@@ -15,8 +16,9 @@ def create_api(runtime: Runtime) -> FastAPI:
         version="0.1.0",
     )
     api.state.runtime = runtime
-    for module in (health, buyers, windows, metrics):
-        api.include_router(module.router)
+    api.include_router(health.router)
+    for module in (buyers, windows, metrics):  # with API_TOKEN set, these need it
+        api.include_router(module.router, dependencies=[Depends(require_token)])
 
     @api.exception_handler(Exception)
     async def internal_error(request: Request, error: Exception) -> JSONResponse:
