@@ -9,11 +9,11 @@ batch is acked last.
 """
 
 import sys
-from collections import defaultdict
 from typing import Any
 
 import faust
 
+from agents.batches import each_batch
 from app.runtime import Runtime
 from core.aggregate import BatchResult, Item
 from core.aggregation import AggregateConfig, apply_batch, close_windows
@@ -35,20 +35,13 @@ def register_aggregate(app: faust.App, runtime: Runtime) -> None:
 
     @app.agent(topic, name="aggregate")
     async def aggregate(stream: faust.StreamT[Any]) -> None:
-        async for events in stream.noack_take(MAX_RECORDS_PER_BATCH, within=BATCH_WAIT_S):
-            by_partition: dict[int, list[Item]] = defaultdict(list)
-            for event in events:
-                by_partition[event.message.partition].append(decode_item(event.message.value))
-            if any(not isinstance(i, Tick) for items in by_partition.values() for i in items):
+        async def handle(partition: int, items: list[Item]) -> None:
+            if any(not isinstance(item, Tick) for item in items):
                 runtime.idle.heard()
-            try:
-                for partition, items in by_partition.items():
-                    await apply_partition(runtime, partition, items)
-            except Exception as error:  # noqa: BLE001 - unacked, the batch is redone on restart
-                runtime.fail(error)
-                return
-            for event in events:
-                await stream.ack(event)
+            await apply_partition(runtime, partition, items)
+
+        await each_batch(stream, runtime, MAX_RECORDS_PER_BATCH, BATCH_WAIT_S,
+                         lambda m: decode_item(m.value), handle)
 
 
 def aggregate_config(runtime: Runtime) -> AggregateConfig:

@@ -7,11 +7,11 @@ produces together with its changelog record, and only once the broker has it all
 the store and ack the batch.
 """
 
-from collections import defaultdict
 from typing import Any
 
 import faust
 
+from agents.batches import each_batch
 from app.runtime import Runtime
 from core.ingest import IngestConfig, IngestResult, RawMessage, ingest_partition
 from tables.changelog import encode_updates
@@ -27,22 +27,15 @@ def register_ingest(app: faust.App, runtime: Runtime) -> None:
 
     @app.agent(topic, name="ingest")
     async def ingest(stream: faust.StreamT[Any]) -> None:
-        # Manual acks: a batch is acked only once its state and outputs are durable.
-        async for events in stream.noack_take(runtime.settings.batch_max_orders,
-                                              within=BATCH_WAIT_S):
-            by_partition: dict[int, list[RawMessage]] = defaultdict(list)
-            for event in events:
-                m = event.message
-                by_partition[m.partition].append(
-                    RawMessage(m.topic, m.partition, m.offset, m.key, m.value))
-            try:
-                for partition, messages in by_partition.items():
-                    await ingest_one(runtime, partition, messages)
-            except Exception as error:  # noqa: BLE001 - unacked, the batch is redone on restart
-                runtime.fail(error)
-                return
-            for event in events:
-                await stream.ack(event)
+        async def handle(partition: int, messages: list[RawMessage]) -> None:
+            await ingest_one(runtime, partition, messages)
+
+        await each_batch(stream, runtime, runtime.settings.batch_max_orders, BATCH_WAIT_S,
+                         _raw, handle)
+
+
+def _raw(m: Any) -> RawMessage:
+    return RawMessage(m.topic, m.partition, m.offset, m.key, m.value)
 
 
 def ingest_config(runtime: Runtime) -> IngestConfig:
