@@ -9,7 +9,9 @@ from mode import ServiceT
 
 from app.runtime import Runtime
 from app.settings import Settings, load_settings
-from app.statecheck import check_writable
+from app.statecheck import StateError, check_writable
+
+log = logging.getLogger(__name__)
 
 
 class OrderstreamApp(faust.App):
@@ -25,7 +27,11 @@ class OrderstreamApp(faust.App):
 
     async def on_first_start(self) -> None:
         """A clear error for an unusable DATA_DIR, before faust creates its directory in it."""
-        check_writable(self.runtime.settings.state_dir)
+        try:
+            check_writable(self.runtime.settings.state_dir)
+        except StateError as error:
+            log.error("orderstream: %s", error)
+            raise SystemExit(1) from None
         await super().on_first_start()
 
 

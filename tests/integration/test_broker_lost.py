@@ -75,3 +75,14 @@ def test_external_broker_missing_changelog_stops_and_names_it(
             f"{broker} lack records") in errors[0]
     assert "rm -rf" in errors[0] and "--reset-offsets" in errors[0]
     assert "Traceback" not in worker.log()
+
+
+def test_an_unusable_data_dir_is_one_clear_line_at_start(worker_env, make_worker, tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where DATA_DIR should be")
+    worker = make_worker({**worker_env, "DATA_DIR": str(blocker)}, "unusable")
+    assert worker.process.wait(timeout=60) == 1
+    log = worker.log()
+    errors = [line for line in log.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and f"DATA_DIR {blocker} is not writable" in errors[0]
+    assert "Traceback" not in log
