@@ -137,13 +137,15 @@ def consume_all(broker: str, topic: str, timeout_s: float = 10) -> list[tuple[by
             ends = await consumer.end_offsets(tps)
             out: list[tuple[bytes | None, bytes]] = []
             deadline = time.monotonic() + timeout_s
-            while time.monotonic() < deadline:
-                done = [await consumer.position(tp) >= ends[tp] for tp in tps]
-                if all(done):
-                    break
+            quiet = 0  # tansu's ListOffsets can lag: also wait for two empty fetches
+            while time.monotonic() < deadline and quiet < 2:
                 batch = await consumer.getmany(timeout_ms=200)
                 for records in batch.values():
                     out.extend((r.key, r.value) for r in records)
+                for tp in tps:
+                    ends[tp] = max(ends[tp], consumer.highwater(tp) or 0)
+                caught_up = all([await consumer.position(tp) >= ends[tp] for tp in tps])
+                quiet = quiet + 1 if caught_up and not batch else 0
             return out
         finally:
             await consumer.stop()
