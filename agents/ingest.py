@@ -29,6 +29,7 @@ def register_ingest(app: faust.App, runtime: Runtime) -> None:
     async def ingest(stream: faust.StreamT[Any]) -> None:
         async def handle(partition: int, messages: list[RawMessage]) -> None:
             await ingest_one(runtime, partition, messages)
+            _report_lag(app, runtime, messages)
 
         await each_batch(stream, runtime, runtime.settings.batch_max_orders, BATCH_WAIT_S,
                          _raw, handle)
@@ -83,3 +84,14 @@ def _count(runtime: Runtime, result: IngestResult) -> None:
     metrics.duplicate.inc(result.duplicates)
     metrics.conflict.inc(result.conflicts)
     metrics.late.inc(result.too_old)
+
+
+def _report_lag(app: faust.App, runtime: Runtime, messages: list[RawMessage]) -> None:
+    """Messages behind the end of each input partition, after this batch."""
+    last: dict[tuple[str, int], int] = {}
+    for m in messages:
+        last[(m.topic, m.partition)] = m.offset
+    for (topic, partition), offset in last.items():
+        highwater = app.consumer.highwater(faust.types.TP(topic, partition))
+        if highwater is not None:
+            runtime.metrics.lag.labels(topic, str(partition)).set(max(highwater - offset - 1, 0))

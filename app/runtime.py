@@ -18,7 +18,7 @@ from app.producer import Producer
 from app.settings import Settings
 from app.statecheck import StateError, check_writable, claim, reconcile, reconcile_windows
 from app.topics import ensure_topics, topic_names
-from core.aggregate import NO_WATERMARK, read_watermark
+from core.aggregate import LATEST_ORDER_KEY, NO_WATERMARK, read_watermark
 from core.shuffle import encode_tick
 from tables.idle import IdleClock
 from tables.manager import StoreManager
@@ -43,7 +43,8 @@ class Runtime(Service):
             "aggregate", settings.state_dir, self.names.aggregate_changelog,
             settings.broker_urls, on_crash=self.fail,
         )
-        self.idle = IdleClock(settings.idle_timeout)
+        self.idle = IdleClock(settings.idle_timeout, catch_up_ms=max(
+            w.size_ms for w in settings.windows) + settings.allowed_lateness)
         self.status = "starting"
         self.partitions: dict[str, int] = {}
         self.dropped_windows: tuple[str, ...] = ()
@@ -130,7 +131,12 @@ class Runtime(Service):
             await self.sleep(0.5)
             if self.readiness != "ready":
                 continue
-            due = self.idle.due_ticks(self.watermarks())
+            stores = self.aggregates.read_only_view().values()
+            latest = max((read_watermark(s.get_many, LATEST_ORDER_KEY) for s in stores),
+                         default=NO_WATERMARK)
+            if latest == NO_WATERMARK:
+                continue
+            due = self.idle.due_ticks(self.watermarks(), latest)
             if due:
                 await self.producer.send_all(
                     [(self.names.by_buyer, None, encode_tick(wm), p) for p, wm in due.items()])

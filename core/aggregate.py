@@ -5,6 +5,7 @@ State is text in a key-value store (tables.store), fixed-size per key:
 - `w|<window>|<start>|<buyer json>`  -> `[count, "sum", "min", "max"]`
 - `s|<source topic:partition>`       -> the last source offset applied (core.sources)
 - `m|watermark`                      -> the largest order time applied (or ticked to)
+- `m|latest-order`                   -> the largest order time applied
 - `f|<window>` / `r|<window>`        -> the last window start published as final / deleted
 A batch's new orders are applied in event-time order (as Kafka Streams picks the input
 record with the smallest timestamp), each late for the windows already final at the
@@ -30,6 +31,7 @@ ReadMany = Callable[[Sequence[str]], list[str | None]]
 ScanFrom = Callable[[str, str], Iterator[tuple[str, str]]]  # (prefix, start key)
 START_BIAS_MS = 100_000_000_000_000  # makes every start from year 1 on a positive 15-digit number
 WATERMARK_KEY = "m|watermark"
+LATEST_ORDER_KEY = "m|latest-order"  # the watermark without ticks: the latest order time
 NO_WATERMARK = -(2**63)
 
 
@@ -217,7 +219,7 @@ def merge_rows(rows: dict[str, list], read: ReadMany, result: BatchResult) -> No
             ).decode()
 
 
-def read_watermark(read: ReadMany) -> int:
-    """A partition's stored watermark, NO_WATERMARK before its first order."""
-    [value] = read([WATERMARK_KEY])
+def read_watermark(read: ReadMany, key: str = WATERMARK_KEY) -> int:
+    """A partition's stored watermark (or latest order time), NO_WATERMARK before any."""
+    [value] = read([key])
     return NO_WATERMARK if value is None else int(value)

@@ -5,6 +5,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from core.aggregate import (
+    LATEST_ORDER_KEY,
     NO_WATERMARK,
     WATERMARK_KEY,
     BatchResult,
@@ -18,6 +19,7 @@ from core.aggregate import (
     window_prefix,
 )
 from core.closing import ScanFrom, close_window, final_key, retired_key
+from core.models import Tick
 from tables.windows import WindowSpec
 
 
@@ -41,6 +43,9 @@ def apply_batch(items: Sequence[Item], config: AggregateConfig, read: ReadMany) 
         merge_totals(folded.totals, read, result)
         merge_rows(folded.rows, read, result)
         result.updates.update(offsets)
+        latest = max(o.order_time_ms for o in fresh if not isinstance(o, Tick))
+        if latest > read_watermark(read, LATEST_ORDER_KEY):
+            result.updates[LATEST_ORDER_KEY] = str(latest)
     if watermark != before:
         result.updates[WATERMARK_KEY] = str(watermark)
     return result
