@@ -252,7 +252,7 @@ class DatagenCommand(AppCommand):
         except asyncio.CancelledError:  # SIGTERM, see cancel_on_sigterm
             sys.exit(143)
         except (KafkaError, OSError) as error:
-            click.echo(f"datagen: {error or type(error).__name__}", file=self.stderr)
+            click.echo(f"orderstream: {error or type(error).__name__}", file=self.stderr)
             sys.exit(1)
         sys.exit(0)
 

@@ -60,6 +60,7 @@ def create_app(settings: Settings | None = None) -> OrderstreamApp:
     from agents.datagen import register_datagen
     from agents.ingest import register_ingest
     from app.datagen_cli import register_datagen_command
+    from app.reset_cli import register_reset_command
 
     settings = settings or load_settings()
     app = OrderstreamApp(settings.app_id, **faust_settings(settings))
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None) -> OrderstreamApp:
     register_aggregate(app, app.runtime)
     register_datagen(app, app.runtime)
     register_datagen_command(app, settings)
+    register_reset_command(app, settings)
     _connect_rebalance(app)
     # faust's worker leaves aiokafka at DEBUG: log records nobody reads cost ~10% CPU.
     logging.getLogger("aiokafka").setLevel(logging.WARNING)

@@ -86,18 +86,23 @@ async def reconcile(settings: Settings, stages: dict[str, tuple[str, int]]) -> N
     """
     lost = {stage: (changelog, ahead) for stage, (changelog, partitions) in stages.items()
             if (ahead := await _ahead(settings, stage, changelog, partitions))}
+    marker = settings.state_dir / "broker.json"
+    built_on_embedded = marker.exists() and json.loads(marker.read_text())["embedded"]
+    marker.write_text(json.dumps({"embedded": settings.embedded_broker,
+                                  "brokers": settings.broker_urls}))
     if not lost:
         return
     broker = ",".join(settings.broker_urls)
     topics = ", ".join(changelog for changelog, _ in lost.values())
     dirs = " ".join(str(settings.state_dir / stage) for stage in lost)
-    if settings.embedded_broker:
+    if settings.embedded_broker or built_on_embedded:
         for stage in lost:
             shutil.rmtree(settings.state_dir / stage, ignore_errors=True)
+        why = ("the embedded broker keeps nothing across restarts" if settings.embedded_broker
+               else "that state was built on the embedded broker, which keeps nothing")
         log.warning(
-            "the broker at %s has lost changelog %s (the embedded broker keeps nothing across "
-            "restarts) while %s held state built from it: removed %s and starting clean",
-            broker, topics, settings.data_dir, dirs,
+            "the broker at %s has lost changelog %s (%s) while %s held state built from it: "
+            "removed %s and starting clean", broker, topics, why, settings.data_dir, dirs,
         )
         return
     noun = "changelog topics" if len(lost) > 1 else "changelog topic"
@@ -105,8 +110,7 @@ async def reconcile(settings: Settings, stages: dict[str, tuple[str, int]]) -> N
         f"{noun} {topics} on {broker} lack records that the state in "
         f"{settings.state_dir} reflects; refusing to start on inconsistent state. To start "
         f"over from the orders topic: stop every worker, run `rm -rf {dirs}` and reset the "
-        f"group (`kafka-consumer-groups.sh --bootstrap-server {broker} --group "
-        f"{settings.app_id} --reset-offsets --to-earliest --all-topics --execute`)"
+        f"group with `faust -A app reset-offsets`"
     )
 
 

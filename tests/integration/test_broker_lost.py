@@ -73,7 +73,7 @@ def test_external_broker_missing_changelog_stops_and_names_it(
     app_id = env["APP_ID"]
     assert (f"changelog topics {app_id}-dedup-changelog, {app_id}-aggregate-changelog on "
             f"{broker} lack records") in errors[0]
-    assert "rm -rf" in errors[0] and "--reset-offsets" in errors[0]
+    assert "rm -rf" in errors[0] and "faust -A app reset-offsets" in errors[0]
     assert "Traceback" not in worker.log()
 
 
@@ -86,3 +86,16 @@ def test_an_unusable_data_dir_is_one_clear_line_at_start(worker_env, make_worker
     errors = [line for line in log.splitlines() if "ERROR" in line]
     assert len(errors) == 1 and f"DATA_DIR {blocker} is not writable" in errors[0]
     assert "Traceback" not in log
+
+
+def test_state_built_on_the_embedded_broker_is_discarded_on_another_broker(
+        own_broker, worker_env, make_worker, tmp_path):
+    broker = f"127.0.0.1:{own_broker['port']}"
+    env = {**worker_env, "KAFKA_BROKER": broker, "EMBEDDED_BROKER": "1"}
+    _run_some_orders(make_worker, env, broker, 2)
+    _restart_empty(own_broker, tmp_path)  # as if KAFKA_BROKER now named another broker
+    external = {k: v for k, v in env.items() if k != "EMBEDDED_BROKER"}
+    worker = make_worker(external, "external")
+    worker.wait_ready()
+    warnings = [line for line in worker.log().splitlines() if "WARNING" in line]
+    assert len(warnings) == 1 and "built on the embedded broker" in warnings[0]

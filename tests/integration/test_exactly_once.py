@@ -1,20 +1,19 @@
 """Exactly-once results against the real broker and worker: dirty input, watermarks and
 final windows, a consumer-group reset to offset 0, and kill -9 in the middle of ingest."""
 
-import asyncio
 import json
 import random
 import re
 import signal
+import subprocess
 import time
 from collections import defaultdict
 from decimal import Decimal
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 from aiokafka.partitioner import murmur2
 
-from tests.integration.conftest import consume_all, metric, produce, wait_for
+from tests.integration.conftest import FAUST, REPO, consume_all, metric, produce, wait_for
 from tests.integration.test_pipeline import expected_windows, iso, money
 
 pytestmark = pytest.mark.integration
@@ -129,25 +128,15 @@ def test_dirty_input_lands_where_spec_md_says(broker, worker_env, make_worker):
                 count, money(total), True)
 
 
-def reset_group(broker: str, group: str, topics: list[str]) -> None:
-    """Commit offset 0 on every partition of `topics` for `group` (a group reset)."""
-    async def run() -> None:
-        # join the (empty) group as its only member, as kafka-consumer-groups.sh does
-        consumer = AIOKafkaConsumer(bootstrap_servers=broker, group_id=group,
-                                    enable_auto_commit=False, session_timeout_ms=10_000,
-                                    rebalance_timeout_ms=3_000, heartbeat_interval_ms=1_000)
-        await consumer.start()
-        try:
-            consumer.subscribe(topics)
-            deadline = time.monotonic() + 60
-            while not consumer.assignment() and time.monotonic() < deadline:
-                await consumer.getmany(timeout_ms=200, max_records=1)
-            tps = consumer.assignment()
-            assert {tp.topic for tp in tps} == set(topics)
-            await consumer.commit(dict.fromkeys(tps, 0))
-        finally:
-            await consumer.stop()
-    asyncio.run(run())
+def reset_group(env: dict[str, str]) -> None:
+    """`faust -A app reset-offsets`: the worker group back to offset 0, as a user would."""
+    result = subprocess.run([str(FAUST), "-A", "app", "reset-offsets"], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    topics = {line.split("[")[0] for line in result.stdout.splitlines()}
+    app_id = env["APP_ID"]
+    assert topics == {env["ORDERS_TOPIC"], f"{app_id}-orders-by-number",
+                      f"{app_id}-orders-by-buyer"}
 
 
 def print_lines(log: str) -> list[str]:
@@ -160,7 +149,7 @@ def test_a_group_reset_to_offset_0_changes_nothing(broker, worker_env, make_work
     worker_env.update(IDLE_TIMEOUT="1s", WINDOWS="tumble:10s", ALLOWED_LATENESS="0s")
     worker = make_worker(worker_env)
     worker.wait_ready()
-    topic, app_id = worker_env["ORDERS_TOPIC"], worker_env["APP_ID"]
+    topic = worker_env["ORDERS_TOPIC"]
     rng = random.Random(5)
     records = [keyed(n, *rng.choice([("Ana", "Ruiz"), ("Zoë", "Brontë"), ("Lê", "Văn")]),
                      f"{rng.randrange(100, 9999) / 100:.2f}", T0 + n * 100) for n in range(300)]
@@ -176,8 +165,7 @@ def test_a_group_reset_to_offset_0_changes_nothing(broker, worker_env, make_work
     assert outputs[worker_env["WINDOW_RESULTS_TOPIC"]]  # something final, to prove no repeat
     worker.stop()
 
-    reset_group(broker, app_id, [topic, f"{app_id}-orders-by-number",
-                                 f"{app_id}-orders-by-buyer"])
+    reset_group(worker_env)
     again = make_worker(worker_env, "after-reset")
     again.wait_ready()
     wait_for(lambda: metric(again, "orders_processed_total") == 301, what="replay read")
