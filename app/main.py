@@ -39,10 +39,16 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
     """faust's own settings: tuned for a job that keeps its state outside faust Tables."""
     return {
         "broker": [f"kafka://{url}" for url in settings.broker_urls],
+        # exchanged in the group's assignment metadata: how other workers reach this one
+        "canonical_url": settings.advertised_url,
         "datadir": str(settings.state_dir / "faust"),
         "topic_replication_factor": 1,
         "topic_partitions": settings.topic_partitions,
-        "table_standby_replicas": 0,
+        # > 0 makes faust use its own PartitionAssignor instead of round robin: it assigns
+        # partition p of every topic of equal count to one worker (ingest reads orders[p]
+        # and the rekey topic's [p] into one dedup store) and shares every worker's URL
+        # and partitions, which the API uses to route queries. No faust tables: no standbys.
+        "table_standby_replicas": 1,
         "consumer_auto_offset_reset": "earliest",
         # tansu waits out these timeouts on a group's first join; faust's 60 s crawl.
         "broker_rebalance_timeout": 3,
