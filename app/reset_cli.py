@@ -8,15 +8,45 @@ exactly-once works).
 """
 
 import time
+from collections.abc import Mapping
+from typing import Any
 
 import faust
 from aiokafka import AIOKafkaConsumer
+from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
+from aiokafka.coordinator.protocol import (
+    ConsumerProtocolMemberAssignment,
+    ConsumerProtocolMemberMetadata,
+)
 
 from app.datagen_cli import DatagenCommand
 from app.settings import Settings
 from app.topics import topic_names
 
 JOIN_TIMEOUT_S = 60
+
+
+class TakeAll(AbstractPartitionAssignor):
+    """Speaks the workers' protocol name ("faust"), so the broker lets this consumer join
+    their (stopped) group, and assigns every partition to the single member: itself."""
+
+    name = "faust"
+    version = 4
+
+    @classmethod
+    def assign(cls, cluster: Any, members: Mapping[str, Any]) -> dict[str, Any]:
+        topics = sorted({t for meta in members.values() for t in meta.subscription})
+        everything = [(t, sorted(cluster.partitions_for_topic(t) or ())) for t in topics]
+        return {member: ConsumerProtocolMemberAssignment(cls.version, everything, b"")
+                for member in members}
+
+    @classmethod
+    def metadata(cls, topics: Any) -> ConsumerProtocolMemberMetadata:
+        return ConsumerProtocolMemberMetadata(cls.version, list(topics), b"")
+
+    @classmethod
+    def on_assignment(cls, assignment: Any) -> None:
+        pass
 
 
 async def reset_offsets(settings: Settings) -> list[str]:
@@ -26,7 +56,7 @@ async def reset_offsets(settings: Settings) -> list[str]:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.broker_urls, group_id=settings.app_id,
         enable_auto_commit=False, session_timeout_ms=10_000, rebalance_timeout_ms=3_000,
-        heartbeat_interval_ms=1_000)
+        heartbeat_interval_ms=1_000, partition_assignment_strategy=(TakeAll,))
     await consumer.start()
     try:
         consumer.subscribe(topics)
