@@ -1,10 +1,11 @@
 """The FastAPI app: routers assembled, errors always JSON."""
 
+import httpx
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from api.deps import require_token
-from api.routes import buyers, health, metrics, windows
+from api.routes import buyers, health, instances, metrics, windows
 from app.runtime import Runtime
 
 
@@ -16,8 +17,9 @@ def create_api(runtime: Runtime) -> FastAPI:
         version="0.1.0",
     )
     api.state.runtime = runtime
+    api.state.http = httpx.AsyncClient(trust_env=False)  # calls to other workers
     api.include_router(health.router)
-    for module in (buyers, windows, metrics):  # with API_TOKEN set, these need it
+    for module in (buyers, windows, instances, metrics):  # with API_TOKEN set, these need it
         api.include_router(module.router, dependencies=[Depends(require_token)])
 
     @api.exception_handler(Exception)

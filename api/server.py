@@ -63,3 +63,4 @@ class ApiServer:
         self._server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError, SystemExit):
             await asyncio.wait_for(self._task, timeout=5)
+        await self._api.state.http.aclose()

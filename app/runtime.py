@@ -112,6 +112,14 @@ class Runtime(Service):
         restoring = self.dedup.restoring or self.aggregates.restoring
         return "restoring" if restoring else "ready"
 
+    def members(self) -> dict[str, set[int]]:
+        """Every worker of the group (advertised URL) and its aggregation partitions."""
+        members: dict[str, set[int]] = {}
+        for url, topics in self.app.assignor.external_topics_metadata().items():
+            members[str(url).rstrip("/")] = set(topics.get(self.names.by_buyer, ()))
+        members.setdefault(self.settings.advertised_url.rstrip("/"), set(self.aggregates.assigned))
+        return members
+
     def refresh_gauges(self) -> None:
         """Per-partition gauges from the stores, for a /metrics scrape."""
         self.metrics.watermark.clear()

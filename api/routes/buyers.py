@@ -1,57 +1,85 @@
-"""Buyer totals: the seed's `saving_ex`, live."""
+"""Buyer totals: the seed's `saving_ex`, live, from any worker."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 
+from api.cluster import call, gather, is_local, owner_url, require_ready, unavailable
 from api.deps import RuntimeDep
 from api.schemas import BuyerPage, BuyerTotal, ErrorDetail
 from app.runtime import Runtime
+from core.shuffle import buyer_partition
 from core.sinks import total_json
 from tables.queries import all_totals, one_total
 
 router = APIRouter(tags=["buyers"])
-NOT_FOUND = {404: {"model": ErrorDetail, "description": "buyer never seen"}}
+NOT_FOUND = {404: {"model": ErrorDetail, "description": "buyer never seen"},
+             503: {"model": ErrorDetail, "description": "partitions moving: retry"}}
 
 
-@router.get("/buyers", response_model=BuyerPage)
+def _rank(item: dict[str, Any]) -> tuple[int, str, str]:
+    buyer = item["buyer"]
+    return (-item["count"], buyer["last_name"], buyer["first_name"])
+
+
+@router.get("/buyers", response_model=BuyerPage, responses=NOT_FOUND)
 async def list_buyers(
+    request: Request,
     runtime: RuntimeDep,
     limit: Annotated[int, Query(ge=0, le=10_000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
+    upto: Annotated[int | None, Query(ge=0, include_in_schema=False)] = None,
 ) -> BuyerPage:
     """Buyers by count descending, then last name, then first name (code points)."""
+    require_ready(runtime)
     totals = all_totals(runtime.aggregates.read_only_view())
-    page = totals[offset:offset + limit]
-    return BuyerPage.model_validate({
-        "items": [total_json(first, last, total) for (first, last), total in page],
-        "total": len(totals),
-    })
+    if is_local(request):  # another worker gathers: its first `upto` items, all counted
+        page = [total_json(*buyer, total) for buyer, total in totals[:upto]]
+        return BuyerPage.model_validate({"items": page, "total": len(totals)})
+    items = [total_json(*buyer, total) for buyer, total in totals[:offset + limit]]
+    total = len(totals)
+    for answer in await gather(request, runtime, "/buyers", {"upto": offset + limit}):
+        items.extend(answer["items"])
+        total += answer["total"]
+    items.sort(key=_rank)
+    return BuyerPage.model_validate({"items": items[offset:offset + limit], "total": total})
 
 
 @router.get("/buyers/{first_name}/{last_name}", response_model=BuyerTotal, responses=NOT_FOUND)
 async def get_buyer(
+    request: Request,
     runtime: RuntimeDep,
     first_name: Annotated[str, Path(min_length=1)],
     last_name: Annotated[str, Path(min_length=1)],
 ) -> BuyerTotal:
     """One buyer's count and total price."""
-    return _lookup(runtime, first_name, last_name)
+    return await _lookup(request, runtime, first_name, last_name)
 
 
 @router.get("/buyer", response_model=BuyerTotal, responses=NOT_FOUND)
 async def get_buyer_by_query(
+    request: Request,
     runtime: RuntimeDep,
     first_name: Annotated[str, Query(min_length=1)],
     last_name: Annotated[str, Query(min_length=1)],
 ) -> BuyerTotal:
     """The same as /buyers/{first_name}/{last_name}, for names a path cannot carry."""
-    return _lookup(runtime, first_name, last_name)
+    return await _lookup(request, runtime, first_name, last_name)
 
 
-def _lookup(runtime: Runtime, first_name: str, last_name: str) -> BuyerTotal:
-    total = one_total(runtime.aggregates.read_only_view(), (first_name, last_name),
-                      runtime.partitions[runtime.names.by_buyer])
+async def _lookup(request: Request, runtime: Runtime, first_name: str,
+                  last_name: str) -> BuyerTotal:
+    require_ready(runtime)
+    if not is_local(request):
+        url = owner_url(runtime, first_name, last_name)
+        if url is not None:  # one hop to the owner
+            answer = await call(request, url, "/buyer",
+                                {"first_name": first_name, "last_name": last_name})
+            return BuyerTotal.model_validate(answer)
+    partitions = runtime.partitions[runtime.names.by_buyer]
+    if buyer_partition(first_name, last_name, partitions) not in runtime.aggregates.assigned:
+        raise unavailable("the buyer's partition moved: retry")
+    total = one_total(runtime.aggregates.read_only_view(), (first_name, last_name), partitions)
     if total is None:
         raise HTTPException(404, f"buyer {first_name} {last_name} never seen")
     return BuyerTotal.model_validate(total_json(first_name, last_name, total))

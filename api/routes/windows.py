@@ -1,9 +1,10 @@
-"""Window aggregates per window, start and buyer."""
+"""Window aggregates per window, start and buyer, from any worker."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 
+from api.cluster import call, gather, is_local, owner_url, require_ready
 from api.deps import RuntimeDep, parse_time_param
 from api.schemas import ErrorDetail, WindowInfo, WindowPage, WindowTop
 from app.runtime import Runtime
@@ -12,7 +13,8 @@ from tables.queries import latest_start, rows_of_window, window_final, window_ro
 from tables.windows import WindowSpec, window_starts_ms
 
 router = APIRouter(prefix="/windows", tags=["windows"])
-NOT_FOUND = {404: {"model": ErrorDetail, "description": "unknown window, or no data"}}
+NOT_FOUND = {404: {"model": ErrorDetail, "description": "unknown window, or no data"},
+             503: {"model": ErrorDetail, "description": "partitions moving: retry"}}
 
 
 @router.get("", response_model=list[WindowInfo])
@@ -27,8 +29,17 @@ async def list_windows(runtime: RuntimeDep) -> list[WindowInfo]:
     ]
 
 
+def _by_start(item: dict[str, Any]) -> tuple[str, str, str]:
+    return (item["window_start"], item["buyer"]["last_name"], item["buyer"]["first_name"])
+
+
+def _rank(item: dict[str, Any]) -> tuple[int, str, str]:
+    return (-item["count"], item["buyer"]["last_name"], item["buyer"]["first_name"])
+
+
 @router.get("/{name}", response_model=WindowPage, responses=NOT_FOUND)
 async def get_window_rows(
+    request: Request,
     runtime: RuntimeDep,
     name: str,
     first_name: str | None = None,
@@ -40,14 +51,28 @@ async def get_window_rows(
     """Rows of windows overlapping [start, end), by window start, then last, first name."""
     spec = _spec(runtime, name)
     start_ms, end_ms = parse_time_param("start", start), parse_time_param("end", end)
+    require_ready(runtime)
+    params = {k: v for k, v in {"first_name": first_name, "last_name": last_name,
+                                "start": start, "end": end, "limit": limit}.items()
+              if v is not None}
+    if not is_local(request) and first_name is not None and last_name is not None:
+        url = owner_url(runtime, first_name, last_name)
+        if url is not None:  # one buyer: one hop to its owner
+            return WindowPage.model_validate(await call(request, url, f"/windows/{name}", params))
     rows = window_rows(runtime.aggregates.read_only_view(), spec,
                        runtime.settings.allowed_lateness, start_ms=start_ms, end_ms=end_ms,
                        first_name=first_name, last_name=last_name)
-    return WindowPage.model_validate({"items": [row.as_json(spec) for row in rows[:limit]]})
+    items = [row.as_json(spec) for row in rows[:limit]]
+    if not is_local(request):
+        for answer in await gather(request, runtime, f"/windows/{name}", params):
+            items.extend(answer["items"])
+        items.sort(key=_by_start)
+    return WindowPage.model_validate({"items": items[:limit]})
 
 
 @router.get("/{name}/top", response_model=WindowTop, responses=NOT_FOUND)
 async def get_window_top(
+    request: Request,
     runtime: RuntimeDep,
     name: str,
     at: Annotated[str | None, Query(description="ISO-8601 UTC or epoch ms")] = None,
@@ -55,22 +80,46 @@ async def get_window_top(
 ) -> WindowTop:
     """The k buyers with the most orders in the latest window holding `at` (or with data)."""
     spec = _spec(runtime, name)
-    stores = runtime.aggregates.read_only_view()
     at_ms = parse_time_param("at", at)
+    require_ready(runtime)
+    stores = runtime.aggregates.read_only_view()
     if at_ms is None:
-        start_ms = latest_start(stores, spec)
-        if start_ms is None:
-            raise HTTPException(404, f"window {name} has no data")
-    else:
-        start_ms = window_starts_ms(at_ms, spec.size_ms, spec.slide_ms)[-1]
+        at_ms = await _latest_everywhere(request, runtime, spec)
+    start_ms = window_starts_ms(at_ms, spec.size_ms, spec.slide_ms)[-1]
     lateness = runtime.settings.allowed_lateness
-    rows = rows_of_window(stores, spec, start_ms, lateness)
+    items = [row.as_json(spec) for row in rows_of_window(stores, spec, start_ms, lateness)[:k]]
+    final = window_final(stores, spec, start_ms, lateness)
+    if not is_local(request):
+        for answer in await gather(request, runtime, f"/windows/{name}/top",
+                                   {"at": start_ms, "k": k}):
+            items.extend(answer["items"])
+            final = final and answer["final"]
+        items.sort(key=_rank)
     return WindowTop.model_validate({
         "window_start": format_time_ms(start_ms),
         "window_end": format_time_ms(start_ms + spec.size_ms),
-        "final": window_final(stores, spec, start_ms, lateness),
-        "items": [row.as_json(spec) for row in rows[:k]],
+        "final": final, "items": items[:k],
     })
+
+
+@router.get("/{name}/latest-start", include_in_schema=False)
+async def get_latest_start(runtime: RuntimeDep, name: str) -> dict[str, int | None]:
+    """For other workers: the largest window start this worker has data for."""
+    require_ready(runtime)
+    return {"latest_start_ms": latest_start(runtime.aggregates.read_only_view(),
+                                            _spec(runtime, name))}
+
+
+async def _latest_everywhere(request: Request, runtime: Runtime, spec: WindowSpec) -> int:
+    """The largest window start with data on any worker; 404 when there is none."""
+    starts = [latest_start(runtime.aggregates.read_only_view(), spec)]
+    if not is_local(request):
+        starts += [answer["latest_start_ms"] for answer in await gather(
+            request, runtime, f"/windows/{spec.name}/latest-start", {})]
+    known = [s for s in starts if s is not None]
+    if not known:
+        raise HTTPException(404, f"window {spec.name} has no data")
+    return max(known)
 
 
 def _spec(runtime: Runtime, name: str) -> WindowSpec:

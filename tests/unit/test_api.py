@@ -25,6 +25,8 @@ class ApiClient:
 
 
 class NoStores:
+    assigned: set[int] = set()
+
     def read_only_view(self):
         return {}
 
@@ -32,11 +34,14 @@ class NoStores:
 class FakeRuntime:
     """The parts of app.runtime.Runtime the routes read: settings, stores, readiness."""
 
-    def __init__(self, **settings):
+    def __init__(self, readiness="ready", **settings):
         self.settings = Settings(**settings)
         self.aggregates = NoStores()
         self.metrics = Metrics()
-        self.readiness = "restoring"
+        self.readiness = readiness
+
+    def members(self):
+        return {self.settings.advertised_url: set()}
 
     def refresh_gauges(self):
         pass
@@ -47,10 +52,18 @@ def client():
     return ApiClient(create_api(FakeRuntime(api_token="s3cret")))
 
 
-def test_health_and_ready_need_no_token(client):
+def test_health_and_ready_need_no_token():
+    client = ApiClient(create_api(FakeRuntime(readiness="restoring", api_token="s3cret")))
     assert client.get("/health").json() == {"status": "ok"}
     ready = client.get("/ready")
     assert (ready.status_code, ready.json()) == (503, {"status": "restoring"})
+
+
+def test_data_routes_answer_503_with_retry_after_until_ready():
+    client = ApiClient(create_api(FakeRuntime(readiness="rebalancing")))
+    answer = client.get("/buyers")
+    assert answer.status_code == 503 and answer.headers["retry-after"] == "1"
+    assert answer.json() == {"detail": "this worker is rebalancing"}
 
 
 @pytest.mark.parametrize("path", ["/buyers", "/windows", "/windows/tumble_10s", "/metrics"])

@@ -1,0 +1,83 @@
+"""Any worker answers any query: key lookups go to the worker owning the buyer's partition
+(one hop), lists are gathered from every worker and merged.
+
+Workers find each other through faust's group assignment: each advertises
+API_ADVERTISED_URL (faust's canonical_url) and the leader hands every member the
+partitions of every other. A forwarded call carries `X-Orderstream-Scope: local`: the
+receiving worker answers from its own partitions and never forwards again. If any worker
+cannot answer (not ready, unreachable, or the assignment moved meanwhile), the query
+gets 503 with Retry-After: never a silently partial result.
+"""
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+from fastapi import HTTPException, Request
+
+from app.runtime import Runtime
+from core.shuffle import buyer_partition
+
+SCOPE_HEADER = "X-Orderstream-Scope"
+RETRY_AFTER_S = 1
+FORWARD_TIMEOUT_S = 5.0
+
+
+def unavailable(why: str) -> HTTPException:
+    """503 that tells the client to come back."""
+    return HTTPException(503, why, headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
+def is_local(request: Request) -> bool:
+    """A call forwarded by another worker: answer from this worker's partitions only."""
+    return request.headers.get(SCOPE_HEADER) == "local"
+
+
+def require_ready(runtime: Runtime) -> None:
+    """Data routes answer only when this worker's state is complete."""
+    if runtime.readiness != "ready":
+        raise unavailable(f"this worker is {runtime.readiness}")
+
+
+def owner_url(runtime: Runtime, first_name: str, last_name: str) -> str | None:
+    """URL of the worker owning a buyer's partition; None when it is this worker."""
+    partition = buyer_partition(first_name, last_name, runtime.partitions[runtime.names.by_buyer])
+    if partition in runtime.aggregates.assigned:
+        return None
+    for url, partitions in runtime.members().items():
+        if partition in partitions:
+            return url
+    raise unavailable(f"no worker owns partition {partition} right now")
+
+
+def peers(runtime: Runtime) -> list[str]:
+    """URLs of the other workers of the group."""
+    me = runtime.settings.advertised_url.rstrip("/")
+    return [url for url in runtime.members() if url != me]
+
+
+async def call(request: Request, url: str, path: str,
+               params: Mapping[str, Any] | None = None) -> Any:
+    """GET another worker's route in local scope, with the caller's credentials."""
+    headers = {SCOPE_HEADER: "local"}
+    if "authorization" in request.headers:
+        headers["Authorization"] = request.headers["authorization"]
+    client: httpx.AsyncClient = request.app.state.http
+    try:
+        response = await client.get(url + path, params=params, headers=headers,
+                                    timeout=FORWARD_TIMEOUT_S)
+    except httpx.HTTPError as error:
+        raise unavailable(f"worker {url} did not answer: {type(error).__name__}") from None
+    if response.status_code == 503:
+        raise unavailable(f"worker {url}: {response.json().get('detail', 'not ready')}")
+    if response.status_code >= 400:
+        raise HTTPException(response.status_code, response.json().get("detail"))
+    return response.json()
+
+
+async def gather(request: Request, runtime: Runtime, path: str,
+                 params: Mapping[str, Any]) -> list[Any]:
+    """The same route on every other worker, in local scope, concurrently."""
+    return list(await asyncio.gather(*(call(request, url, path, params)
+                                       for url in peers(runtime))))
