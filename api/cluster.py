@@ -10,6 +10,7 @@ gets 503 with Retry-After: never a silently partial result.
 """
 
 import asyncio
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,6 +23,11 @@ from core.shuffle import buyer_partition
 SCOPE_HEADER = "X-Orderstream-Scope"
 RETRY_AFTER_S = 1
 FORWARD_TIMEOUT_S = 5.0
+
+
+def runtime_metrics(request: Request) -> Any:
+    """The metrics of the worker serving this request."""
+    return request.app.state.runtime.metrics
 
 
 def unavailable(why: str) -> HTTPException:
@@ -64,11 +70,17 @@ async def call(request: Request, url: str, path: str,
     if "authorization" in request.headers:
         headers["Authorization"] = request.headers["authorization"]
     client: httpx.AsyncClient = request.app.state.http
+    route = getattr(request.scope.get("route"), "path", path)
+    started = time.perf_counter()
     try:
         response = await client.get(url + path, params=params, headers=headers,
                                     timeout=FORWARD_TIMEOUT_S)
     except httpx.HTTPError as error:
+        runtime_metrics(request).forwarded.labels(route, "unreachable").observe(
+            time.perf_counter() - started)
         raise unavailable(f"worker {url} did not answer: {type(error).__name__}") from None
+    runtime_metrics(request).forwarded.labels(route, str(response.status_code)).observe(
+        time.perf_counter() - started)
     if response.status_code == 503:
         raise unavailable(f"worker {url}: {response.json().get('detail', 'not ready')}")
     if response.status_code >= 400:

@@ -1,5 +1,8 @@
 """The FastAPI app: routers assembled, errors always JSON."""
 
+import time
+from typing import Any
+
 import httpx
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -21,6 +24,16 @@ def create_api(runtime: Runtime) -> FastAPI:
     api.include_router(health.router)
     for module in (buyers, windows, instances, metrics):  # with API_TOKEN set, these need it
         api.include_router(module.router, dependencies=[Depends(require_token)])
+
+    @api.middleware("http")
+    async def timed(request: Request, call_next: Any) -> Any:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        runtime.metrics.requests.labels(getattr(route, "path", "unmatched"),
+                                        str(response.status_code)).observe(
+            time.perf_counter() - started)
+        return response
 
     @api.exception_handler(Exception)
     async def internal_error(request: Request, error: Exception) -> JSONResponse:

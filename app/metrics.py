@@ -1,6 +1,12 @@
 """Prometheus metrics of one worker (prometheus-client), served at GET /metrics."""
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
 
 disable_created_metrics()
 
@@ -28,3 +34,9 @@ class Metrics:
         self.lag = Gauge("orderstream_consumer_lag",
                          "Messages behind the end of the topic, per partition",
                          ["topic", "partition"], registry=r)
+        self.requests = Histogram("orderstream_http_request_seconds",
+                                  "HTTP requests served, by route and status",
+                                  ["route", "status"], registry=r)
+        self.forwarded = Histogram("orderstream_forwarded_call_seconds",
+                                   "Calls to other workers, by route and outcome",
+                                   ["route", "outcome"], registry=r)

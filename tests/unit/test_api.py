@@ -1,4 +1,4 @@
-"""The API on its own (FastAPI's ApiClient) with a runtime that has no stores yet."""
+"""The API on its own (httpx over ASGI) with a runtime that has no data yet."""
 
 import asyncio
 
@@ -8,6 +8,7 @@ import pytest
 from api.main import create_api
 from app.metrics import Metrics
 from app.settings import Settings
+from app.topics import topic_names
 
 
 class ApiClient:
@@ -25,7 +26,9 @@ class ApiClient:
 
 
 class NoStores:
-    assigned: set[int] = set()
+    """Every aggregation partition assigned, none holding data."""
+
+    assigned = {0, 1, 2, 3}
 
     def read_only_view(self):
         return {}
@@ -36,6 +39,8 @@ class FakeRuntime:
 
     def __init__(self, readiness="ready", **settings):
         self.settings = Settings(**settings)
+        self.names = topic_names(self.settings)
+        self.partitions = {self.names.by_buyer: 4}
         self.aggregates = NoStores()
         self.metrics = Metrics()
         self.readiness = readiness
@@ -88,3 +93,14 @@ def test_errors_are_json_naming_the_problem():
     schemes = client.get("/openapi.json").json()["components"]["securitySchemes"]
     assert schemes == {"HTTPBearer": {"type": "http", "scheme": "bearer",
                                       "description": "API_TOKEN, when the worker has one"}}
+
+
+def test_requests_are_counted_per_route_template_and_status():
+    client = ApiClient(create_api(FakeRuntime()))
+    client.get("/buyers")
+    client.get("/buyers/Ana/Ruiz")  # 404: nobody here
+    client.get("/buyers/Zoë/Brontë")
+    text = client.get("/metrics").text
+    assert 'orderstream_http_request_seconds_count{route="/buyers",status="200"} 1.0' in text
+    assert ('orderstream_http_request_seconds_count{route="/buyers/{first_name}/{last_name}",'
+            'status="404"} 2.0') in text
