@@ -9,7 +9,11 @@ from fastapi.responses import JSONResponse
 
 from api.deps import require_token
 from api.routes import buyers, health, instances, metrics, windows
+from api.schemas import ErrorDetail
 from app.runtime import Runtime
+
+UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorDetail, "description": "API_TOKEN is set: bearer token missing or wrong"}}
 
 
 def create_api(runtime: Runtime) -> FastAPI:
@@ -23,7 +27,8 @@ def create_api(runtime: Runtime) -> FastAPI:
     api.state.http = httpx.AsyncClient(trust_env=False)  # calls to other workers
     api.include_router(health.router)
     for module in (buyers, windows, instances, metrics):  # with API_TOKEN set, these need it
-        api.include_router(module.router, dependencies=[Depends(require_token)])
+        api.include_router(module.router, dependencies=[Depends(require_token)],
+                           responses=UNAUTHORIZED)
 
     @api.middleware("http")
     async def timed(request: Request, call_next: Any) -> Any:

@@ -1,0 +1,18 @@
+"""A schema fuzz run of the API (schemathesis), on a small budget: every route, generated
+parameters, no 5xx and every response as /openapi.json describes it."""
+
+import schemathesis
+from hypothesis import HealthCheck, settings
+
+from api.main import create_api
+from tests.unit.test_api import FakeRuntime
+
+TOKEN = "fuzz-token"
+schema = schemathesis.openapi.from_asgi("/openapi.json",
+                                        create_api(FakeRuntime(api_token=TOKEN)))
+
+
+@schema.parametrize()
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+def test_no_server_error_and_no_schema_violation(case):  # noqa: ANN001
+    case.call_and_validate(headers={"Authorization": f"Bearer {TOKEN}"})
