@@ -8,7 +8,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from api.deps import require_token
-from api.routes import buyers, health, instances, metrics, windows
+from api.routes import buyers, health, instances, metrics, streams, windows
 from api.schemas import ErrorDetail
 from app.runtime import Runtime
 
@@ -26,7 +26,8 @@ def create_api(runtime: Runtime) -> FastAPI:
     api.state.runtime = runtime
     api.state.http = httpx.AsyncClient(trust_env=False)  # calls to other workers
     api.include_router(health.router)
-    for module in (buyers, windows, instances, metrics):  # with API_TOKEN set, these need it
+    # with API_TOKEN set, these need it; streams first, so /buyers/stream is not a buyer
+    for module in (streams, buyers, windows, instances, metrics):
         api.include_router(module.router, dependencies=[Depends(require_token)],
                            responses=UNAUTHORIZED)
 

@@ -37,6 +37,11 @@ class Metrics:
         self.requests = Histogram("orderstream_http_request_seconds",
                                   "HTTP requests served, by route and status",
                                   ["route", "status"], registry=r)
+        self.sse_clients = Gauge("orderstream_sse_clients", "Server-sent event streams open",
+                                 registry=r)
+        self.sse_dropped = Counter("orderstream_sse_dropped",
+                                   "Stream clients dropped for falling too far behind",
+                                   registry=r)
         self.forwarded = Histogram("orderstream_forwarded_call_seconds",
                                    "Calls to other workers, by route and outcome",
                                    ["route", "outcome"], registry=r)

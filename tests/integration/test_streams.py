@@ -1,0 +1,61 @@
+"""Live push: a client sees every change of a buyer in order, and after a reconnect with
+Last-Event-ID misses nothing."""
+
+import json
+import threading
+
+import httpx
+import pytest
+
+from tests.integration.conftest import metric, produce, wait_for
+from tests.integration.test_exactly_once import T0, keyed
+
+pytestmark = pytest.mark.integration
+
+
+def read_events(url: str, count: int, headers: dict[str, str] | None = None,
+                opened: threading.Event | None = None) -> list[tuple[str, dict]]:
+    """The first `count` events of a stream, as (id, data)."""
+    events: list[tuple[str, dict]] = []
+    with httpx.stream("GET", url, headers=headers, timeout=60) as response:
+        assert response.status_code == 200
+        event_id = None
+        for line in response.iter_lines():
+            if opened is not None:
+                opened.set()
+            if line.startswith("id: "):
+                event_id = line[4:]
+            elif line.startswith("data: "):
+                events.append((event_id, json.loads(line[6:])))
+                if len(events) == count:
+                    return events
+    return events
+
+
+def test_a_buyer_stream_in_order_and_resumed_with_last_event_id(broker, worker_env, make_worker):
+    worker_env.update(PRINT_SINK="0")
+    worker = make_worker(worker_env)
+    worker.wait_ready()
+    topic = worker_env["ORDERS_TOPIC"]
+    url = f"{worker.url}/buyers/stream?first_name=Ana&last_name=Ruiz"
+    got: list = []
+    opened = threading.Event()
+    reader = threading.Thread(target=lambda: got.extend(read_events(url, 5, opened=opened)))
+    reader.start()
+    assert opened.wait(30)
+    for n in range(5):  # one batch each: five changes of Ana's total
+        produce(broker, topic, [keyed(n, "Ana", "Ruiz", "1.50", T0 + n),
+                                keyed(100 + n, "Zoë", "Brontë", "2.00", T0 + n)])
+        wait_for(lambda n=n: metric(worker, "orders_counted_total") == 2 * (n + 1), what="batch")
+    reader.join(60)
+    assert [data["count"] for _, data in got] == [1, 2, 3, 4, 5]
+    assert got[-1][1] == {"buyer": {"first_name": "Ana", "last_name": "Ruiz"}, "count": 5,
+                          "total_price": "7.50", "event": "update"}
+
+    # disconnected after the 5th event; two more changes; resume from its id
+    for n in range(5, 7):
+        produce(broker, topic, [keyed(n, "Ana", "Ruiz", "1.50", T0 + n)])
+        wait_for(lambda n=n: metric(worker, "orders_counted_total") == 10 + n - 4, what="more")
+    resumed = read_events(url, 2, headers={"Last-Event-ID": got[-1][0]})
+    assert [data["count"] for _, data in resumed] == [6, 7]
+    assert worker.get("/metrics").text.count("orderstream_sse_clients") >= 1
