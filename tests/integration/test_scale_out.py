@@ -44,30 +44,36 @@ def _always_503_or_exact(worker, expected: dict, seconds: float) -> None:  # noq
         time.sleep(0.1)
 
 
-def test_any_worker_answers_any_query_and_a_survivor_takes_over(broker, worker_env,
+@pytest.mark.parametrize("count", [2, 3])
+def test_any_worker_answers_any_query_and_a_survivor_takes_over(count, broker, worker_env,
                                                                  make_worker, tmp_path):
     worker_env.update(ALLOWED_LATENESS="1h", WINDOW_RETENTION="2h", PRINT_SINK="0")
     raws, meaning = make_orders(400, seed=3)
-    first = make_worker(worker_env, "first")
-    first.wait_ready()
-    second_env = {**worker_env, "DATA_DIR": str(tmp_path / "data2"), "API_PORT": str(free_port())}
-    second = make_worker(second_env, "second")
-    for worker in (first, second):
-        wait_for(lambda w=worker: _settled(w, 2), timeout_s=90, what="two workers settled")
+    workers = [make_worker(worker_env, "w0")]
+    workers[0].wait_ready()
+    for index in range(1, count):
+        workers.append(make_worker({**worker_env, "DATA_DIR": str(tmp_path / f"data{index}"),
+                                    "API_PORT": str(free_port())}, f"w{index}"))
+    for worker in workers:
+        wait_for(lambda w=worker: _settled(w, count), timeout_s=120, what="workers settled")
     produce(broker, worker_env["ORDERS_TOPIC"],
             [(str(n).encode(), raw) for (n, *_), raw in zip(meaning, raws, strict=True)])
+    first = workers[0]
     wait_for(lambda: sum(i["count"] for i in first.get("/buyers", limit=1000).json()["items"])
              == 400, what="all counted")
 
     own = [httpx.get(f"{w.url}/buyers", params={"upto": 1000}, timeout=5,
-                     headers={"X-Orderstream-Scope": "local"}).json()["total"]
-           for w in (first, second)]
-    assert all(0 < n < 7 for n in own) and sum(own) == 7  # the 7 buyers are split
-    for worker in (first, second):
+                     headers={"X-Orderstream-Scope": "local"}).json()["total"] for w in workers]
+    # the 7 buyers' partitions are 0, 1, 2, 2, 3, 3, 3: no worker can hold them all
+    assert sum(own) == 7 and max(own) < 7
+    for worker in workers:
         check_all_answers(worker, meaning)
+    instances = first.get("/instances").json()
+    assert [i["this_worker"] for i in instances].count(True) == 1
+    assert all(isinstance(i["lag"], int) and i["status"] == "ready" for i in instances)
 
     expected = first.get("/buyers", limit=1000).json()
-    second.stop(signal.SIGKILL)
+    workers[-1].stop(signal.SIGKILL)
     _always_503_or_exact(first, expected, seconds=5)
-    wait_for(lambda: _settled(first, 1), timeout_s=90, what="the survivor owns everything")
+    wait_for(lambda: _settled(first, count - 1), timeout_s=90, what="survivors own everything")
     check_all_answers(first, meaning)
