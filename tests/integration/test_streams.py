@@ -59,3 +59,22 @@ def test_a_buyer_stream_in_order_and_resumed_with_last_event_id(broker, worker_e
     resumed = read_events(url, 2, headers={"Last-Event-ID": got[-1][0]})
     assert [data["count"] for _, data in resumed] == [6, 7]
     assert worker.get("/metrics").text.count("orderstream_sse_clients") >= 1
+
+
+def test_a_window_stream_sends_updates_then_the_final_row(broker, worker_env, make_worker):
+    worker_env.update(PRINT_SINK="0", IDLE_TIMEOUT="1s", WINDOWS="tumble:10s",
+                      ALLOWED_LATENESS="0s")
+    worker = make_worker(worker_env)
+    worker.wait_ready()
+    url = f"{worker.url}/windows/tumble_10s/stream?first_name=Ana"
+    got: list = []
+    opened = threading.Event()
+    reader = threading.Thread(target=lambda: got.extend(read_events(url, 3, opened=opened)))
+    reader.start()
+    assert opened.wait(30)
+    produce(broker, worker_env["ORDERS_TOPIC"], [keyed(1, "Ana", "Ruiz", "1.00", T0)])
+    wait_for(lambda: metric(worker, "orders_counted_total") == 1, what="first")
+    produce(broker, worker_env["ORDERS_TOPIC"], [keyed(2, "Ana", "Ruiz", "2.00", T0 + 1)])
+    reader.join(60)  # after 1 s of silence the idle rule closes the window
+    assert [(d["event"], d["count"], d["sum_price"], d["final"]) for _, d in got] == [
+        ("update", 1, "1.00", False), ("update", 2, "3.00", False), ("final", 2, "3.00", True)]
