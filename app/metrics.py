@@ -37,6 +37,8 @@ class Metrics:
         self.requests = Histogram("orderstream_http_request_seconds",
                                   "HTTP requests served, by route and status",
                                   ["route", "status"], registry=r)
+        self.rebalances = Counter("orderstream_rebalances",
+                                  "Partition assignments this worker received", registry=r)
         self.sse_clients = Gauge("orderstream_sse_clients", "Server-sent event streams open",
                                  registry=r)
         self.sse_dropped = Counter("orderstream_sse_dropped",

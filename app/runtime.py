@@ -97,6 +97,7 @@ class Runtime(Service):
 
     async def on_assigned(self, assigned: set[faust.types.TP]) -> None:
         """Open and restore the stores of the new assignment."""
+        self.metrics.rebalances.inc()
         ingest_topics = (self.names.orders, self.names.rekey)
         await self.dedup.on_assigned({tp.partition for tp in assigned
                                       if tp.topic in ingest_topics})

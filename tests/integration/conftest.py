@@ -54,7 +54,10 @@ class Worker:
         raise AssertionError(f"worker not ready after {timeout_s}s:\n{self.log()[-3000:]}")
 
     def get(self, path: str, **params: object) -> httpx.Response:
-        return httpx.get(f"{self.url}{path}", params=params, timeout=10)
+        """GET a route, with the bearer token when the worker has API_TOKEN."""
+        token = self.env.get("API_TOKEN")
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        return httpx.get(f"{self.url}{path}", params=params, headers=headers, timeout=10)
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 30) -> int:
         assert self.process is not None

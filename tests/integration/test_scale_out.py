@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 
 def _instances(worker) -> list[dict]:  # noqa: ANN001
     try:
-        answer = worker.get("/instances")
+        answer = worker.get("/instances")  # with the token, if any
     except httpx.HTTPError:
         return []
     return answer.json() if answer.status_code == 200 else []
@@ -48,6 +48,8 @@ def _always_503_or_exact(worker, expected: dict, seconds: float) -> None:  # noq
 def test_any_worker_answers_any_query_and_a_survivor_takes_over(count, broker, worker_env,
                                                                  make_worker, tmp_path):
     worker_env.update(ALLOWED_LATENESS="1h", WINDOW_RETENTION="2h", PRINT_SINK="0")
+    if count == 2:  # with a token: forwarded and gathered calls must carry it too
+        worker_env["API_TOKEN"] = "scale-out-token"
     raws, meaning = make_orders(400, seed=3)
     workers = [make_worker(worker_env, "w0")]
     workers[0].wait_ready()
@@ -62,12 +64,16 @@ def test_any_worker_answers_any_query_and_a_survivor_takes_over(count, broker, w
     wait_for(lambda: sum(i["count"] for i in first.get("/buyers", limit=1000).json()["items"])
              == 400, what="all counted")
 
+    auth = {"Authorization": f"Bearer {worker_env['API_TOKEN']}"} if count == 2 else {}
     own = [httpx.get(f"{w.url}/buyers", params={"upto": 1000}, timeout=5,
-                     headers={"X-Orderstream-Scope": "local"}).json()["total"] for w in workers]
+                     headers={"X-Orderstream-Scope": "local", **auth}).json()["total"]
+           for w in workers]
     # the 7 buyers' partitions are 0, 1, 2, 2, 3, 3, 3: no worker can hold them all
     assert sum(own) == 7 and max(own) < 7
     for worker in workers:
         check_all_answers(worker, meaning)
+    if count == 2:
+        assert httpx.get(f"{first.url}/buyers", timeout=5).status_code == 401
     instances = first.get("/instances").json()
     assert [i["this_worker"] for i in instances].count(True) == 1
     assert all(isinstance(i["lag"], int) and i["status"] == "ready" for i in instances)
