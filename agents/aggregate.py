@@ -17,7 +17,6 @@ from agents.batches import each_batch
 from app.runtime import Runtime
 from core.aggregate import BatchResult, Item
 from core.aggregation import AggregateConfig, apply_batch, close_windows
-from core.closing import row_updates
 from core.late import late_value
 from core.models import Tick
 from core.shuffle import decode_item
@@ -87,8 +86,6 @@ def _outputs(runtime: Runtime, result: BatchResult) -> list[tuple[str, bytes | N
     return ([(names.buyer_totals, key, value, None)
              for key, value in buyer_total_records(result.total_changes)]
             + [(names.window_results, key, value, None) for key, value in result.finals]
-            + [(names.window_updates, key, value, None)
-               for key, value in row_updates(settings.windows, result.updates)]
             + late)
 
 

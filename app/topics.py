@@ -19,7 +19,6 @@ class TopicNames:
     late: str
     buyer_totals: str
     window_results: str
-    window_updates: str  # every change of a window row, for live push (not final yet)
     rekey: str  # repartition: orders to the partition owning their order number
     dedup_changelog: str  # changelog of the dedup stores (partitioned like the orders topic)
     by_buyer: str  # repartition: accepted orders grouped by buyer
@@ -35,7 +34,6 @@ def topic_names(settings: Settings) -> TopicNames:
         late=settings.late_topic,
         buyer_totals=settings.buyer_totals_topic,
         window_results=settings.window_results_topic,
-        window_updates=f"{prefix}-window-updates",
         rekey=f"{prefix}-orders-by-number",
         dedup_changelog=f"{prefix}-dedup-changelog",
         by_buyer=f"{prefix}-orders-by-buyer",
@@ -62,8 +60,7 @@ async def ensure_topics(settings: Settings) -> dict[str, int]:
     names = topic_names(settings)
     existing = await existing_topics(settings)
     await _create(settings, existing, [names.orders, names.dlq, names.late, names.buyer_totals,
-                                       names.window_results, names.window_updates,
-                                       names.by_buyer,
+                                       names.window_results, names.by_buyer,
                                        names.aggregate_changelog], settings.topic_partitions)
     existing = await existing_topics(settings)
     # The rekey topic and the dedup changelog are co-partitioned with the orders topic,
@@ -73,7 +70,6 @@ async def ensure_topics(settings: Settings) -> dict[str, int]:
     existing = await existing_topics(settings)
     return {t: existing[t] for t in (
         names.orders, names.dlq, names.late, names.buyer_totals, names.window_results,
-        names.window_updates,
         names.rekey, names.dedup_changelog, names.by_buyer, names.aggregate_changelog)}
 
 

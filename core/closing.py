@@ -10,7 +10,7 @@ a final row can then never change, so publishing it again after a crash repeats 
 same value, and a replay (which moves no watermark) publishes nothing.
 """
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
 
 import orjson
@@ -90,17 +90,3 @@ def close_window(
         updates[retired_key(spec)] = str(newest_gone)
     return results, updates
 
-
-def row_updates(windows: Iterable[WindowSpec], updates: Mapping[str, str | None],
-                ) -> list[tuple[bytes, bytes]]:
-    """Window rows a batch changed, keyed as window-results: for live push."""
-    specs = {spec.name: spec for spec in windows}
-    records = []
-    for key, value in updates.items():
-        if value is None or not key.startswith("w|"):
-            continue
-        name, start_ms, (first, last) = parse_window_key(key)
-        if name in specs:
-            records.append((orjson.dumps([name, start_ms, first, last]),
-                            orjson.dumps(row_json(specs[name], key, value, final=False))))
-    return records

@@ -5,8 +5,9 @@ hold the same values in every worker's view.
 Each event's id is the position after it in every partition of the topics it reads
 (`0:12,1:7`, or `u0:12,f0:3` where a stream reads two topics); a client reconnecting
 with `Last-Event-ID` resumes exactly there, so it misses nothing still in the topics.
-Without it a stream starts at the end (live). Window streams read the window updates
-(event `update`) and `window-results` (event `final`).
+Without it a stream starts at the end (live). Window streams read the aggregation
+changelog, whose records hold every row a batch changed (event `update`), and
+`window-results` (event `final`): row updates cost no extra record.
 Each client reads at its own pace through its own consumer; one that falls more than
 MAX_BEHIND records behind is dropped (logged and counted), so no client slows the worker.
 """
@@ -23,6 +24,9 @@ from fastapi.responses import StreamingResponse
 
 from api.deps import RuntimeDep
 from app.runtime import Runtime
+from core.aggregate import parse_window_key, window_prefix
+from core.closing import row_json
+from tables.changelog import decode_updates
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["streams"])
@@ -65,10 +69,17 @@ async def _open(runtime: Runtime, sources: Mapping[str, str],
     return consumer
 
 
+Expand = Callable[[Any], list[dict[str, Any]]]  # a record -> the events it holds
+
+
 async def _events(request: Request, runtime: Runtime, sources: Mapping[str, str],
-                  kinds: Mapping[str, str], positions: dict[Position, int],
-                  keep: Callable[[Any, Any], bool]) -> AsyncIterator[bytes]:
-    """Events of the sources (tag -> topic), each of the kind its tag names."""
+                  expand: Mapping[str, Expand],
+                  positions: dict[Position, int]) -> AsyncIterator[bytes]:
+    """Events of the sources (tag -> topic), as each tag's `expand` reads its records.
+
+    Events of one record but its last carry the position of the record itself, so a
+    client resuming from one of them reads the record again: at least once, never lost.
+    """
     metrics = runtime.metrics
     tags = {topic: tag for tag, topic in sources.items()}
     consumer = await _open(runtime, sources, positions)
@@ -88,17 +99,21 @@ async def _events(request: Request, runtime: Runtime, sources: Mapping[str, str]
                     metrics.sse_dropped.inc()
                     return
                 tag = tags[tp.topic]
-                kind = kinds[tag]
                 for record in records:
+                    items = expand[tag](record)
+                    for index, item in enumerate(items):
+                        last = index == len(items) - 1
+                        positions[(tag, tp.partition)] = record.offset + (1 if last else 0)
+                        yield (f"id: {event_id(positions)}\nevent: {item['event']}\n"
+                               f"data: {orjson.dumps(item).decode()}\n\n").encode()
                     positions[(tag, tp.partition)] = record.offset + 1
-                    key, value = orjson.loads(record.key), orjson.loads(record.value)
-                    if keep(key, value):
-                        data = orjson.dumps({**value, "event": kind}).decode()
-                        yield (f"id: {event_id(positions)}\nevent: {kind}\n"
-                               f"data: {data}\n\n").encode()
     finally:
         metrics.sse_clients.dec()
         await consumer.stop()
+
+
+def _named(first_name: str | None, last_name: str | None, first: str, last: str) -> bool:
+    return (first_name is None or first == first_name) and (last_name is None or last == last_name)
 
 
 @router.get("/buyers/stream", response_class=StreamingResponse, responses=STREAM)
@@ -111,13 +126,15 @@ async def stream_buyers(
     buyer; optionally one buyer's only."""
     positions = parse_event_id(last_event_id)
 
-    def keep(key: Any, value: Any) -> bool:
-        return ((first_name is None or key[0] == first_name)
-                and (last_name is None or key[1] == last_name))
+    def updates(record: Any) -> list[dict[str, Any]]:
+        first, last = orjson.loads(record.key)
+        if not _named(first_name, last_name, first, last):
+            return []
+        return [{**orjson.loads(record.value), "event": "update"}]
 
     return StreamingResponse(
-        _events(request, runtime, {"": runtime.names.buyer_totals}, {"": "update"}, positions,
-                keep), media_type="text/event-stream")
+        _events(request, runtime, {"": runtime.names.buyer_totals}, {"": updates}, positions),
+        media_type="text/event-stream")
 
 
 @router.get("/windows/{name}/stream", response_class=StreamingResponse, responses=STREAM)
@@ -128,16 +145,30 @@ async def stream_window(
 ) -> StreamingResponse:
     """Every change of a row of window `name` (event `update`) and every row as it becomes
     final (event `final`), data as a /windows item."""
-    if name not in {w.name for w in runtime.settings.windows}:
+    specs = {w.name: w for w in runtime.settings.windows}
+    if name not in specs:
         raise HTTPException(404, f"unknown window {name!r}")
+    spec, prefix = specs[name], window_prefix(name)
     positions = parse_event_id(last_event_id)
 
-    def keep(key: Any, value: Any) -> bool:
-        return (key[0] == name and (first_name is None or key[2] == first_name)
-                and (last_name is None or key[3] == last_name))
+    def updates(record: Any) -> list[dict[str, Any]]:
+        """Rows of the window a batch changed, from its changelog record."""
+        items = []
+        for key, value in decode_updates(record.value).items():
+            if value is not None and key.startswith(prefix):
+                _, _, (first, last) = parse_window_key(key)
+                if _named(first_name, last_name, first, last):
+                    items.append({**row_json(spec, key, value, final=False), "event": "update"})
+        return items
+
+    def finals(record: Any) -> list[dict[str, Any]]:
+        window, _, first, last = orjson.loads(record.key)
+        if window != name or not _named(first_name, last_name, first, last):
+            return []
+        return [{**orjson.loads(record.value), "event": "final"}]
 
     names = runtime.names
     return StreamingResponse(
-        _events(request, runtime, {"u": names.window_updates, "f": names.window_results},
-                {"u": "update", "f": "final"}, positions, keep),
+        _events(request, runtime, {"u": names.aggregate_changelog, "f": names.window_results},
+                {"u": updates, "f": finals}, positions),
         media_type="text/event-stream")
