@@ -13,7 +13,7 @@ from typing import Any
 
 import faust
 
-from agents.batches import each_batch
+from agents.batches import commit_durably, each_batch
 from app.runtime import Runtime
 from core.aggregate import BatchResult, Item
 from core.aggregation import AggregateConfig, apply_batch, close_windows
@@ -21,8 +21,6 @@ from core.late import late_value
 from core.models import Tick
 from core.shuffle import decode_item
 from core.sinks import buyer_total_records, print_lines
-from tables.changelog import encode_updates
-from tables.store import PartitionStore
 
 BATCH_WAIT_S = 0.02
 MAX_RECORDS_PER_BATCH = 32
@@ -58,22 +56,15 @@ async def apply_partition(runtime: Runtime, partition: int, items: list[Item]) -
             return
         result = apply_batch(items, config, store.get_many)
         if result.changed:
-            await _commit(runtime, partition, store, result)
+            await commit_durably(runtime, runtime.aggregates, partition, store,
+                                 result.updates, _outputs(runtime, result))
             if runtime.settings.print_sink and result.total_changes:
                 _print("\n".join(print_lines(result.total_changes)) + "\n")
             _count(runtime, result)
         closing = close_windows(config, store.get_many, store.scan)
         if closing.changed:
-            await _commit(runtime, partition, store, closing)
-
-
-async def _commit(runtime: Runtime, partition: int, store: PartitionStore,
-                  result: BatchResult) -> None:
-    """Send the changelog record and the outputs; once the broker has them, commit."""
-    sent = await runtime.producer.send_all(
-        [(runtime.names.aggregate_changelog, None, encode_updates(result.updates), partition)]
-        + _outputs(runtime, result))
-    store.commit(result.updates, changelog_offset=sent[0].offset)
+            await commit_durably(runtime, runtime.aggregates, partition, store,
+                                 closing.updates, _outputs(runtime, closing))
 
 
 def _outputs(runtime: Runtime, result: BatchResult) -> list[tuple[str, bytes | None, bytes,

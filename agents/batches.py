@@ -6,7 +6,11 @@ from typing import Any
 
 import faust
 
+from app.producer import Outgoing
 from app.runtime import Runtime
+from tables.changelog import encode_updates
+from tables.manager import StoreManager
+from tables.store import PartitionStore, Updates
 
 PartitionHandler = Callable[[int, list[Any]], Awaitable[None]]
 
@@ -32,3 +36,12 @@ async def each_batch(
             return
         for event in events:
             await stream.ack(event)
+
+
+async def commit_durably(runtime: Runtime, stores: StoreManager, partition: int,
+                         store: PartitionStore, updates: Updates, outputs: list[Outgoing]) -> None:
+    """The rule both stages follow: a batch's changelog record and outputs first; once the
+    broker has them all, the store commits (with the changelog offset it now reflects)."""
+    sent = await runtime.producer.send_all(
+        [(stores.changelog_topic, None, encode_updates(updates), partition), *outputs])
+    store.commit(updates, changelog_offset=sent[0].offset)

@@ -11,10 +11,9 @@ from typing import Any
 
 import faust
 
-from agents.batches import each_batch
+from agents.batches import commit_durably, each_batch
 from app.runtime import Runtime
 from core.ingest import IngestConfig, IngestResult, RawMessage, ingest_partition
-from tables.changelog import encode_updates
 
 BATCH_WAIT_S = 0.05
 
@@ -60,10 +59,8 @@ async def ingest_one(runtime: Runtime, partition: int, messages: list[RawMessage
         _count(runtime, result)
         if not result.updates:
             return
-        sent = await runtime.producer.send_all(
-            [(runtime.names.dedup_changelog, None, encode_updates(result.updates), partition)]
-            + _outputs(runtime, result))
-        store.commit(result.updates, changelog_offset=sent[0].offset)
+        await commit_durably(runtime, runtime.dedup, partition, store, result.updates,
+                             _outputs(runtime, result))
 
 
 def _outputs(runtime: Runtime, result: IngestResult) -> list[tuple[str, bytes | None, bytes,

@@ -63,12 +63,18 @@ def peers(runtime: Runtime) -> list[str]:
     return [url for url in runtime.members() if url != me]
 
 
-async def call(request: Request, url: str, path: str,
-               params: Mapping[str, Any] | None = None) -> Any:
-    """GET another worker's route in local scope, with the caller's credentials."""
+def forward_headers(request: Request) -> dict[str, str]:
+    """Headers of a call to another worker: local scope and the caller's credentials."""
     headers = {SCOPE_HEADER: "local"}
     if "authorization" in request.headers:
         headers["Authorization"] = request.headers["authorization"]
+    return headers
+
+
+async def call(request: Request, url: str, path: str,
+               params: Mapping[str, Any] | None = None) -> Any:
+    """GET another worker's route in local scope, with the caller's credentials."""
+    headers = forward_headers(request)
     client: httpx.AsyncClient = request.app.state.http
     route = getattr(request.scope.get("route"), "path", path)
     started = time.perf_counter()

@@ -7,7 +7,7 @@ import httpx
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
-from api.cluster import SCOPE_HEADER
+from api.cluster import forward_headers
 from api.deps import RuntimeDep
 from app.runtime import Runtime
 
@@ -37,11 +37,9 @@ async def this_instance(runtime: RuntimeDep) -> dict[str, Any]:
 
 async def _state(request: Request, url: str) -> dict[str, Any]:
     client: httpx.AsyncClient = request.app.state.http
-    headers = {SCOPE_HEADER: "local"}
-    if "authorization" in request.headers:
-        headers["Authorization"] = request.headers["authorization"]
     try:
-        answer = (await client.get(f"{url}/instance", headers=headers, timeout=2)).json()
+        answer = (await client.get(f"{url}/instance", headers=forward_headers(request),
+                                   timeout=2)).json()
         return {"status": str(answer["status"]), "lag": int(answer["lag"])}
     except (httpx.HTTPError, ValueError, KeyError, TypeError):
         return {"status": "unreachable", "lag": None}
