@@ -15,6 +15,7 @@ import faust
 
 from agents.batches import commit_durably, each_batch
 from app.runtime import Runtime
+from app.transport import batch_topic
 from core.aggregate import BatchResult, Item
 from core.aggregation import AggregateConfig, apply_batch, close_windows
 from core.late import late_value
@@ -22,14 +23,10 @@ from core.models import Tick
 from core.shuffle import decode_item
 from core.sinks import buyer_total_records, print_lines
 
-BATCH_WAIT_S = 0.02
-MAX_RECORDS_PER_BATCH = 32
-
 
 def register_aggregate(app: faust.App, runtime: Runtime) -> None:
     """Declare the agent on the internal by-buyer topic."""
-    topic = app.topic(runtime.names.by_buyer, key_type=bytes, value_type=bytes,
-                      key_serializer="raw", value_serializer="raw")
+    topic = batch_topic(app, runtime.names.by_buyer)
 
     @app.agent(topic, name="aggregate")
     async def aggregate(stream: faust.StreamT[Any]) -> None:
@@ -38,8 +35,7 @@ def register_aggregate(app: faust.App, runtime: Runtime) -> None:
                 runtime.idle.heard()
             await apply_partition(runtime, partition, items)
 
-        await each_batch(stream, runtime, MAX_RECORDS_PER_BATCH, BATCH_WAIT_S,
-                         lambda m: decode_item(m.value), handle)
+        await each_batch(stream, runtime, lambda record: decode_item(record.value), handle)
 
 
 def aggregate_config(runtime: Runtime) -> AggregateConfig:

@@ -13,16 +13,14 @@ import faust
 
 from agents.batches import commit_durably, each_batch
 from app.runtime import Runtime
+from app.transport import batch_topic
 from core.ingest import IngestConfig, IngestResult, RawMessage, ingest_partition
-
-BATCH_WAIT_S = 0.05
 
 
 def register_ingest(app: faust.App, runtime: Runtime) -> None:
     """Declare the agent on ORDERS_TOPIC and the rekey topic (co-partitioned)."""
     names = runtime.names
-    topic = app.topic(names.orders, names.rekey, key_type=bytes, value_type=bytes,
-                      key_serializer="raw", value_serializer="raw")
+    topic = batch_topic(app, names.orders, names.rekey)
 
     @app.agent(topic, name="ingest")
     async def ingest(stream: faust.StreamT[Any]) -> None:
@@ -30,8 +28,7 @@ def register_ingest(app: faust.App, runtime: Runtime) -> None:
             await ingest_one(runtime, partition, messages)
             _report_lag(app, runtime, messages)
 
-        await each_batch(stream, runtime, runtime.settings.batch_max_orders, BATCH_WAIT_S,
-                         _raw, handle)
+        await each_batch(stream, runtime, _raw, handle)
 
 
 def _raw(m: Any) -> RawMessage:

@@ -7,6 +7,7 @@ from typing import Any
 import faust
 from mode import ServiceT
 
+from app import transport
 from app.runtime import Runtime
 from app.settings import Settings, load_settings
 from app.statecheck import StateError, check_writable
@@ -38,7 +39,8 @@ class OrderstreamApp(faust.App):
 def faust_settings(settings: Settings) -> dict[str, Any]:
     """faust's own settings: tuned for a job that keeps its state outside faust Tables."""
     return {
-        "broker": [f"kafka://{url}" for url in settings.broker_urls],
+        # `orderstream://` selects app.transport: agents get whole fetches, not single records
+        "broker": [f"{transport.SCHEME}://{url}" for url in settings.broker_urls],
         # exchanged in the group's assignment metadata: how other workers reach this one
         "canonical_url": settings.advertised_url,
         "datadir": str(settings.state_dir / "faust"),
@@ -55,7 +57,15 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         "broker_session_timeout": 10,
         "broker_heartbeat_interval": 1,
         "broker_commit_interval": 1.0,
-        "stream_buffer_maxsize": 8192,
+        # Both count fetched batches (app.transport), not records: a small buffer keeps
+        # one partition from running ahead of the others.
+        "broker_commit_every": 100,
+        "stream_buffer_maxsize": 4,
+        "broker_max_poll_records": settings.batch_max_orders,
+        # Small fetches per partition (~500 orders) keep the partitions' batches interleaved
+        # in event time while catching up a backlog; large ones (faust's 1 MiB, ~8,000
+        # orders) make one partition's orders seconds ahead of another's, and later ones late.
+        "consumer_max_fetch_size": 64 * 1024,
         "producer_linger": 0.005,
     }
 
@@ -69,6 +79,7 @@ def create_app(settings: Settings | None = None) -> OrderstreamApp:
     from app.reset_cli import register_reset_command
 
     settings = settings or load_settings()
+    transport.register()
     app = OrderstreamApp(settings.app_id, **faust_settings(settings))
     app.runtime = Runtime(app, settings)
     register_ingest(app, app.runtime)

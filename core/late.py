@@ -1,6 +1,7 @@
 """orders-late records: the order as parsed, why it is late and the windows it missed."""
 
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 
 import orjson
 
@@ -11,6 +12,7 @@ from core.timefmt import format_time_ms
 from tables.windows import WindowSpec, window_starts_ms
 
 
+@lru_cache(maxsize=4096)  # a late flood names the same few windows over and over
 def describe_window(name: str, start_ms: int, size_ms: int, lateness_ms: int) -> str:
     """`window tumble_10s [<start>, <end>) final at <end + lateness>`, times ISO-8601 UTC."""
     end_ms = start_ms + size_ms
