@@ -20,8 +20,9 @@ run: $(VENV)/.installed-embedded
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# N=<orders> (default 100000); BENCH_ARGS="--runs 3" for medians.
-bench: $(VENV)/.installed-test
+# N=<orders> (default 200000), 3 runs (medians); BENCH_ARGS="--runs 1 --only raw,orderstream"
+# or "--no-scaling" for a quicker look. The `bench` extra is Quix Streams, the peer.
+bench: $(VENV)/.installed-test,bench
 	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
 
 lint: $(VENV)/.installed-test

