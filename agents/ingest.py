@@ -25,8 +25,11 @@ def register_ingest(app: faust.App, runtime: Runtime) -> None:
     @app.agent(topic, name="ingest")
     async def ingest(stream: faust.StreamT[Any]) -> None:
         async def handle(partition: int, messages: list[RawMessage]) -> None:
-            await ingest_one(runtime, partition, messages)
+            latest_order_ms = await ingest_one(runtime, partition, messages)
             _report_lag(app, runtime, messages)
+            if messages:
+                first = messages[0]
+                runtime.align(faust.types.TP(first.topic, first.partition), latest_order_ms)
 
         await each_batch(stream, runtime, _raw, handle)
 
@@ -47,17 +50,19 @@ def ingest_config(runtime: Runtime) -> IngestConfig:
     )
 
 
-async def ingest_one(runtime: Runtime, partition: int, messages: list[RawMessage]) -> None:
-    """Apply one partition's messages to its dedup store and send what they produce."""
+async def ingest_one(runtime: Runtime, partition: int,
+                     messages: list[RawMessage]) -> int | None:
+    """Apply one partition's messages to its dedup store and send what they produce;
+    the latest order time read, if any."""
     async with runtime.dedup.holding(partition) as store:
         if store is None:  # revoked meanwhile: the new owner processes these
-            return
+            return None
         result = ingest_partition(messages, ingest_config(runtime), store.get_many, store.scan)
         _count(runtime, result)
-        if not result.updates:
-            return
-        await commit_durably(runtime, runtime.dedup, partition, store, result.updates,
-                             _outputs(runtime, result))
+        if result.updates:
+            await commit_durably(runtime, runtime.dedup, partition, store, result.updates,
+                                 _outputs(runtime, result))
+        return result.latest_order_ms
 
 
 def _outputs(runtime: Runtime, result: IngestResult) -> list[tuple[str, bytes | None, bytes,

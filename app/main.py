@@ -61,11 +61,8 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         # one partition from running ahead of the others.
         "broker_commit_every": 100,
         "stream_buffer_maxsize": 4,
-        "broker_max_poll_records": settings.batch_max_orders,
-        # Small fetches per partition (~500 orders) keep the partitions' batches interleaved
-        # in event time while catching up a backlog; large ones (faust's 1 MiB, ~8,000
-        # orders) make one partition's orders seconds ahead of another's, and later ones late.
-        "consumer_max_fetch_size": 64 * 1024,
+        # a fetch of every partition at once, cut into batches of BATCH_MAX_ORDERS
+        "broker_max_poll_records": 16 * settings.batch_max_orders,
         "producer_linger": 0.005,
     }
 
@@ -81,6 +78,7 @@ def create_app(settings: Settings | None = None) -> OrderstreamApp:
     settings = settings or load_settings()
     transport.register()
     app = OrderstreamApp(settings.app_id, **faust_settings(settings))
+    transport.set_batch_size(app, settings.batch_max_orders)
     app.runtime = Runtime(app, settings)
     register_ingest(app, app.runtime)
     register_aggregate(app, app.runtime)

@@ -23,7 +23,7 @@ class Producer:
         self._producer = AIOKafkaProducer(
             bootstrap_servers=self._bootstrap,
             acks="all",
-            linger_ms=5,
+            linger_ms=0,  # every batch awaits its sends at once: nothing to wait for
             max_request_size=MAX_RECORD_BYTES,
             max_batch_size=1024 * 1024,
         )

@@ -13,6 +13,8 @@ import faust
 from mode import Service
 
 from api.server import ApiServer, PortTaken
+from app.alignment import Alignment
+from app.alignment import apply as apply_alignment
 from app.metrics import Metrics
 from app.producer import Producer
 from app.settings import Settings
@@ -43,6 +45,8 @@ class Runtime(Service):
             "aggregate", settings.state_dir, self.names.aggregate_changelog,
             settings.broker_urls, on_crash=self.fail,
         )
+        # pauses input partitions read too far ahead in event time (app.alignment)
+        self.alignment = Alignment(max_drift_ms=settings.allowed_lateness // 2)
         self.idle = IdleClock(settings.idle_timeout, catch_up_ms=max(
             w.size_ms for w in settings.windows) + settings.allowed_lateness)
         self.status = "starting"
@@ -98,6 +102,7 @@ class Runtime(Service):
     async def on_assigned(self, assigned: set[faust.types.TP]) -> None:
         """Open and restore the stores of the new assignment."""
         self.metrics.rebalances.inc()
+        self.alignment.reset()  # the consumer holds nothing after a rebalance
         ingest_topics = (self.names.orders, self.names.rekey)
         await self.dedup.on_assigned({tp.partition for tp in assigned
                                       if tp.topic in ingest_topics})
@@ -132,6 +137,21 @@ class Runtime(Service):
         """Watermark of each restored aggregation partition of this worker."""
         return {p: read_watermark(store.get_many)
                 for p, store in self.aggregates.read_only_view().items()}
+
+    def align(self, tp: faust.types.TP, latest_order_ms: int | None) -> None:
+        """An ingest batch of `tp` is done: pause or resume input partitions to keep them
+        within ALLOWED_LATENESS / 2 of each other in event time."""
+        self.alignment.observe(tp, latest_order_ms)
+        apply_alignment(self.alignment, self.app.consumer.hold, self.app.consumer.release)
+
+    @Service.task
+    async def _realign(self) -> None:
+        """Resume paused partitions when the ones they wait for went quiet."""
+        while not self.should_stop:
+            await self.sleep(0.25)
+            if self.alignment.paused and self.status == "assigned":
+                apply_alignment(self.alignment, self.app.consumer.hold,
+                                self.app.consumer.release)
 
     @Service.task
     async def _idle_rule(self) -> None:

@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     # local state that is ahead of an empty changelog is discarded, not an error.
     embedded_broker: bool = False
     # Largest number of orders handed to the job at once.
-    batch_max_orders: int = Field(2000, ge=1, le=100_000)
+    batch_max_orders: int = Field(1000, ge=1, le=100_000)
 
     @field_validator(
         "allowed_lateness", "idle_timeout", "dedup_horizon", "window_retention", mode="before"

@@ -5,7 +5,9 @@ stream), about 125 µs a record: a faust agent tops out near 8,000 records/s wha
 does with them. Here faust still runs the worker, the consumer group, the partition
 assignment and the offset commits, but a topic declared with `batch_topic` delivers one
 event per partition and fetch, whose value is the list of aiokafka `ConsumerRecord`s
-(key, value, offset, ...) and whose offset is the last record's.
+(key, value, offset, ...) and whose offset is the last record's. A partition's fetch
+larger than the batch size is cut into several batches, and faust's scheduler takes
+turns between partitions, so the partitions of one fetch are interleaved.
 
 What faust needs told about batches, in its own (private, version-pinned) terms:
 - acking a batch acks every offset in it: `_new_offset` expands each acked batch into
@@ -18,8 +20,9 @@ sensors count batches.
 The broker URL scheme `orderstream://` selects it (`register()` adds the scheme).
 """
 
-from collections import defaultdict
-from collections.abc import Sequence
+import asyncio
+from collections import defaultdict, deque
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import faust
@@ -29,6 +32,7 @@ from faust.types import TP, AppT, EventT, Message
 from faust.types.transports import ConsumerT
 
 SCHEME = "orderstream"
+DEFAULT_BATCH_SIZE = 1000
 
 
 class FetchBatch:
@@ -58,6 +62,15 @@ def batch_topic(app: faust.App, *names: str) -> faust.TopicT:
     return app.topic(*names, schema=BatchSchema())
 
 
+def set_batch_size(app: faust.App, size: int) -> None:
+    """At most `size` records per batch; faust takes turns between partitions' batches."""
+    app._orderstream_batch_size = size  # type: ignore[attr-defined]
+
+
+def batch_size(app: AppT) -> int:
+    return getattr(app, "_orderstream_batch_size", DEFAULT_BATCH_SIZE)
+
+
 def batched_topics(app: AppT) -> set[str]:
     """The names of the app's topics delivered in batches."""
     found = getattr(app, "_orderstream_batched_topics", None)
@@ -68,26 +81,74 @@ def batched_topics(app: AppT) -> set[str]:
 
 
 class Consumer(faust_aiokafka.Consumer):
-    """faust's aiokafka consumer, delivering a `FetchBatch` per partition of batch topics."""
+    """faust's aiokafka consumer, delivering `FetchBatch`es for batch topics.
+
+    Fetched records of batch topics wait here, cut into batches, and each call hands out
+    at most one batch per partition: partitions take turns batch by batch. `hold()` stops
+    a partition's batches without faust's pause, which drops records already fetched.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._waiting: dict[TP, deque[FetchBatch]] = {}
+        self._next_start: dict[TP, int] = {}
         # per partition: last offset of a delivered batch -> first offset it covers
         self._batch_spans: dict[TP, dict[int, int]] = defaultdict(dict)
+        self.held: set[TP] = set()
+
+    def hold(self, tps: Iterable[TP]) -> None:
+        """Deliver no more batches of `tps` until released."""
+        self.held.update(tps)
+
+    def release(self, tps: Iterable[TP]) -> None:
+        """Deliver batches of `tps` again."""
+        self.held.difference_update(tps)
 
     async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> Any:
-        records = await super()._getmany(active_partitions, timeout)
+        if active_partitions is None:  # a client-only app: no batching
+            return await super()._getmany(active_partitions, timeout)
         batched = batched_topics(self.app)
-        for tp, fetched in records.items():
-            if tp.topic in batched and fetched:
-                # A batch covers the log from just after the last delivered offset (or the
-                # seek position): what lies between two batches holds no records.
-                read = self._read_offset[tp]
-                first = fetched[0].offset
-                start = first if read is None else min(read + 1, first)
-                self._batch_spans[tp][fetched[-1].offset] = start
-                records[tp] = [FetchBatch(fetched)]
+        ready = {tp for tp, waiting in self._waiting.items()
+                 if waiting and tp not in self.held and tp in active_partitions}
+        fetch = {tp for tp in active_partitions
+                 if tp.topic not in batched or not (tp in self.held or self._waiting.get(tp))}
+        records: dict[TP, list[Any]] = {}
+        if fetch:
+            records = dict(await super()._getmany(fetch, 0 if ready else timeout))
+        elif not ready:
+            await asyncio.sleep(min(timeout, 0.05))  # all held: let the agent catch up
+        for tp in list(records):
+            if tp.topic in batched:
+                self._cut(tp, records.pop(tp))
+        for tp in active_partitions:
+            waiting = self._waiting.get(tp)
+            if waiting and tp not in self.held:
+                records[tp] = [waiting.popleft()]
         return records
+
+    def _cut(self, tp: TP, fetched: Sequence[Any]) -> None:
+        """Fetched records into batches; each covers the log from the previous one's end."""
+        if not fetched:
+            return
+        size = batch_size(self.app)
+        start = self._next_start.get(tp)
+        if start is None:  # the first fetch after a seek: from the read position
+            read = self._read_offset[tp]
+            start = fetched[0].offset if read is None else min(read + 1, fetched[0].offset)
+        waiting = self._waiting.setdefault(tp, deque())
+        spans = self._batch_spans[tp]
+        for i in range(0, len(fetched), size):
+            chunk = fetched[i:i + size]
+            spans[chunk[-1].offset] = start
+            start = chunk[-1].offset + 1
+            waiting.append(FetchBatch(chunk))
+        self._next_start[tp] = start
+
+    def _forget(self, tps: Iterable[TP] | None = None) -> None:
+        """Drop what waits here (a seek or a rebalance: it would be read again)."""
+        for tp in list(self._waiting) if tps is None else tps:
+            self._waiting.pop(tp, None)
+            self._next_start.pop(tp, None)
 
     def _to_message(self, tp: TP, record: Any) -> Any:
         if not isinstance(record, FetchBatch):
@@ -124,7 +185,26 @@ class Consumer(faust_aiokafka.Consumer):
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         for tp in revoked:
             self._batch_spans.pop(tp, None)
+        self._forget()
+        self.held.clear()
         await super().on_partitions_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
+        self._forget()
+        self.held.clear()
+        await super().on_partitions_assigned(assigned, generation_id)
+
+    async def seek(self, partition: TP, offset: int) -> None:
+        self._forget([partition])
+        await super().seek(partition, offset)
+
+    async def seek_wait(self, partitions: Mapping[TP, int]) -> None:
+        self._forget(partitions)
+        await super().seek_wait(partitions)
+
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        self._forget()
+        return await super().seek_to_committed()
 
 
 class Transport(faust_aiokafka.Transport):

@@ -74,6 +74,7 @@ class IngestResult:
     duplicates: int = 0
     conflicts: int = 0
     too_old: int = 0
+    latest_order_ms: int | None = None  # of every order read, for the ingest's alignment
 
 
 @lru_cache(maxsize=65_536)
@@ -121,6 +122,8 @@ def _claim(
         result.dead_letters.append((message.key, dlq_value(
             str(error), message.topic, message.partition, message.offset, message.value)))
         return None
+    if result.latest_order_ms is None or order.order_time_ms > result.latest_order_ms:
+        result.latest_order_ms = order.order_time_ms
     origin = Origin(message.topic, message.partition, message.offset, message.key,
                     message.value or b"")
     owner = number_partition(order.order_number, config.orders_partitions)
