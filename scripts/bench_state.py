@@ -215,11 +215,12 @@ def interrupt_on_stop_signals() -> None:
 
 @dataclass(frozen=True)
 class Code:
-    """Where the workers' code comes from, and which commit it is."""
+    """Where the workers' code comes from, which commit it is, and extra worker environment."""
 
     directory: Path
     commit: str | None
     dirty: bool | None  # uncommitted changes in the working tree (None for an archive)
+    env: dict[str, str] = field(default_factory=dict)  # --worker-env, --trace-memory
 
 
 def git(*args: str) -> str | None:
@@ -245,6 +246,41 @@ def code_under_test(commit: str | None, workdir: Path) -> Code:
     with tarfile.open(fileobj=BytesIO(archive)) as tar:
         tar.extractall(target, filter="data")
     return Code(target, full, None)
+
+
+TRACE_SITECUSTOMIZE = """\
+# written by scripts/bench_state.py --trace-memory: tracemalloc in the faust worker
+import os, sys, threading, time, tracemalloc
+_out, _every = os.environ.get("BENCH_STATE_TRACE"), float(os.environ.get("BENCH_STATE_TRACE_S", 30))
+if _out and os.path.basename(sys.argv[0]) == "faust":
+    tracemalloc.start(int(os.environ.get("BENCH_STATE_TRACE_FRAMES", "1")))
+    def _dump():
+        started = time.monotonic()
+        while True:
+            time.sleep(_every)
+            stats = tracemalloc.take_snapshot().statistics("lineno")[:25]
+            current, peak = tracemalloc.get_traced_memory()
+            rss = [l for l in open("/proc/self/status") if l.startswith(("VmRSS", "RssAnon"))]
+            rss_text = " ".join(" ".join(x.split()[:2]) for x in rss)
+            with open(f"{_out}.{os.getpid()}.txt", "a") as f:
+                f.write(f"--- {time.monotonic() - started:.0f}s: traced {current / 1e6:.0f} MB "
+                        f"(peak {peak / 1e6:.0f} MB); {rss_text} kB\\n")
+                f.writelines(f"{s}\\n" for s in stats)
+    threading.Thread(target=_dump, daemon=True, name="bench-state-trace").start()
+"""
+
+
+def with_diagnostics(code: Code, args: argparse.Namespace, workdir: Path) -> Code:
+    """`--worker-env` and `--trace-memory` as extra worker environment."""
+    env = dict(item.split("=", 1) for item in args.worker_env)
+    if args.trace_memory:
+        site = workdir / "trace-site"
+        site.mkdir(exist_ok=True)
+        (site / "sitecustomize.py").write_text(TRACE_SITECUSTOMIZE)
+        env.update(PYTHONPATH=f"{code.directory}{os.pathsep}{site}",
+                   BENCH_STATE_TRACE=str(workdir / "tracemalloc"),
+                   BENCH_STATE_TRACE_S=str(args.trace_memory))
+    return Code(code.directory, code.commit, code.dirty, env)
 
 
 # --- workers ------------------------------------------------------------------------------
@@ -301,6 +337,7 @@ def worker_env(broker: str, topic: str, app_id: str, data_dir: Path, port: int, 
         # the code under test comes first, before the editable install's finder
         "PYTHONPATH": str(code.directory),
         **extra,
+        **code.env,
     }
 
 
@@ -1028,9 +1065,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="seconds without progress after which a run fails (default 180)")
     add("--commit", default=None,
         help="run the workers from `git archive COMMIT` instead of the working tree")
+    add("--worker-env", action="append", default=[], metavar="NAME=VALUE",
+        help="extra environment of every worker, e.g. BATCH_MAX_ORDERS=500 (repeatable)")
+    add("--trace-memory", type=positive_float, default=None, metavar="SECONDS",
+        help="diagnostics: run workers under tracemalloc, write their top allocations every "
+             "SECONDS to <workdir>/tracemalloc.<pid>.txt (slows them down; implies --keep)")
     add("--keep", action="store_true", help="keep the temporary directory (logs, state)")
     args = parser.parse_args(argv)
     args.only = args.only or list(RUNNERS)
+    for item in args.worker_env:
+        if "=" not in item or not item.split("=", 1)[0]:
+            parser.error(f"--worker-env: {item!r} is not NAME=VALUE")
+    args.keep = args.keep or args.trace_memory is not None
     args.window_specs = parse_window_specs(args.windows)
     args.orders_latency = args.orders or 200_000
     args.orders_memory = args.orders or 1_000_000
@@ -1060,7 +1106,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {}
     errors: dict[str, str] = {}
     try:
-        code = code_under_test(args.commit, workdir)
+        code = with_diagnostics(code_under_test(args.commit, workdir), args, workdir)
         say(f"workers run {code.directory} (commit {code.commit}"
             f"{', uncommitted changes' if code.dirty else ''}); work directory {workdir}")
         for name in args.only:
