@@ -35,7 +35,7 @@ def register_aggregate(app: faust.App, runtime: Runtime) -> None:
                 runtime.idle.heard()
             await apply_partition(runtime, partition, items)
 
-        await each_batch(stream, runtime, lambda record: decode_item(record.value), handle)
+        await each_batch(stream, runtime, handle, lambda record: decode_item(record.value))
 
 
 def aggregate_config(runtime: Runtime) -> AggregateConfig:

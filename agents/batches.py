@@ -16,10 +16,10 @@ PartitionHandler = Callable[[int, list[Any]], Awaitable[None]]
 LANE_DEPTH = 2  # batches waiting per partition: enough to keep a lane busy
 
 
-async def each_batch(stream: faust.StreamT[Any], runtime: Runtime,
-                     to_item: Callable[[Any], Any], handle: PartitionHandler) -> None:
-    """Hand each fetched batch (one partition's records, see `app.transport`) to `handle`;
-    ack it only once handled.
+async def each_batch(stream: faust.StreamT[Any], runtime: Runtime, handle: PartitionHandler,
+                     to_item: Callable[[Any], Any] | None = None) -> None:
+    """Hand each fetched batch (one partition's records, see `app.transport`, each passed
+    through `to_item` if given) to `handle`; ack it only once handled.
 
     Each partition has its own lane: its batches are handled one after another, while
     other partitions' batches are handled meanwhile, so one partition's wait for the
@@ -34,7 +34,9 @@ async def each_batch(stream: faust.StreamT[Any], runtime: Runtime,
         while True:
             event = await queue.get()
             try:
-                await handle(partition, [to_item(record) for record in event.value])
+                records = event.value
+                await handle(partition, records if to_item is None else
+                             [to_item(record) for record in records])
             except Exception as error:  # noqa: BLE001 - the worker must stop, not skip it
                 runtime.fail(error)
                 return

@@ -31,11 +31,7 @@ def register_ingest(app: faust.App, runtime: Runtime) -> None:
                 first = messages[0]
                 runtime.align(faust.types.TP(first.topic, first.partition), latest_order_ms)
 
-        await each_batch(stream, runtime, _raw, handle)
-
-
-def _raw(m: Any) -> RawMessage:
-    return RawMessage(m.topic, m.partition, m.offset, m.key, m.value)
+        await each_batch(stream, runtime, handle)  # ConsumerRecords serve as RawMessages
 
 
 def ingest_config(runtime: Runtime) -> IngestConfig:

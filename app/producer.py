@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import RecordMetadata
 
+from core.partitioning import default_partitioner
 from tables.changelog import MAX_RECORD_BYTES
 
 Outgoing = tuple[str, bytes | None, bytes, int | None]  # topic, key, value, partition
@@ -26,6 +27,7 @@ class Producer:
             linger_ms=0,  # every batch awaits its sends at once: nothing to wait for
             max_request_size=MAX_RECORD_BYTES,
             max_batch_size=1024 * 1024,
+            partitioner=default_partitioner,
         )
         await self._producer.start()
 

@@ -127,64 +127,110 @@ def select_new(items: Sequence[Item], read: ReadMany) -> tuple[list[Order | Tick
     return fresh, keys, {source_key(s): str(o) for s, o in applied.items()}
 
 
+RowKey = tuple[str, int, Buyer]  # window name, start, buyer
+
+
 @dataclass(slots=True)
 class Fold:
     """A batch folded in memory: per buyer `[count, sum]`, per row `[count, sum, min, max]`."""
 
     totals: dict[Buyer, list] = field(default_factory=dict)  # type: ignore[type-arg]
-    rows: dict[str, list] = field(default_factory=dict)  # type: ignore[type-arg]
+    rows: dict[RowKey, list] = field(default_factory=dict)  # type: ignore[type-arg]
     late: list[LateOrder] = field(default_factory=list)
     counted: int = 0
 
 
 def fold(fresh: Sequence[Order | Tick], keys: Sequence[bytes | None],
          windows: Sequence[WindowSpec], lateness_ms: int, watermark_ms: int) -> tuple[Fold, int]:
-    """Fold orders by event time, each against the watermark it meets; return the new one."""
+    """Fold orders by event time, each against the watermark it meets; return the new one.
+
+    An order that misses no window (the usual case) is only added to its buyer's slide
+    bucket, `[start, start + slide)`: every window of a slide holds whole buckets, so each
+    bucket is spread over its windows' rows once per batch, not once per order.
+    """
     folded = Fold()
     orders = sorted(((item, key) for item, key in zip(fresh, keys, strict=True)
                      if not isinstance(item, Tick)), key=lambda pair: pair[0].order_time_ms)
+    slides = sorted({spec.slide_ms for spec in windows})
+    buckets: dict[int, dict[tuple[int, Buyer], list]] = {s: {} for s in slides}  # type: ignore[type-arg]
     with localcontext(MONEY_CONTEXT):
         for order, key in orders:
-            _fold_order(folded, order, key, windows, lateness_ms, watermark_ms)
-            watermark_ms = max(watermark_ms, order.order_time_ms)
+            time_ms = order.order_time_ms
+            # The oldest window holding the order ends first: at the end of its bucket.
+            if slides and min(time_ms - time_ms % s + s for s in slides) + lateness_ms > (
+                    watermark_ms):
+                _fold_total(folded, order)
+                buyer, price = (order.first_name, order.last_name), order.price
+                for slide in slides:
+                    _add(buckets[slide], (time_ms - time_ms % slide, buyer), price)
+            else:
+                _fold_order(folded, order, key, windows, lateness_ms, watermark_ms)
+            if time_ms > watermark_ms:
+                watermark_ms = time_ms
+        for spec in windows:
+            size, slide, name, rows = spec.size_ms, spec.slide_ms, spec.name, folded.rows
+            for (bucket_start, buyer), stats in buckets[slide].items():
+                for start in range(bucket_start - size + slide, bucket_start + 1, slide):
+                    _merge(rows, (name, start, buyer), stats)
     for item in fresh:
         if isinstance(item, Tick):
             watermark_ms = max(watermark_ms, item.watermark_ms)
     return folded, watermark_ms
 
 
-def _fold_order(folded: Fold, order: Order, key: bytes | None, windows: Sequence[WindowSpec],
-                lateness_ms: int, watermark_ms: int) -> None:
-    buyer, price = (order.first_name, order.last_name), order.price
+def _fold_total(folded: Fold, order: Order) -> None:
+    buyer = (order.first_name, order.last_name)
     folded.counted += 1
     total = folded.totals.get(buyer)
     if total is None:
-        folded.totals[buyer] = [1, price]
+        folded.totals[buyer] = [1, order.price]
     else:
         total[0] += 1
-        total[1] += price
+        total[1] += order.price
+
+
+def _add(stats_by_key: dict, key: object, price: Decimal) -> None:  # type: ignore[type-arg]
+    """One price into `[count, sum, min, max]`."""
+    stats = stats_by_key.get(key)
+    if stats is None:
+        stats_by_key[key] = [1, price, price, price]
+        return
+    stats[0] += 1
+    stats[1] += price
+    if price < stats[2]:
+        stats[2] = price
+    elif price > stats[3]:
+        stats[3] = price
+
+
+def _merge(stats_by_key: dict, key: object, other: list) -> None:  # type: ignore[type-arg]
+    """`[count, sum, min, max]` of a bucket into a row."""
+    stats = stats_by_key.get(key)
+    if stats is None:
+        stats_by_key[key] = list(other)
+        return
+    stats[0] += other[0]
+    stats[1] += other[1]
+    if other[2] < stats[2]:
+        stats[2] = other[2]
+    if other[3] > stats[3]:
+        stats[3] = other[3]
+
+
+def _fold_order(folded: Fold, order: Order, key: bytes | None, windows: Sequence[WindowSpec],
+                lateness_ms: int, watermark_ms: int) -> None:
+    """An order that may be late for some of its windows: window by window."""
+    _fold_total(folded, order)
+    buyer, price, time_ms = (order.first_name, order.last_name), order.price, order.order_time_ms
     missed = []
     for spec in windows:
-        for start in window_starts_ms(order.order_time_ms, spec.size_ms, spec.slide_ms):
+        for start in window_starts_ms(time_ms, spec.size_ms, spec.slide_ms):
             if start + spec.size_ms + lateness_ms <= watermark_ms:
                 missed.append((spec, start))
             else:
-                _fold_row(folded.rows, window_key(spec.name, start, buyer), price)
+                _add(folded.rows, (spec.name, start, buyer), price)
     if missed:
         folded.late.append(LateOrder(order, key, missed))
-
-
-def _fold_row(rows: dict[str, list], key: str, price: Decimal) -> None:  # type: ignore[type-arg]
-    row = rows.get(key)
-    if row is None:
-        rows[key] = [1, price, price, price]
-        return
-    row[0] += 1
-    row[1] += price
-    if price < row[2]:
-        row[2] = price
-    if price > row[3]:
-        row[3] = price
 
 
 def merge_totals(totals: dict[Buyer, list], read: ReadMany, result: BatchResult) -> None:  # type: ignore[type-arg]
@@ -203,12 +249,18 @@ def merge_totals(totals: dict[Buyer, list], read: ReadMany, result: BatchResult)
             result.total_changes.append(TotalChange(buyer, old, Total(count, price_sum)))
 
 
-def merge_rows(rows: dict[str, list], read: ReadMany, result: BatchResult) -> None:  # type: ignore[type-arg]
+def merge_rows(rows: dict[RowKey, list], read: ReadMany, result: BatchResult) -> None:  # type: ignore[type-arg]
     """Add a batch's per-row window deltas to the stored rows."""
-    keys = list(rows)
+    buyer_json: dict[Buyer, str] = {}
+    keys = []
+    for name, start, buyer in rows:
+        text = buyer_json.get(buyer)
+        if text is None:
+            text = buyer_json[buyer] = orjson.dumps(buyer).decode()
+        keys.append(start_prefix(name, start) + text)
     with localcontext(MONEY_CONTEXT):
-        for key, stored in zip(keys, read(keys), strict=True):
-            count, price_sum, low, high = rows[key]
+        for key, delta, stored in zip(keys, rows.values(), read(keys), strict=True):
+            count, price_sum, low, high = delta
             if stored is not None:
                 old_count, old_sum, old_low, old_high = orjson.loads(stored)
                 count += old_count

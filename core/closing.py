@@ -12,6 +12,7 @@ same value, and a replay (which moves no watermark) publishes nothing.
 
 from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
+from functools import lru_cache
 
 import orjson
 
@@ -21,6 +22,8 @@ from core.sinks import buyer_json
 from core.timefmt import format_time_ms
 from tables.windows import WindowSpec
 
+# A window's start and end repeat in every row of it: format each once.
+_window_time = lru_cache(maxsize=4096)(format_time_ms)
 ScanFrom = Callable[[str, str], Iterator[tuple[str, str]]]  # (prefix, first key)
 
 
@@ -43,8 +46,8 @@ def row_json(spec: WindowSpec, key: str, value: str, final: bool) -> dict[str, o
     _, start_ms, (first, last) = parse_window_key(key)
     count, price_sum, low, high = orjson.loads(value)
     return {
-        "window_start": format_time_ms(start_ms),
-        "window_end": format_time_ms(start_ms + spec.size_ms),
+        "window_start": _window_time(start_ms),
+        "window_end": _window_time(start_ms + spec.size_ms),
         "buyer": buyer_json(first, last),
         "count": count,
         "sum_price": money_str(Decimal(price_sum)),

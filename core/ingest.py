@@ -10,16 +10,15 @@ arrive; any other copy takes one hop through the rekey topic to its owner.
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import NamedTuple
 
 import orjson
-from aiokafka.partitioner import murmur2
 
 from core.dedup import DedupResult, ReadMany, Scan, dedup_batch
 from core.late import late_value
 from core.models import Order
 from core.parse import InvalidOrder, parse_order
+from core.partitioning import key_partition
 from core.shuffle import Positioned, encode_shuffle, group_by_buyer_partition
 from core.sinks import dlq_value
 from core.sources import skip_applied
@@ -27,7 +26,8 @@ from tables.windows import WindowSpec
 
 
 class RawMessage(NamedTuple):
-    """A message as read from the orders (or rekey) topic."""
+    """A message as read from the orders (or rekey) topic (aiokafka's ConsumerRecord has
+    the same fields, and the ingest agent passes those as they are)."""
 
     topic: str
     partition: int
@@ -77,10 +77,12 @@ class IngestResult:
     latest_order_ms: int | None = None  # of every order read, for the ingest's alignment
 
 
-@lru_cache(maxsize=65_536)
+_new_tuple = tuple.__new__  # a NamedTuple without its Python-level __new__: once per order
+
+
 def number_partition(order_number: int, partitions: int) -> int:
     """The orders partition owning an order number: Kafka's partitioner on its decimal text."""
-    return (murmur2(str(order_number).encode()) & 0x7FFFFFFF) % partitions
+    return key_partition(str(order_number).encode(), partitions)
 
 
 def ingest_partition(
@@ -124,8 +126,8 @@ def _claim(
         return None
     if result.latest_order_ms is None or order.order_time_ms > result.latest_order_ms:
         result.latest_order_ms = order.order_time_ms
-    origin = Origin(message.topic, message.partition, message.offset, message.key,
-                    message.value or b"")
+    origin = _new_tuple(Origin, (message.topic, message.partition, message.offset,
+                                 message.key, message.value or b""))
     owner = number_partition(order.order_number, config.orders_partitions)
     if config.dedup and owner != message.partition:
         result.rekeyed.append((owner, str(order.order_number).encode(),

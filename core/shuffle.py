@@ -12,9 +12,9 @@ from decimal import Decimal
 from functools import lru_cache
 
 import orjson
-from aiokafka.partitioner import murmur2
 
 from core.models import Order, Tick
+from core.partitioning import key_partition
 
 Positioned = tuple[int, Order, bytes | None]  # (source offset, order, key as received)
 
@@ -27,7 +27,7 @@ def buyer_key(first_name: str, last_name: str) -> bytes:
 @lru_cache(maxsize=65_536)
 def buyer_partition(first_name: str, last_name: str, partitions: int) -> int:
     """Partition owning a buyer: Kafka's default partitioner on the buyer key."""
-    return (murmur2(buyer_key(first_name, last_name)) & 0x7FFFFFFF) % partitions
+    return key_partition(buyer_key(first_name, last_name), partitions)
 
 
 def group_by_buyer_partition(
@@ -56,9 +56,12 @@ def decode_shuffle(value: bytes) -> tuple[str, list[Positioned]]:
     return _orders(orjson.loads(value))
 
 
+_new_tuple = tuple.__new__  # Order(...) without its Python-level __new__: the hot path
+
+
 def _orders(record: dict) -> tuple[str, list[Positioned]]:  # type: ignore[type-arg]
     orders = [
-        (offset, Order(number, Decimal(price), first, last, time_ms),
+        (offset, _new_tuple(Order, (number, Decimal(price), first, last, time_ms)),
          None if key is None else key.encode("latin-1"))
         for offset, number, price, first, last, time_ms, key in record["orders"]
     ]

@@ -176,3 +176,52 @@ def test_rows_of_a_dropped_window_are_deleted_and_others_kept():
     store.apply(closing.updates)
     assert not any(key.startswith("w|hop_20s_10s|") for key in store)
     assert window_key("tumble_10s", 0, ("A", "B")) in store
+
+
+def test_fold_equals_a_window_by_window_fold_of_random_orders():
+    """fold() spreads slide buckets over windows; a naive fold, order by order and window
+    by window against the moving watermark, must give the same rows, totals and lates."""
+    import random
+    from decimal import Decimal as D
+
+    from core.aggregate import fold
+    from core.models import Order
+    from tables.windows import WindowSpec
+
+    rng = random.Random(5)
+    windows = [WindowSpec("t", "tumbling", 10_000, 10_000),
+               WindowSpec("h", "hopping", 60_000, 10_000),
+               WindowSpec("h2", "hopping", 20_000, 5_000)]
+    lateness = 5_000
+    for _ in range(30):
+        base = rng.randrange(-100_000, 10**9)
+        orders = [Order(n, D(rng.randrange(1, 10**6)) / 100, rng.choice("AB"), "X",
+                        base + rng.randrange(0, 120_000)) for n in range(rng.randrange(1, 60))]
+        watermark = base + rng.randrange(-20_000, 100_000)
+        folded, after = fold(orders, [None] * len(orders), windows, lateness, watermark)
+
+        rows, totals, late, mark = {}, {}, [], watermark
+        for order in sorted(orders, key=lambda o: o.order_time_ms):
+            buyer = (order.first_name, order.last_name)
+            count, total = totals.get(buyer, (0, D(0)))
+            totals[buyer] = (count + 1, total + order.price)
+            missed = []
+            for w in windows:
+                start = order.order_time_ms - order.order_time_ms % w.slide_ms - w.size_ms
+                while (start := start + w.slide_ms) <= order.order_time_ms:
+                    if start + w.size_ms + lateness <= mark:
+                        missed.append((w.name, start))
+                        continue
+                    c, s, lo, hi = rows.get((w.name, start, buyer), (0, D(0), None, None))
+                    rows[w.name, start, buyer] = (
+                        c + 1, s + order.price, order.price if lo is None else min(lo, order.price),
+                        order.price if hi is None else max(hi, order.price))
+            if missed:
+                late.append((order.order_number, sorted(missed)))
+            mark = max(mark, order.order_time_ms)
+
+        assert {k: tuple(v) for k, v in folded.rows.items()} == rows
+        assert {b: tuple(v) for b, v in folded.totals.items()} == totals
+        assert sorted((o.order.order_number, sorted((w.name, s) for w, s in o.missed))
+                      for o in folded.late) == sorted(late)
+        assert after == mark and folded.counted == len(orders)
