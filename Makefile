@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test bench lint clean
+.PHONY: run test bench bench-state lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ test: $(VENV)/.installed-test
 # or "--no-scaling" for a quicker look. The `bench` extra is Quix Streams, the peer.
 bench: $(VENV)/.installed-test,bench
 	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
+
+# Query latency under full-speed ingest, recovery with ~1M window rows, worker RSS after
+# 1M orders (scripts/bench_state.py; STATE_ARGS="--only latency" for one of them).
+bench-state: $(VENV)/.installed-test
+	$(BIN)/python scripts/bench_state.py $(STATE_ARGS)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/pip install -q ruff
