@@ -33,6 +33,7 @@ Run it (from the repository root; no make needed):
     .venv/bin/python scripts/bench_state.py --only latency --orders 200000 --buyers 10000
     .venv/bin/python scripts/bench_state.py --only recovery --only memory
     .venv/bin/python scripts/bench_state.py --commit HEAD         # the committed code only
+    .venv/bin/python scripts/bench_state.py --summary bench/results/bench-state-<stamp>.json
 
 `--orders` sets N of the latency and memory runs (and of the recovery run, which otherwise
 derives it from `--rows`). `--commit REV` runs the workers from `git archive REV` (the
@@ -232,8 +233,10 @@ def git(*args: str) -> str | None:
     return out.stdout.decode().strip() if out.returncode == 0 else None
 
 
-def code_under_test(commit: str | None, workdir: Path) -> Code:
-    """The working tree, or `git archive <commit>` unpacked under workdir."""
+def code_under_test(commit: str | None, workdir: Path, directory: Path | None = None) -> Code:
+    """The working tree, `git archive <commit>` unpacked under workdir, or a directory."""
+    if directory is not None:
+        return Code(directory.resolve(), None, None)
     if commit is None:
         status = git("status", "--porcelain", "--", "app", "agents", "core", "tables", "api")
         return Code(ROOT, git("rev-parse", "HEAD"), None if status is None else bool(status))
@@ -749,7 +752,7 @@ def run_latency(args: argparse.Namespace, workdir: Path, code: Code) -> dict[str
     return {
         "orders": args.orders_latency, "buyers": args.buyers, "buyers_in_input": len(seen),
         "partitions": args.partitions, "event_rate": args.latency_event_rate,
-        "ingest_orders_per_s": watch.rate,
+        "ingest_orders_per_s": watch.rate, "counters": watch.last,
         "ingest_seconds": watch.counted_s - watch.first_processed_s,
         "ready_s": watch.ready_s, "during_ingest": latency_table(during),
         "after_ingest": latency_table(after), "after_ingest_seconds": args.idle_seconds,
@@ -921,7 +924,8 @@ def run_memory(args: argparse.Namespace, workdir: Path, code: Code) -> dict[str,
         "event_rate": args.memory_event_rate, "window_retention": args.memory_retention,
         "event_time_span_s": args.orders_memory / args.memory_event_rate,
         "retention_deletes_from_order": from_order if from_order < args.orders_memory else None,
-        "ingest_orders_per_s": watch.rate, "rss_peak_mb": max(rss_values, default=None),
+        "ingest_orders_per_s": watch.rate, "counters": watch.last,
+        "rss_peak_mb": max(rss_values, default=None),
         "rss_hwm_mb": round(watch.hwm_mb, 1),
         "rss_final_mb": rss_values[-1] if rss_values else None,
         "rss_at_end_of_ingest_mb": next((r[2] for r in watch.rss
@@ -949,7 +953,23 @@ def summary_latency(r: dict[str, Any]) -> list[str]:
             goal = "" if phase != "during_ingest" else ("  ok" if t["p99_ms"] <= 20 else "  > goal")
             lines.append(f"     {route:<28} p50 {t['p50_ms']:7.2f}  p99 {t['p99_ms']:7.2f}  "
                          f"max {t['max_ms']:7.2f} ms  n={t['requests']:,} {t['statuses']}{goal}")
+    health = r["health_after_ingest"].get("/health")
+    if health and health["p50_ms"] >= 30:
+        lines.append("   note: GET /health takes >= 30 ms on a kept-alive connection: typically "
+                     "Nagle's algorithm meeting the client's 40 ms delayed ACK (a server socket "
+                     "without TCP_NODELAY; asyncio sets it only on sockets made with IPPROTO_TCP)")
     return lines
+
+
+def phases(restart: dict[str, Any]) -> str:
+    """Where a restart's time went: until the group assigned partitions, then restoring."""
+    times = restart["log_timeline_s"]
+    begun = [v for k, v in times.items() if k.endswith("_restoring")]
+    done = [v for k, v in times.items() if k.endswith("_restored")]
+    if not begun or not done:
+        return f"log {times}"
+    return (f"process start to restore start {min(begun):.2f} s (imports, group join), "
+            f"restore {max(done) - min(begun):.2f} s")
 
 
 def summary_recovery(r: dict[str, Any]) -> list[str]:
@@ -964,9 +984,8 @@ def summary_recovery(r: dict[str, Any]) -> list[str]:
         f"({r['data_dir_disk']['apparent_mb']:,.1f} MB apparent, "
         f"{r['data_dir_disk']['files']} files); changelog records {r['changelog_records']}",
         f"   (a) from RocksDB on disk: ready after {a['ready_s']:.2f} s "
-        f"(goal <= 30 s: {'ok' if a['ready_s'] <= 30 else 'missed'}); log {a['log_timeline_s']}",
-        f"   (b) from changelogs only: ready after {b['ready_s']:.2f} s; "
-        f"log {b['log_timeline_s']}",
+        f"(goal <= 30 s: {'ok' if a['ready_s'] <= 30 else 'missed'}); {phases(a)}",
+        f"   (b) from changelogs only: ready after {b['ready_s']:.2f} s; {phases(b)}",
         f"   load: {fmt(r['load_orders_per_s'])} orders/s; restored state identical "
         f"(fingerprint {r['fingerprint']}, {r['state_after_changelog_restore']['window_rows']:,} "
         f"rows after (b))",
@@ -975,7 +994,8 @@ def summary_recovery(r: dict[str, Any]) -> list[str]:
 
 def summary_memory(r: dict[str, Any]) -> list[str]:
     growth = r["growth_after_retention"]
-    samples = ", ".join(f"{x['counted']:,}: {x['rss_mb']:.0f}" for x in r["samples"])
+    samples = ", ".join(f"{x['s']:.0f}s {x['counted']:,}: {x['rss_mb']:.0f}"
+                        for x in r["samples"])
     lines = [
         f"5. Memory: {r['orders']:,} orders over {r['buyers']:,} buyers, event time "
         f"{r['event_time_span_s'] / 3600:.1f} h, WINDOW_RETENTION={r['window_retention']} "
@@ -986,7 +1006,7 @@ def summary_memory(r: dict[str, Any]) -> list[str]:
         f"{'ok' if (r['rss_hwm_mb'] or 0) <= 500 else 'missed'}); "
         f"{r['state_at_end']['window_rows']:,} window rows left, DATA_DIR "
         f"{r['data_dir_disk']['allocated_mb']:,.0f} MB",
-        f"   samples (orders counted: MB): {samples}",
+        f"   samples (time, orders counted: MB): {samples}",
     ]
     if growth:
         lines.append(f"   after retention applies: {growth['from']['rss_mb']:.0f} MB at "
@@ -1000,10 +1020,23 @@ SUMMARIES = {"latency": summary_latency, "recovery": summary_recovery, "memory":
 RUNNERS = {"latency": run_latency, "recovery": run_recovery, "memory": run_memory}
 
 
+def summary(document: dict[str, Any]) -> str:
+    """The printed summary of a results document."""
+    lines = [f"orderstream state benchmarks, commit {(document['git_commit'] or '?')[:12]}"
+             f"{' (+ uncommitted changes)' if document['uncommitted_changes'] else ''}, "
+             f"{document['cpu_count']} CPUs, {document['timestamp']}"]
+    for name in document["args"]["only"]:
+        if name in document["results"]:
+            lines += SUMMARIES[name](document["results"][name])
+        else:
+            lines.append(f"{name}: FAILED: {document['errors'][name].splitlines()[0]}")
+    return "\n".join(lines)
+
+
 def write_results(document: dict[str, Any], stamp: datetime) -> Path:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"bench-state-{stamp:%Y%m%dT%H%M%SZ}.json"
-    path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    path.write_text(json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n")
     return path
 
 
@@ -1065,6 +1098,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="seconds without progress after which a run fails (default 180)")
     add("--commit", default=None,
         help="run the workers from `git archive COMMIT` instead of the working tree")
+    add("--code-dir", type=Path, default=None,
+        help="run the workers from this directory (a patched copy, for an A/B comparison)")
     add("--worker-env", action="append", default=[], metavar="NAME=VALUE",
         help="extra environment of every worker, e.g. BATCH_MAX_ORDERS=500 (repeatable)")
     add("--trace-memory", type=positive_float, default=None, metavar="SECONDS",
@@ -1073,6 +1108,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--keep", action="store_true", help="keep the temporary directory (logs, state)")
     args = parser.parse_args(argv)
     args.only = args.only or list(RUNNERS)
+    if args.code_dir is not None and args.commit is not None:
+        parser.error("--code-dir and --commit exclude each other")
     for item in args.worker_env:
         if "=" not in item or not item.split("=", 1)[0]:
             parser.error(f"--worker-env: {item!r} is not NAME=VALUE")
@@ -1098,6 +1135,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None and sys.argv[1:2] == ["--summary"] and len(sys.argv) == 3:
+        print(summary(json.loads(Path(sys.argv[2]).read_text())))  # a past run's summary
+        return 0
     args = parse_args(argv)
     interrupt_on_stop_signals()
     stamp = datetime.now(UTC).replace(microsecond=0)
@@ -1106,7 +1146,8 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {}
     errors: dict[str, str] = {}
     try:
-        code = with_diagnostics(code_under_test(args.commit, workdir), args, workdir)
+        code = with_diagnostics(code_under_test(args.commit, workdir, args.code_dir), args,
+                                workdir)
         say(f"workers run {code.directory} (commit {code.commit}"
             f"{', uncommitted changes' if code.dirty else ''}); work directory {workdir}")
         for name in args.only:
@@ -1129,12 +1170,7 @@ def main(argv: list[str] | None = None) -> int:
             "versions": versions(), "results": results, "errors": errors,
         }
         path = write_results(document, stamp)
-        lines = [f"orderstream state benchmarks, commit {(code.commit or '?')[:12]}"
-                 f"{' (+ uncommitted changes)' if code.dirty else ''}, {os.cpu_count()} CPUs"]
-        for name in args.only:
-            lines += SUMMARIES[name](results[name]) if name in results else [
-                f"{name}: FAILED: {errors[name].splitlines()[0]}"]
-        print("\n" + "\n".join(lines) + "\n", flush=True)
+        print("\n" + summary(document) + "\n", flush=True)
         say(f"results written to {path.relative_to(ROOT)}")
         return 1 if errors else 0
     except KeyboardInterrupt:
