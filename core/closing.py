@@ -16,6 +16,7 @@ from functools import lru_cache
 
 import orjson
 
+from core import jsonbytes
 from core.aggregate import parse_window_key, start_prefix, window_prefix
 from core.money import average, money_str
 from core.sinks import buyer_json
@@ -82,8 +83,8 @@ def close_window(
         after = None if published is None else int(published)
         for key, value in _rows_between(spec, after, newest_final, scan):
             _, start_ms, (first, last) = parse_window_key(key)
-            results.append((orjson.dumps([spec.name, start_ms, first, last]),
-                            orjson.dumps(row_json(spec, key, value, final=True))))
+            results.append((jsonbytes.dumps([spec.name, start_ms, first, last]),
+                            jsonbytes.dumps(row_json(spec, key, value, final=True))))
         updates[final_key(spec)] = str(newest_final)
     retired = pointers.get(retired_key(spec))
     newest_gone = last_start_before_ms(watermark_ms - lateness_ms - retention_ms, spec)

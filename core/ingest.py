@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import orjson
 
+from core import jsonbytes
 from core.dedup import DedupResult, ReadMany, Scan, dedup_batch
 from core.late import late_value
 from core.models import Order
@@ -162,7 +163,7 @@ def _shuffle(accepted: list, config: IngestConfig, result: IngestResult) -> None
 
 def encode_rekeyed(origin: Origin, order: Order) -> bytes:
     """A copy sent to the partition owning its order number, with where it first arrived."""
-    return orjson.dumps({
+    return jsonbytes.dumps({
         "origin": [origin.topic, origin.partition, origin.offset],
         "key": None if origin.key is None else origin.key.decode("latin-1"),
         "raw": origin.value.decode("utf-8"),

@@ -3,8 +3,7 @@
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
-import orjson
-
+from core import jsonbytes
 from core.models import Order
 from core.money import money_str
 from core.sinks import buyer_json
@@ -42,7 +41,7 @@ def late_value(
 ) -> bytes:
     """The value of one orders-late record."""
     spans = all_windows(order, windows) if missed_all else list(missed)
-    return orjson.dumps({
+    return jsonbytes.dumps({
         **order_json(order),
         "reason": reason,
         "windows": [describe_window(w.name, start, w.size_ms, lateness_ms) for w, start in spans],

@@ -13,6 +13,7 @@ from functools import lru_cache
 
 import orjson
 
+from core import jsonbytes
 from core.models import Order, Tick
 from core.partitioning import key_partition
 
@@ -21,7 +22,7 @@ Positioned = tuple[int, Order, bytes | None]  # (source offset, order, key as re
 
 def buyer_key(first_name: str, last_name: str) -> bytes:
     """The Kafka key of a buyer: JSON `["<first_name>", "<last_name>"]` (buyer-totals, SPEC.md)."""
-    return orjson.dumps([first_name, last_name])
+    return jsonbytes.dumps([first_name, last_name])
 
 
 @lru_cache(maxsize=65_536)
@@ -48,7 +49,7 @@ def encode_shuffle(source: str, orders: list[Positioned]) -> bytes:
          None if key is None else key.decode("latin-1"))
         for offset, o, key in orders
     ]
-    return orjson.dumps({"source": source, "orders": rows})
+    return jsonbytes.dumps({"source": source, "orders": rows})
 
 
 def decode_shuffle(value: bytes) -> tuple[str, list[Positioned]]:
@@ -70,7 +71,7 @@ def _orders(record: dict) -> tuple[str, list[Positioned]]:  # type: ignore[type-
 
 def encode_tick(watermark_ms: int) -> bytes:
     """A watermark tick record for the repartition topic (tables.idle)."""
-    return orjson.dumps({"watermark": watermark_ms})
+    return jsonbytes.dumps({"watermark": watermark_ms})
 
 
 def decode_item(value: bytes) -> tuple[str, list[Positioned]] | Tick:

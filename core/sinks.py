@@ -3,8 +3,7 @@
 import base64
 from collections.abc import Iterable
 
-import orjson
-
+from core import jsonbytes
 from core.aggregate import Total, TotalChange
 from core.money import money_str
 from core.shuffle import buyer_key
@@ -40,7 +39,7 @@ def total_json(first_name: str, last_name: str, total: Total) -> dict[str, objec
 def buyer_total_records(changes: Iterable[TotalChange]) -> list[tuple[bytes, bytes]]:
     """(key, value) upserts for buyer-totals, one per changed buyer."""
     return [
-        (buyer_key(*c.buyer), orjson.dumps(total_json(*c.buyer, c.new))) for c in changes
+        (buyer_key(*c.buyer), jsonbytes.dumps(total_json(*c.buyer, c.new))) for c in changes
     ]
 
 
@@ -57,4 +56,4 @@ def dlq_value(error: str, topic: str, partition: int, offset: int, raw: bytes | 
         except UnicodeDecodeError:
             record["raw"] = base64.b64encode(raw).decode("ascii")
             record["raw_encoding"] = "base64"
-    return orjson.dumps(record)
+    return jsonbytes.dumps(record)

@@ -10,18 +10,35 @@ import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from rocksdict import Options, Rdict, WriteBatch
+from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch, WriteBufferManager
 
 CHANGELOG_OFFSET_KEY = b"~changelog-offset"  # local only, never in the changelog
 Updates = Mapping[str, str | None]
 
 
+# Every store of the process shares one block cache, and their memtables are charged to
+# it: a worker's RocksDB memory stays near CACHE_BYTES however many partitions it holds.
+# Index and filter blocks live in the cache too (by default each open table keeps its own,
+# which grows with the data); bloom filters spare the dedup's lookups of new order
+# numbers a read of every level.
+CACHE_BYTES = 128 * 1024 * 1024
+MEMTABLE_BYTES = 64 * 1024 * 1024
+_cache = Cache(CACHE_BYTES)
+_write_buffers = WriteBufferManager.new_write_buffer_manager_with_cache(
+    MEMTABLE_BYTES, False, _cache)
+
+
 def _options() -> Options:
     options = Options(raw_mode=True)
     options.create_if_missing(True)
-    # Many small stores share a machine: keep each memtable small.
     options.set_write_buffer_size(8 * 1024 * 1024)
     options.set_max_write_buffer_number(2)
+    table = BlockBasedOptions()
+    table.set_block_cache(_cache)
+    table.set_cache_index_and_filter_blocks(True)
+    table.set_bloom_filter(10, False)
+    options.set_block_based_table_factory(table)
+    options.set_write_buffer_manager(_write_buffers)
     return options
 
 
