@@ -1,8 +1,16 @@
-"""uvicorn inside the worker: started before faust's consumer, so /health answers at once."""
+"""uvicorn inside the worker: started before faust's consumer, so /health answers at once.
+
+It serves from a thread of its own, with its own event loop. The worker's loop runs each
+batch's CPU work in one go (tens of milliseconds at full speed); on that loop a query
+waited for it. In its own thread, Python's switch interval (5 ms) bounds the wait. What
+the routes read is safe from there: RocksDB reads run beside writes, and the rest is
+plain Python objects read under the GIL.
+"""
 
 import asyncio
 import contextlib
 import socket
+import threading
 from collections.abc import Iterator
 
 import uvicorn
@@ -27,24 +35,33 @@ class ApiServer:
     def __init__(self, api: FastAPI, host: str, port: int) -> None:
         self._api, self._host, self._port = api, host, port
         self._server: _EmbeddedServer | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._thread: threading.Thread | None = None
 
     async def start(self) -> None:
-        """Bind and serve in the background; return once uvicorn accepts connections."""
+        """Bind and serve from the API thread; return once uvicorn accepts connections."""
         sock = self._bind()
         config = uvicorn.Config(self._api, log_config=None, access_log=False, lifespan="off",
                                 timeout_graceful_shutdown=2)
-        self._server = _EmbeddedServer(config)
-        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()
+        server = self._server = _EmbeddedServer(config)
+        self._thread = threading.Thread(target=asyncio.run, args=(self._serve(server, sock),),
+                                        name="orderstream-api", daemon=True)
+        self._thread.start()
+        while not server.started:
+            if not self._thread.is_alive():
                 raise PortTaken(f"the API server on {self._host}:{self._port} did not start")
             await asyncio.sleep(0.01)
 
+    async def _serve(self, server: "_EmbeddedServer", sock: socket.socket) -> None:
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            await self._api.state.http.aclose()
+
     def _bind(self) -> socket.socket:
         family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets made with it, and
+        # without it Nagle's algorithm meets the client's delayed ACK (40 ms per answer).
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((self._host, self._port))
@@ -57,10 +74,8 @@ class ApiServer:
         return sock
 
     async def stop(self) -> None:
-        """Stop accepting, finish requests in flight."""
-        if self._server is None or self._task is None:
+        """Stop accepting, finish requests in flight (at most a few seconds)."""
+        if self._server is None or self._thread is None:
             return
         self._server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError, SystemExit):
-            await asyncio.wait_for(self._task, timeout=5)
-        await self._api.state.http.aclose()
+        await asyncio.to_thread(self._thread.join, 5)
