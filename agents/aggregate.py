@@ -53,24 +53,28 @@ async def apply_partition(runtime: Runtime, partition: int, items: list[Item]) -
         result = apply_batch(items, config, store.get_many)
         if result.changed:
             await commit_durably(runtime, runtime.aggregates, partition, store,
-                                 result.updates, _outputs(runtime, result))
+                                 result.updates, _outputs(runtime, partition, result))
             if runtime.settings.print_sink and result.total_changes:
                 _print("\n".join(print_lines(result.total_changes)) + "\n")
             _count(runtime, result)
         closing = close_windows(config, store.get_many, store.scan)
         if closing.changed:
             await commit_durably(runtime, runtime.aggregates, partition, store,
-                                 closing.updates, _outputs(runtime, closing))
+                                 closing.updates, _outputs(runtime, partition, closing))
 
 
-def _outputs(runtime: Runtime, result: BatchResult) -> list[tuple[str, bytes | None, bytes,
-                                                                 int | None]]:
+def _outputs(runtime: Runtime, partition: int,
+             result: BatchResult) -> list[tuple[str, bytes | None, bytes, int | None]]:
     names, settings = runtime.names, runtime.settings
+    # A buyer's buyer-totals partition is its aggregation partition when the counts agree
+    # (both are Kafka's default partitioner on the same key): no hash per record then.
+    totals_partition = (partition if runtime.partitions[names.buyer_totals]
+                        == runtime.partitions[names.by_buyer] else None)
     late = [(names.late, item.key, late_value(
         item.order, f"late: {len(item.missed)} of its windows were final before it arrived",
         settings.windows, settings.allowed_lateness, missed=item.missed), None)
         for item in result.late]
-    return ([(names.buyer_totals, key, value, None)
+    return ([(names.buyer_totals, key, value, totals_partition)
              for key, value in buyer_total_records(result.total_changes)]
             + [(names.window_results, key, value, None) for key, value in result.finals]
             + late)

@@ -26,10 +26,11 @@ def register_ingest(app: faust.App, runtime: Runtime) -> None:
     async def ingest(stream: faust.StreamT[Any]) -> None:
         async def handle(partition: int, messages: list[RawMessage]) -> None:
             latest_order_ms = await ingest_one(runtime, partition, messages)
-            _report_lag(app, runtime, messages)
             if messages:
                 first = messages[0]
-                runtime.align(faust.types.TP(first.topic, first.partition), latest_order_ms)
+                tp = faust.types.TP(first.topic, first.partition)
+                runtime.align(tp, latest_order_ms, backlog=_report_lag(app, runtime, tp,
+                                                                       messages[-1].offset))
 
         await each_batch(stream, runtime, handle)  # ConsumerRecords serve as RawMessages
 
@@ -81,12 +82,11 @@ def _count(runtime: Runtime, result: IngestResult) -> None:
     metrics.late.inc(result.too_old)
 
 
-def _report_lag(app: faust.App, runtime: Runtime, messages: list[RawMessage]) -> None:
-    """Messages behind the end of each input partition, after this batch."""
-    last: dict[tuple[str, int], int] = {}
-    for m in messages:
-        last[(m.topic, m.partition)] = m.offset
-    for (topic, partition), offset in last.items():
-        highwater = app.consumer.highwater(faust.types.TP(topic, partition))
-        if highwater is not None:
-            runtime.metrics.lag.labels(topic, str(partition)).set(max(highwater - offset - 1, 0))
+def _report_lag(app: faust.App, runtime: Runtime, tp: faust.types.TP, last_offset: int) -> bool:
+    """Messages behind the end of the partition after this batch, as a gauge; whether any."""
+    highwater = app.consumer.highwater(tp)
+    if highwater is None:
+        return False
+    lag = max(highwater - last_offset - 1, 0)
+    runtime.metrics.lag.labels(tp.topic, str(tp.partition)).set(lag)
+    return lag > 0

@@ -9,8 +9,10 @@ nothing about them is late.
 
 So the ingest pauses an input partition whose orders are more than `max_drift_ms` ahead
 of the slowest partition still delivering, and resumes it once the others caught up.
-A partition that has delivered nothing for `stale_s` (caught up, or stuck) no longer
-holds the others back, as Kafka Streams' `max.task.idle.ms` bounds its wait.
+A partition holds the others back while it has records left to read (its lag after its
+last batch); once caught up, it stops holding them `stale_s` after its last batch, as
+Kafka Streams' `max.task.idle.ms` bounds its wait. A partition with records left that
+delivers nothing for `max_wait_s` (stuck) holds nobody back either.
 """
 
 import time
@@ -22,32 +24,38 @@ from faust.types import TP
 class Alignment:
     """Per input partition: the latest order time read, and when it last delivered."""
 
-    def __init__(self, max_drift_ms: int, stale_s: float = 1.0,
+    def __init__(self, max_drift_ms: int, stale_s: float = 1.0, max_wait_s: float = 10.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.max_drift_ms = max_drift_ms
         self.stale_s = stale_s
+        self.max_wait_s = max_wait_s
         self._clock = clock
         self._front: dict[TP, int] = {}
         self._heard: dict[TP, float] = {}
+        self._backlog: dict[TP, bool] = {}
         self.paused: set[TP] = set()
 
     def reset(self) -> None:
         """A new assignment: forget every partition (the consumer resumed them all)."""
         self._front.clear()
         self._heard.clear()
+        self._backlog.clear()
         self.paused.clear()
 
-    def observe(self, tp: TP, latest_order_ms: int | None) -> None:
-        """A batch of `tp` was ingested; `latest_order_ms` is its latest order time."""
+    def observe(self, tp: TP, latest_order_ms: int | None, backlog: bool = False) -> None:
+        """A batch of `tp` was ingested; `latest_order_ms` is its latest order time, and
+        `backlog` whether `tp` has more records to read."""
         self._heard[tp] = self._clock()
+        self._backlog[tp] = backlog
         if latest_order_ms is not None:
             self._front[tp] = max(self._front.get(tp, latest_order_ms), latest_order_ms)
 
     def decide(self) -> tuple[set[TP], set[TP]]:
         """Which partitions to pause and which to resume now; `paused` is updated."""
         now = self._clock()
-        delivering = [front for tp, front in self._front.items()
-                      if tp not in self.paused and now - self._heard[tp] < self.stale_s]
+        delivering = [front for tp, front in self._front.items() if tp not in self.paused
+                      and now - self._heard[tp] < (
+                          self.max_wait_s if self._backlog[tp] else self.stale_s)]
         if delivering:
             floor = min(delivering)
             ahead = {tp for tp, front in self._front.items()

@@ -138,10 +138,10 @@ class Runtime(Service):
         return {p: read_watermark(store.get_many)
                 for p, store in self.aggregates.read_only_view().items()}
 
-    def align(self, tp: faust.types.TP, latest_order_ms: int | None) -> None:
+    def align(self, tp: faust.types.TP, latest_order_ms: int | None, backlog: bool) -> None:
         """An ingest batch of `tp` is done: pause or resume input partitions to keep them
         within ALLOWED_LATENESS / 2 of each other in event time."""
-        self.alignment.observe(tp, latest_order_ms)
+        self.alignment.observe(tp, latest_order_ms, backlog)
         apply_alignment(self.alignment, self.app.consumer.hold, self.app.consumer.release)
 
     @Service.task

@@ -76,3 +76,19 @@ def test_apply_releases_before_it_holds():
     apply(alignment, lambda tps: calls.append(("hold", set(tps))),
           lambda tps: calls.append(("release", set(tps))))
     assert calls == [("hold", {B}), ("release", {B}), ("hold", {C})]
+
+
+def test_a_slow_partition_with_records_left_holds_the_others_until_it_delivers_or_stalls():
+    clock = Clock()
+    alignment = Alignment(max_drift_ms=1_000, stale_s=1.0, max_wait_s=10.0, clock=clock)
+    alignment.observe(A, 0, backlog=True)  # a slow lane: its next batch takes 3 s
+    alignment.observe(B, 9_000, backlog=True)
+    assert alignment.decide() == ({B}, set())
+    clock.now += 3.0
+    assert alignment.decide() == (set(), set())  # still waiting for A: B stays held
+    alignment.observe(A, 8_500, backlog=True)
+    assert alignment.decide() == (set(), {B})
+    alignment.observe(B, 20_000, backlog=True)
+    assert alignment.decide() == ({B}, set())
+    clock.now += 10.0  # A delivered nothing for 10 s though records are left: stuck
+    assert alignment.decide() == (set(), {B})
