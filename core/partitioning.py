@@ -10,7 +10,6 @@ aiokafka's on random keys.
 import random
 import struct
 from collections.abc import Sequence
-from functools import lru_cache
 
 _M = 0x5BD1E995
 _MASK = 0xFFFFFFFF
@@ -43,14 +42,9 @@ def key_partition(key: bytes, partitions: int) -> int:
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
-@lru_cache(maxsize=65_536)
-def _cached_hash(key: bytes) -> int:
-    return murmur2(key) & 0x7FFFFFFF
-
-
 def default_partitioner(key: bytes | None, all_partitions: Sequence[int],
                         available: Sequence[int]) -> int:
-    """aiokafka's `DefaultPartitioner`, with the hash of repeated keys (buyers) cached."""
+    """aiokafka's `DefaultPartitioner`, with this module's murmur2."""
     if key is None:
         return random.choice(available or all_partitions)
-    return all_partitions[_cached_hash(key) % len(all_partitions)]
+    return all_partitions[key_partition(key, len(all_partitions))]

