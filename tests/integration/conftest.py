@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from app.embedded import free_port
 from app.settings import Settings
+from tests.integration.fresh import copy_working_tree, make_run_venv, wheel_venv
 
 REPO = Path(__file__).resolve().parents[2]
 FAUST = Path(sys.executable).parent / "faust"
@@ -24,8 +25,9 @@ FAUST = Path(sys.executable).parent / "faust"
 class Worker:
     """One `faust -A app worker` subprocess with its own API port and DATA_DIR."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.env = env
+    def __init__(self, env: dict[str, str], log_path: Path, faust: Path = FAUST,
+                 cwd: Path = REPO) -> None:
+        self.env, self.faust, self.cwd = env, faust, cwd
         self.log_path = log_path
         self.port = int(env["API_PORT"])
         self.url = f"http://127.0.0.1:{self.port}"
@@ -34,7 +36,7 @@ class Worker:
     def start(self) -> "Worker":
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [str(FAUST), "-A", "app", "worker", "-l", "info"], cwd=REPO, env=self.env,
+                [str(self.faust), "-A", "app", "worker", "-l", "info"], cwd=self.cwd, env=self.env,
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
@@ -74,6 +76,20 @@ class Worker:
         return self.log_path.read_text(errors="replace")
 
 
+@pytest.fixture(scope="session")
+def fresh_checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the working tree whose `.venv` `make run` built: runtime and embedded only."""
+    checkout = copy_working_tree(tmp_path_factory.mktemp("checkout"))
+    make_run_venv(checkout)
+    return checkout
+
+
+@pytest.fixture(scope="session")
+def wheel_install(fresh_checkout: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A venv with the project installed non-editable (`pip install '.[embedded]'`)."""
+    return wheel_venv(fresh_checkout, tmp_path_factory.mktemp("wheel") / "venv")
+
+
 @pytest.fixture
 def worker_env(broker: str, tmp_path: Path) -> dict[str, str]:
     """Environment of a worker with its own app id (consumer group, internal topics)."""
@@ -100,8 +116,9 @@ def make_worker(tmp_path: Path) -> Iterator[Callable[..., Worker]]:
     """Start workers; every one still running is stopped at the end of the test."""
     started: list[Worker] = []
 
-    def make(env: dict[str, str], name: str = "worker") -> Worker:
-        worker = Worker(env, tmp_path / f"{name}-{len(started)}.log").start()
+    def make(env: dict[str, str], name: str = "worker", **where: Path) -> Worker:
+        """A worker of this checkout's faust, or of `faust=`, run in `cwd=`."""
+        worker = Worker(env, tmp_path / f"{name}-{len(started)}.log", **where).start()
         started.append(worker)
         return worker
 

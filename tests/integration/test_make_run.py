@@ -1,5 +1,9 @@
 """`make run` as a user runs it: start, watch the orders being counted, Ctrl-C, start again.
 
+It runs in a fresh copy of the working tree (the `fresh_checkout` fixture), whose `.venv`
+the Makefile built with the runtime and `embedded` extras only: a module that only the test
+venv has fails here as it fails for a new user.
+
 Each run is `make run` in a session of its own, so a Ctrl-C can be sent the way a terminal
 sends it: SIGINT to the whole foreground process group (make and the launcher alike).
 The embedded broker keeps nothing across runs, while DATA_DIR does: the second run checks
@@ -15,6 +19,7 @@ import subprocess
 import threading
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
@@ -23,10 +28,10 @@ from typing import Any
 import pytest
 
 from app.embedded import free_port, port_is_free
+from tests.integration.fresh import user_env
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 EMBEDDED_HOST, EMBEDDED_PORT = "127.0.0.1", 9092
 ROWS = 300
 HANG_GUARD_S = 120.0  # not a performance target: only keeps a broken run from hanging
@@ -87,9 +92,9 @@ class MakeRun:
     taken once the worker is ready) is how they are found again after a stop.
     """
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], checkout: Path) -> None:
         self.process = subprocess.Popen(
-            ["make", "run"], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
+            ["make", "run"], cwd=checkout, env=env, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             start_new_session=True,
         )
@@ -161,12 +166,6 @@ def wait_until(run: MakeRun, what: str, check: Callable[[], Any], deadline: floa
 
 # --- what a user looks at -------------------------------------------------------------------
 
-def user_env() -> dict[str, str]:
-    """A user's shell: no KAFKA_BROKER (the embedded broker), no API_TOKEN, no outer make."""
-    unset = {"KAFKA_BROKER", "EMBEDDED_BROKER", "API_TOKEN", "MAKEFLAGS", "MFLAGS", "MAKELEVEL"}
-    return {k: v for k, v in os.environ.items() if k not in unset}
-
-
 def make_run_env(data_dir: Path, api_port: int) -> dict[str, str]:
     """The environment of `make run` here: its own DATA_DIR and API port, a bounded datagen."""
     return {**user_env(), "DATA_DIR": str(data_dir), "DATAGEN_RPS": "200",
@@ -212,7 +211,7 @@ def wait_until_all_counted(run: MakeRun, api: str) -> None:
                lambda: last_printed_counts(run) == counts, deadline)
 
 
-def stop_with_ctrl_c(run: MakeRun, api_port: int) -> None:
+def stop_with_ctrl_c(run: MakeRun, api_port: int, embedded: bool = True) -> None:
     """Ctrl-C; then make has exited and nothing it started is left, ports included."""
     run.interrupt()
     try:
@@ -220,8 +219,11 @@ def stop_with_ctrl_c(run: MakeRun, api_port: int) -> None:
     except subprocess.TimeoutExpired:
         pytest.fail(f"make run still running {STOP_GUARD_S:.0f} s after Ctrl-C:\n"
                     f"{run.output(last=80)}")
+    # the launcher exits 0; make, given SIGINT too, then ends itself by it, as at a terminal
+    assert run.process.returncode in (0, -signal.SIGINT), run.output(last=40)
     assert [f"{pid}: {command_line(pid)}" for pid in run.survivors()] == []
-    assert port_is_free(EMBEDDED_HOST, EMBEDDED_PORT)
+    if embedded:
+        assert port_is_free(EMBEDDED_HOST, EMBEDDED_PORT)
     assert port_is_free("127.0.0.1", api_port)
 
 
@@ -230,25 +232,40 @@ def problems(run: MakeRun) -> list[str]:
     return run.lines_matching(re.compile(r"Traceback|ConsistencyError"))
 
 
-def test_make_run_counts_stops_on_ctrl_c_and_runs_again(tmp_path: Path) -> None:
+def test_make_run_counts_stops_on_ctrl_c_and_runs_again(tmp_path: Path,
+                                                        fresh_checkout: Path) -> None:
     if not port_is_free(EMBEDDED_HOST, EMBEDDED_PORT):
         pytest.skip(f"port {EMBEDDED_PORT} is busy: `make run` needs it for the embedded broker")
-    # An install (make run's prerequisite) is no part of the hang guard.
-    subprocess.run(["make", "-s", ".venv/.installed-embedded"], cwd=ROOT, env=user_env(),
-                   check=True, timeout=600)
     api_port = free_port()
     api = f"http://127.0.0.1:{api_port}"
     env = make_run_env(tmp_path / "data", api_port)
 
-    with MakeRun(env) as first:
+    with MakeRun(env, fresh_checkout) as first:
         wait_until_all_counted(first, api)
         stop_with_ctrl_c(first, api_port)
     assert problems(first) == []
     assert first.lines_matching(STALE_STATE_WARNING) == []
 
     # Same DATA_DIR, a fresh in-memory broker: the worker drops its state and counts anew.
-    with MakeRun(env) as second:
+    with MakeRun(env, fresh_checkout) as second:
         wait_until_all_counted(second, api)
         stop_with_ctrl_c(second, api_port)
     assert problems(second) == []
     assert len(second.lines_matching(STALE_STATE_WARNING)) == 1, second.output()
+
+
+def test_make_run_on_a_broker_of_the_users(tmp_path: Path, fresh_checkout: Path,
+                                           broker: str) -> None:
+    # KAFKA_BROKER set: no embedded broker, no datagen unless asked for; here it is asked for
+    api_port = free_port()
+    suffix = uuid.uuid4().hex[:8]
+    env = {**make_run_env(tmp_path / "data", api_port), "KAFKA_BROKER": broker,
+           "APP_ID": f"mr-{suffix}", "ORDERS_TOPIC": f"orders-{suffix}",
+           "BUYER_TOTALS_TOPIC": f"buyer-totals-{suffix}",
+           "WINDOW_RESULTS_TOPIC": f"window-results-{suffix}"}
+    with MakeRun(env, fresh_checkout) as run:
+        wait_until_all_counted(run, f"http://127.0.0.1:{api_port}")
+        stop_with_ctrl_c(run, api_port, embedded=False)
+    assert problems(run) == []
+    assert run.lines_matching(re.compile("embedded broker")) == []
+    assert run.lines_matching(re.compile(f"topics .* on {re.escape(broker)}: orders-{suffix}"))
