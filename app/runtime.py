@@ -18,7 +18,13 @@ from app.alignment import apply as apply_alignment
 from app.metrics import Metrics
 from app.producer import Producer
 from app.settings import Settings
-from app.statecheck import StateError, check_writable, claim, reconcile, reconcile_windows
+from app.statecheck import (
+    StateDirLock,
+    StateError,
+    check_writable,
+    reconcile,
+    reconcile_windows,
+)
 from app.topics import ensure_topics, topic_names
 from core.aggregate import LATEST_ORDER_KEY, NO_WATERMARK, read_watermark
 from core.shuffle import encode_tick
@@ -52,6 +58,7 @@ class Runtime(Service):
         self.status = "starting"
         self.partitions: dict[str, int] = {}
         self.dropped_windows: tuple[str, ...] = ()
+        self.state_lock = StateDirLock(settings.state_dir)
         from api.main import create_api  # api imports this module: import it late
 
         self.api = ApiServer(create_api(self), settings.api_host, settings.api_port)
@@ -73,7 +80,7 @@ class Runtime(Service):
         log.info("API on http://%s:%d (docs at /docs)", self.settings.api_host,
                  self.settings.api_port)
         check_writable(self.settings.state_dir)
-        claim(self.settings.state_dir)
+        self.state_lock.acquire()
         self.dropped_windows = reconcile_windows(self.settings)
         self.partitions = await ensure_topics(self.settings)
         by_buyer = self.partitions[self.names.by_buyer]
@@ -92,6 +99,7 @@ class Runtime(Service):
         await self.aggregates.close_all()
         await self.producer.stop()
         await self.api.stop()
+        self.state_lock.release()
 
     async def on_revoked(self) -> None:
         """Eager rebalance: nothing is ours until the next assignment."""

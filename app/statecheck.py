@@ -1,5 +1,6 @@
 """At start: is local state usable against this broker? Catches a broker that lost its topics."""
 
+import fcntl
 import json
 import logging
 import os
@@ -114,32 +115,38 @@ async def reconcile(settings: Settings, stages: dict[str, tuple[str, int]]) -> N
     )
 
 
-def owner_pid_file(state_dir: Path) -> Path:
-    """File holding the pid of the worker using a state dir."""
-    return state_dir / "worker.pid"
+LOCK_FILE = "worker.lock"
 
 
-def claim(state_dir: Path) -> None:
-    """Refuse a DATA_DIR that another live worker uses (RocksDB would fail with a lock error)."""
-    pid_file = owner_pid_file(state_dir)
-    if pid_file.exists():
+class StateDirLock:
+    """An exclusive `flock` on a file in the state dir, held for the life of the worker.
+
+    The kernel drops it when the process ends, however it ends: a worker started right
+    after a `kill -9` finds it free, even while the old pid is a zombie or reused. The
+    file also names the holder's pid, for the refusal of a second live worker.
+    """
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / LOCK_FILE
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock, or refuse in one line when another live process holds it."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
-            pid = int(pid_file.read_text().strip() or 0)
-        except ValueError:
-            pid = 0
-        if pid and pid != os.getpid() and _alive(pid):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
             raise StateError(
-                f"DATA_DIR {state_dir.parent} is in use by worker pid {pid}: give each worker "
-                f"its own DATA_DIR"
-            )
-    pid_file.write_text(str(os.getpid()))
+                f"DATA_DIR {self.path.parent.parent} is in use by another worker (pid "
+                f"{holder}): give each worker its own DATA_DIR") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    def release(self) -> None:
+        """Give the lock up (closing the file releases it)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

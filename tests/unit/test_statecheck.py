@@ -1,14 +1,22 @@
-"""Start-up checks of DATA_DIR: writable, room to write, WINDOWS changes explained."""
+"""Start-up checks of DATA_DIR: writable, room to write, one worker, WINDOWS changes explained."""
 
 import json
 import logging
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections import namedtuple
+from pathlib import Path
 
 import pytest
 
 from app import statecheck
 from app.settings import Settings
-from app.statecheck import StateError, check_writable, reconcile_windows
+from app.statecheck import StateDirLock, StateError, check_writable, reconcile_windows
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_data_dir_that_cannot_be_created_is_a_clear_error(tmp_path):
@@ -42,3 +50,58 @@ def test_windows_changes_are_explained_once_and_removed_ones_stay_dropped(tmp_pa
     assert len(caplog.messages) == 1
     saved = json.loads((tmp_path / "orderstream" / "windows.json").read_text())
     assert saved == {"windows": ["tumble_10s", "tumble_5s"], "dropped": ["hop_1m_10s"]}
+
+
+HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from app.statecheck import StateDirLock
+StateDirLock(Path(sys.argv[1])).acquire()
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_live_worker_holds_the_state_dir_and_its_death_frees_it(tmp_path):
+    state_dir = tmp_path / "orderstream"
+    state_dir.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(state_dir)],
+                              stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        with pytest.raises(StateError) as refused:
+            StateDirLock(state_dir).acquire()
+        assert str(refused.value) == (f"DATA_DIR {tmp_path} is in use by another worker (pid "
+                                      f"{holder.pid}): give each worker its own DATA_DIR")
+        os.kill(holder.pid, signal.SIGKILL)
+        # not reaped: the holder stays a zombie, its pid taken, and the lock is free all the same
+        wait_for_zombie(holder.pid)
+        lock = StateDirLock(state_dir)
+        lock.acquire()
+        assert (state_dir / "worker.lock").read_text() == f"{os.getpid()}\n"
+        lock.release()
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+
+
+def wait_for_zombie(pid: int) -> None:
+    """Until /proc says the process is a zombie (state Z); a hang guard of 10 s."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat[stat.rindex(")") + 2] == "Z":
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"pid {pid} did not become a zombie")
+
+
+def test_the_lock_is_taken_again_after_a_release(tmp_path):
+    first, second = StateDirLock(tmp_path), StateDirLock(tmp_path)
+    first.acquire()
+    with pytest.raises(StateError, match=f"in use by another worker \\(pid {os.getpid()}\\)"):
+        second.acquire()
+    first.release()
+    second.acquire()
+    second.release()
