@@ -3,7 +3,7 @@
 import hmac
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -18,6 +18,17 @@ def get_runtime(request: Request) -> Runtime:
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+# Parameters several routes share; the examples show in /docs and lead the schema fuzz
+# (tests/unit/test_api_fuzz.py) to names and windows that hold data.
+WindowName = Annotated[str, Path(description="a window's name: its WINDOWS spec with : and / "
+                                             "as _", examples=["tumble_10s"])]
+FirstNamePath = Annotated[str, Path(min_length=1, examples=["Ana"])]
+LastNamePath = Annotated[str, Path(min_length=1, examples=["Ruiz"])]
+FirstNameQuery = Annotated[str, Query(min_length=1, examples=["Ana"])]
+LastNameQuery = Annotated[str, Query(min_length=1, examples=["Ruiz"])]
+FirstNameFilter = Annotated[str | None, Query(description="exact match", examples=["Ana"])]
+LastNameFilter = Annotated[str | None, Query(description="exact match", examples=["Ruiz"])]
 _bearer = HTTPBearer(auto_error=False, description="API_TOKEN, when the worker has one")
 
 

@@ -8,7 +8,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from api.deps import require_token
-from api.routes import buyers, health, instances, metrics, streams, windows
+from api.routes import buyers, docs, health, instances, metrics, streams, windows
 from api.schemas import ErrorDetail
 from app.runtime import Runtime
 
@@ -22,10 +22,13 @@ def create_api(runtime: Runtime) -> FastAPI:
         title="orderstream",
         description="Live buyer totals and event-time window aggregates of the orders stream.",
         version="0.1.0",
+        # api/routes/docs.py serves these: the schema needs the token, the shells send it
+        openapi_url=None, docs_url=None, redoc_url=None,
     )
     api.state.runtime = runtime
     api.state.http = httpx.AsyncClient(trust_env=False)  # calls to other workers
     api.include_router(health.router)
+    api.include_router(docs.router)
     # with API_TOKEN set, these need it; streams first, so /buyers/stream is not a buyer
     for module in (streams, buyers, windows, instances, metrics):
         api.include_router(module.router, dependencies=[Depends(require_token)],

@@ -2,10 +2,16 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 
 from api.cluster import call, gather, is_local, owner_url, require_ready, unavailable
-from api.deps import RuntimeDep
+from api.deps import (
+    FirstNamePath,
+    FirstNameQuery,
+    LastNamePath,
+    LastNameQuery,
+    RuntimeDep,
+)
 from api.schemas import BuyerPage, BuyerTotal, ErrorDetail
 from app.runtime import Runtime
 from core.shuffle import buyer_partition
@@ -49,8 +55,8 @@ async def list_buyers(
 async def get_buyer(
     request: Request,
     runtime: RuntimeDep,
-    first_name: Annotated[str, Path(min_length=1)],
-    last_name: Annotated[str, Path(min_length=1)],
+    first_name: FirstNamePath,
+    last_name: LastNamePath,
 ) -> BuyerTotal:
     """One buyer's count and total price."""
     return await _lookup(request, runtime, first_name, last_name)
@@ -60,8 +66,8 @@ async def get_buyer(
 async def get_buyer_by_query(
     request: Request,
     runtime: RuntimeDep,
-    first_name: Annotated[str, Query(min_length=1)],
-    last_name: Annotated[str, Query(min_length=1)],
+    first_name: FirstNameQuery,
+    last_name: LastNameQuery,
 ) -> BuyerTotal:
     """The same as /buyers/{first_name}/{last_name}, for names a path cannot carry."""
     return await _lookup(request, runtime, first_name, last_name)

@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from fastapi import APIRouter, Header, HTTPException, Request
 from fastapi.responses import StreamingResponse
 
-from api.deps import RuntimeDep
+from api.deps import FirstNameFilter, LastNameFilter, RuntimeDep, WindowName
 from app.runtime import Runtime
 from core.aggregate import parse_window_key, window_prefix
 from core.closing import row_json
@@ -119,7 +119,7 @@ def _named(first_name: str | None, last_name: str | None, first: str, last: str)
 @router.get("/buyers/stream", response_class=StreamingResponse, responses=STREAM)
 async def stream_buyers(
     request: Request, runtime: RuntimeDep,
-    first_name: str | None = None, last_name: str | None = None,
+    first_name: FirstNameFilter = None, last_name: LastNameFilter = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
     """Every change of buyer totals (event `update`, data as a /buyers item), in order per
@@ -139,8 +139,8 @@ async def stream_buyers(
 
 @router.get("/windows/{name}/stream", response_class=StreamingResponse, responses=STREAM)
 async def stream_window(
-    request: Request, runtime: RuntimeDep, name: str,
-    first_name: str | None = None, last_name: str | None = None,
+    request: Request, runtime: RuntimeDep, name: WindowName,
+    first_name: FirstNameFilter = None, last_name: LastNameFilter = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
     """Every change of a row of window `name` (event `update`) and every row as it becomes

@@ -5,7 +5,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request
 
 from api.cluster import call, gather, is_local, owner_url, require_ready
-from api.deps import RuntimeDep, parse_time_param
+from api.deps import FirstNameFilter, LastNameFilter, RuntimeDep, WindowName, parse_time_param
 from api.schemas import ErrorDetail, WindowInfo, WindowPage, WindowTop
 from app.runtime import Runtime
 from core.timefmt import format_time_ms
@@ -41,9 +41,9 @@ def _rank(item: dict[str, Any]) -> tuple[int, str, str]:
 async def get_window_rows(
     request: Request,
     runtime: RuntimeDep,
-    name: str,
-    first_name: str | None = None,
-    last_name: str | None = None,
+    name: WindowName,
+    first_name: FirstNameFilter = None,
+    last_name: LastNameFilter = None,
     start: Annotated[str | None, Query(description="ISO-8601 UTC or epoch ms")] = None,
     end: Annotated[str | None, Query(description="ISO-8601 UTC or epoch ms")] = None,
     limit: Annotated[int, Query(ge=0, le=10_000)] = 1000,
@@ -74,7 +74,7 @@ async def get_window_rows(
 async def get_window_top(
     request: Request,
     runtime: RuntimeDep,
-    name: str,
+    name: WindowName,
     at: Annotated[str | None, Query(description="ISO-8601 UTC or epoch ms")] = None,
     k: Annotated[int, Query(ge=1, le=10_000)] = 10,
 ) -> WindowTop:
@@ -103,7 +103,7 @@ async def get_window_top(
 
 
 @router.get("/{name}/latest-start", include_in_schema=False)
-async def get_latest_start(runtime: RuntimeDep, name: str) -> dict[str, int | None]:
+async def get_latest_start(runtime: RuntimeDep, name: WindowName) -> dict[str, int | None]:
     """For other workers: the largest window start this worker has data for."""
     require_ready(runtime)
     return {"latest_start_ms": latest_start(runtime.aggregates.read_only_view(),

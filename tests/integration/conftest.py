@@ -7,8 +7,10 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -18,6 +20,7 @@ from app.embedded import free_port
 from app.settings import Settings
 from tests.integration.fresh import copy_working_tree, make_run_venv, wheel_venv
 
+T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[2]
 FAUST = Path(sys.executable).parent / "faust"
 
@@ -127,6 +130,16 @@ def make_worker(tmp_path: Path) -> Iterator[Callable[..., Worker]]:
         worker.stop(signal.SIGKILL)
 
 
+def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run, in a thread of its own while this thread runs a loop (Playwright's)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 def produce(broker: str, topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
     """Send (key, value) records in order and wait for all of them."""
     async def run() -> None:
@@ -137,7 +150,7 @@ def produce(broker: str, topic: str, records: list[tuple[bytes | None, bytes]]) 
             await asyncio.gather(*futures)
         finally:
             await producer.stop()
-    asyncio.run(run())
+    run_sync(run())
 
 
 def consume_all(broker: str, topic: str, timeout_s: float = 10) -> list[tuple[bytes | None, bytes]]:
@@ -169,7 +182,7 @@ def consume_all(broker: str, topic: str, timeout_s: float = 10) -> list[tuple[by
             return out
         finally:
             await consumer.stop()
-    return asyncio.run(run())
+    return run_sync(run())
 
 
 def wait_for(check: Callable[[], bool], timeout_s: float = 60, what: str = "condition") -> None:

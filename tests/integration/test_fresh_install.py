@@ -83,3 +83,7 @@ def test_the_wheel_runs_the_worker_outside_the_tree(broker, worker_env, make_wor
         "buyer": {"first_name": "Ana", "last_name": "Ruiz"}, "count": 1,
         "total_price": "12.34"}], "total": 1}
     assert worker.get("/windows").json()[0]["name"] == "tumble_10s"
+    # the docs shells are package data, and Swagger UI comes from another wheel's files
+    assert "docs.js" in worker.get("/docs").text and "docs.js" in worker.get("/redoc").text
+    for asset in ("docs.js", "docs.css", "swagger-ui-bundle.js", "redoc.standalone.js"):
+        assert worker.get(f"/docs/assets/{asset}").status_code == 200, asset

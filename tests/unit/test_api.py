@@ -1,14 +1,20 @@
-"""The API on its own (httpx over ASGI) with a runtime that has no data yet."""
+"""The API on its own (httpx over ASGI): a runtime with no data yet, and one whose RocksDB
+stores the real aggregation step filled from known orders (tests/unit/fakes.py)."""
 
 import asyncio
+import random
+from collections import defaultdict
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_EVEN, Decimal
 
 import httpx
 import pytest
 
 from api.main import create_api
-from app.metrics import Metrics
 from app.settings import Settings
-from app.topics import topic_names
+from core.models import Order
+from core.shuffle import buyer_partition
+from tests.unit.fakes import PARTITIONS, FakeRuntime, filled_stores
 
 
 class ApiClient:
@@ -23,33 +29,6 @@ class ApiClient:
             async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
                 return await client.get(path, **kwargs)
         return asyncio.run(call())
-
-
-class NoStores:
-    """Every aggregation partition assigned, none holding data."""
-
-    assigned = {0, 1, 2, 3}
-
-    def read_only_view(self):
-        return {}
-
-
-class FakeRuntime:
-    """The parts of app.runtime.Runtime the routes read: settings, stores, readiness."""
-
-    def __init__(self, readiness="ready", **settings):
-        self.settings = Settings(**settings)
-        self.names = topic_names(self.settings)
-        self.partitions = {self.names.by_buyer: 4}
-        self.aggregates = NoStores()
-        self.metrics = Metrics()
-        self.readiness = readiness
-
-    def members(self):
-        return {self.settings.advertised_url: set()}
-
-    def refresh_gauges(self):
-        pass
 
 
 @pytest.fixture
@@ -71,7 +50,8 @@ def test_data_routes_answer_503_with_retry_after_until_ready():
     assert answer.json() == {"detail": "this worker is rebalancing"}
 
 
-@pytest.mark.parametrize("path", ["/buyers", "/windows", "/windows/tumble_10s", "/metrics"])
+@pytest.mark.parametrize("path", ["/buyers", "/windows", "/windows/tumble_10s", "/metrics",
+                                  "/instances", "/openapi.json"])
 def test_every_other_route_needs_the_bearer_token(client, path):
     assert client.get(path).status_code == 401
     assert client.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401
@@ -104,3 +84,143 @@ def test_requests_are_counted_per_route_template_and_status():
     assert 'orderstream_http_request_seconds_count{route="/buyers",status="200"} 1.0' in text
     assert ('orderstream_http_request_seconds_count{route="/buyers/{first_name}/{last_name}",'
             'status="404"} 2.0') in text
+
+
+@pytest.mark.parametrize("path", ["/docs", "/redoc"])
+def test_the_docs_shells_load_without_the_token_and_hold_no_data(client, path):
+    shell = client.get(path)
+    assert shell.status_code == 200 and shell.headers["content-type"].startswith("text/html")
+    # the schema is data: the shell fetches it with the token (api/static/docs.js)
+    assert "/buyers" not in shell.text and "openapi" not in shell.text.lower()
+    for asset in ("docs.js", "docs.css", "swagger-ui-bundle.js", "swagger-ui.css",
+                  "redoc.standalone.js", "favicon.png"):
+        answer = client.get(f"/docs/assets/{asset}")
+        assert answer.status_code == 200 and len(answer.content) > 100, asset
+    assert client.get("/docs/assets/../main.py").status_code == 404
+    assert client.get("/docs/assets/docs.html").status_code == 404
+
+
+# --- with data ------------------------------------------------------------------------------
+
+T0 = 1_795_000_000_000  # a multiple of 10 s: 2026-11-18T11:06:40Z
+LATENESS_MS = 5_000
+BUYERS = [("Ana", "Ruiz"), ("Zoë", "Brontë"), ("Émile", "Ruiz"), ("王", "伟"), ("ana", "Ruiz"),
+          ("Søren", "Kierkegård"), ("José", "Núñez")]
+SPAN_S = 60
+
+
+def known_orders() -> list[Order]:
+    """One order a second for a minute; the last seven, one per buyer, end every partition
+    at about the same time, so which windows are final does not depend on the partition."""
+    rng = random.Random(42)
+    picks = [rng.choice(BUYERS[:4]) for _ in range(SPAN_S - len(BUYERS))] + BUYERS
+    return [Order(n, Decimal(rng.randrange(1, 100_000)) / 100, *buyer, T0 + n * 1000)
+            for n, buyer in enumerate(picks)]
+
+
+ORDERS = known_orders()
+
+
+def money(value: Decimal) -> str:
+    return str(value.quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN))
+
+
+def iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def expected_totals() -> list[dict]:
+    """Buyer totals by count descending, then last name, then first name, by hand."""
+    totals = defaultdict(lambda: [0, Decimal(0)])
+    for order in ORDERS:
+        totals[order.buyer][0] += 1
+        totals[order.buyer][1] += order.price
+    ranked = sorted(totals.items(), key=lambda item: (-item[1][0], item[0][1], item[0][0]))
+    return [{"buyer": {"first_name": first, "last_name": last}, "count": count,
+             "total_price": money(total)} for (first, last), (count, total) in ranked]
+
+
+def expected_tumble_rows() -> list[dict]:
+    """tumble:10s rows, by window start, last name, first name; `final` left out."""
+    rows = defaultdict(list)
+    for order in ORDERS:
+        rows[(order.order_time_ms // 10_000 * 10_000, order.buyer)].append(order.price)
+    ordered = sorted(rows.items(), key=lambda item: (item[0][0], item[0][1][1], item[0][1][0]))
+    return [{"window_start": iso(start), "window_end": iso(start + 10_000),
+             "buyer": {"first_name": first, "last_name": last}, "count": len(prices),
+             "sum_price": money(sum(prices)), "min_price": money(min(prices)),
+             "max_price": money(max(prices)), "avg_price": money(sum(prices) / len(prices))}
+            for (start, (first, last)), prices in ordered]
+
+
+@pytest.fixture(scope="module")
+def data_client(tmp_path_factory):
+    settings = Settings(api_token="s3cret", allowed_lateness="5s")
+    stores = filled_stores(tmp_path_factory.mktemp("stores"), ORDERS, settings)
+    yield ApiClient(create_api(FakeRuntime(stores=stores, api_token="s3cret",
+                                           allowed_lateness="5s")))
+    stores.close()
+
+
+def authorized(client, path, **params):
+    return client.get(path, params=params, headers={"Authorization": "Bearer s3cret"})
+
+
+def test_buyers_ranked_and_paged_over_every_partition(data_client):
+    expected = expected_totals()
+    assert {buyer_partition(*buyer, PARTITIONS) for buyer in BUYERS} == {0, 1, 2, 3}
+    assert len(expected) == 7
+    page = authorized(data_client, "/buyers", limit=100).json()
+    assert page == {"items": expected, "total": 7}
+    assert authorized(data_client, "/buyers", limit=2, offset=3).json() == {
+        "items": expected[3:5], "total": 7}
+    for item in expected:
+        buyer = item["buyer"]
+        assert authorized(data_client, f"/buyers/{buyer['first_name']}/{buyer['last_name']}"
+                          ).json() == item
+        assert authorized(data_client, "/buyer", **buyer).json() == item
+    assert authorized(data_client, "/buyers/Ana/Nobody").status_code == 404
+
+
+def test_window_rows_filtered_and_final_only_where_the_watermark_passed(data_client):
+    rows = authorized(data_client, "/windows/tumble_10s", limit=10_000).json()["items"]
+    assert [{k: v for k, v in row.items() if k != "final"} for row in rows] == \
+        expected_tumble_rows()
+    # every partition's last order is at T0 + 53 s or later, none after T0 + 59 s
+    starts = {row["window_start"]: row["final"] for row in rows}
+    assert starts[iso(T0)] is True and starts[iso(T0 + 30_000)] is True
+    assert starts[iso(T0 + 50_000)] is False
+    ana = authorized(data_client, "/windows/tumble_10s", first_name="Ana", last_name="Ruiz",
+                     start=iso(T0 + 20_000), end=str(T0 + 40_000)).json()["items"]
+    assert ana == [r for r in rows if r["buyer"] == {"first_name": "Ana", "last_name": "Ruiz"}
+                   and T0 + 20_000 <= ms(r["window_start"]) < T0 + 40_000]
+    assert ana  # the filter kept something to compare
+
+
+def ms(text: str) -> int:
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def test_top_ranks_the_window_that_holds_at(data_client):
+    top = authorized(data_client, "/windows/tumble_10s/top", at=iso(T0 + 12_345), k=2).json()
+    window = [r for r in expected_tumble_rows() if r["window_start"] == iso(T0 + 10_000)]
+    window.sort(key=lambda r: (-r["count"], r["buyer"]["last_name"], r["buyer"]["first_name"]))
+    assert top["window_start"] == iso(T0 + 10_000) and top["final"] is True
+    assert [{k: v for k, v in r.items() if k != "final"} for r in top["items"]] == window[:2]
+    latest = authorized(data_client, "/windows/tumble_10s/top").json()
+    assert latest["window_start"] == iso(T0 + 50_000) and latest["final"] is False
+
+
+@pytest.mark.parametrize("value", ["", "2026-02-31T00:00:00Z", "10:15", "1e3"])
+def test_a_time_parameter_that_names_no_instant_is_a_422_naming_it(data_client, value):
+    answer = authorized(data_client, "/windows/tumble_10s/top", at=value)
+    assert answer.status_code == 422 and answer.json()["detail"][0]["loc"] == ["query", "at"]
+
+
+def test_time_parameters_take_iso_or_epoch_ms_alike(data_client):
+    by_iso = authorized(data_client, "/windows/tumble_10s", start=iso(T0 + 20_000),
+                        end=iso(T0 + 30_000)).json()
+    by_ms = authorized(data_client, "/windows/tumble_10s", start=str(T0 + 20_000),
+                       end=str(T0 + 30_000)).json()
+    assert by_iso == by_ms
+    assert {row["window_start"] for row in by_ms["items"]} == {iso(T0 + 20_000)}

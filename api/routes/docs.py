@@ -1,0 +1,60 @@
+"""The OpenAPI schema (behind API_TOKEN) and the /docs and /redoc shells (open, no data).
+
+FastAPI's own docs pages fetch the schema without a header and load Swagger UI and ReDoc
+from a CDN. These shells are static files of the package: the schema and every request
+they make carry the token (api/static/docs.js), and Swagger UI and ReDoc come from the
+fastapi-offline wheel, so the docs work on a machine with no way out.
+"""
+
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import FileResponse, HTMLResponse
+
+from api.deps import require_token
+
+STATIC = Path(str(files("api") / "static"))
+VENDORED = Path(str(files("fastapi_offline") / "static"))
+# Every file the shells load, by the name they use: nothing else is served from disk.
+ASSETS = {
+    "docs.js": STATIC / "docs.js",
+    "docs.css": STATIC / "docs.css",
+    "swagger-ui-bundle.js": VENDORED / "swagger-ui-bundle.js",
+    "swagger-ui.css": VENDORED / "swagger-ui.css",
+    "redoc.standalone.js": VENDORED / "redoc.standalone.js",
+    "favicon.png": VENDORED / "favicon.png",
+}
+MEDIA_TYPES = {".js": "text/javascript", ".css": "text/css", ".png": "image/png"}
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/openapi.json", dependencies=[Depends(require_token)])
+async def openapi(request: Request) -> dict[str, Any]:
+    """The schema, with the bearer token when API_TOKEN is set."""
+    schema: dict[str, Any] = request.app.openapi()
+    return schema
+
+
+@router.get("/docs", response_class=HTMLResponse)
+async def swagger_ui() -> HTMLResponse:
+    """Swagger UI's shell: asks for the token when the schema answers 401."""
+    return HTMLResponse((STATIC / "docs.html").read_text())
+
+
+@router.get("/redoc", response_class=HTMLResponse)
+async def redoc() -> HTMLResponse:
+    """ReDoc's shell, as /docs."""
+    return HTMLResponse((STATIC / "redoc.html").read_text())
+
+
+@router.get("/docs/assets/{name}")
+async def asset(name: str) -> FileResponse:
+    """The shells' scripts, styles and icon."""
+    path = ASSETS.get(name)
+    if path is None:
+        raise HTTPException(404, f"no asset {name!r}")
+    return FileResponse(path, media_type=MEDIA_TYPES[path.suffix],
+                        headers={"Cache-Control": "public, max-age=3600"})

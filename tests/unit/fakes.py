@@ -1,0 +1,71 @@
+"""A stand-in for app.runtime.Runtime that the API routes can read: settings, metrics,
+readiness, and the aggregation stores, either none or real RocksDB stores (tables.store)
+filled by the real aggregation step (core.aggregation) from a list of orders."""
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from app.metrics import Metrics
+from app.settings import Settings
+from app.topics import topic_names
+from core.aggregation import AggregateConfig, apply_batch, close_windows
+from core.models import Order
+from core.shuffle import buyer_partition
+from tables.store import PartitionStore
+
+PARTITIONS = 4
+
+
+class Stores:
+    """The aggregation stores of one worker that owns every partition."""
+
+    assigned = set(range(PARTITIONS))
+
+    def __init__(self, stores: dict[int, PartitionStore] | None = None) -> None:
+        self.stores = stores or {}
+
+    def read_only_view(self) -> dict[int, PartitionStore]:
+        return self.stores
+
+    def close(self) -> None:
+        for store in self.stores.values():
+            store.close()
+
+
+class FakeRuntime:
+    """The parts of app.runtime.Runtime the routes read."""
+
+    def __init__(self, readiness: str = "ready", stores: Stores | None = None,
+                 **settings: object) -> None:
+        self.settings = Settings(**settings)
+        self.names = topic_names(self.settings)
+        self.partitions = {self.names.by_buyer: PARTITIONS}
+        self.aggregates = stores or Stores()
+        self.metrics = Metrics()
+        self.readiness = readiness
+
+    def members(self) -> dict[str, set[int]]:
+        return {self.settings.advertised_url: set(self.aggregates.assigned)}
+
+    def refresh_gauges(self) -> None:
+        pass
+
+
+def filled_stores(root: Path, orders: Iterable[Order], settings: Settings) -> Stores:
+    """One store per partition, each order applied in its buyer's partition as one batch,
+    then the windows its watermark made final closed, as the aggregate agent does."""
+    config = AggregateConfig(settings.windows, settings.allowed_lateness,
+                             settings.window_retention)
+    by_partition: dict[int, list[tuple[int, Order, None]]] = {}
+    for offset, order in enumerate(orders):
+        partition = buyer_partition(order.first_name, order.last_name, PARTITIONS)
+        by_partition.setdefault(partition, []).append((offset, order, None))
+    stores = {}
+    for partition in range(PARTITIONS):
+        store = stores[partition] = PartitionStore(root / str(partition))
+        result = apply_batch([("orders:0", by_partition.get(partition, []))], config,
+                             store.get_many)
+        store.commit(result.updates, 0)
+        closing = close_windows(config, store.get_many, store.scan)
+        store.commit(closing.updates, 1)
+    return Stores(stores)
