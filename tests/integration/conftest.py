@@ -185,6 +185,42 @@ def consume_all(broker: str, topic: str, timeout_s: float = 10) -> list[tuple[by
     return run_sync(run())
 
 
+def end_offsets(broker: str, topic: str) -> dict[int, int]:
+    """The end offset of each partition of a topic."""
+    async def run() -> dict[int, int]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=broker, group_id=None)
+        await consumer.start()
+        try:
+            await consumer._client.force_metadata_update()  # noqa: SLF001
+            tps = [TopicPartition(topic, p)
+                   for p in sorted(consumer.partitions_for_topic(topic) or ())]
+            ends = await consumer.end_offsets(tps)
+            return {tp.partition: offset for tp, offset in ends.items()}
+        finally:
+            await consumer.stop()
+    return run_sync(run())
+
+
+def committed_offsets(broker: str, group: str, topic: str) -> dict[int, int]:
+    """The offsets a consumer group has committed on a topic's partitions (as Kafka has them);
+    read with OffsetFetch by a consumer that never joins the group."""
+    async def run() -> dict[int, int]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=broker, group_id=group,
+                                    enable_auto_commit=False)
+        await consumer.start()
+        try:
+            await consumer._client.force_metadata_update()  # noqa: SLF001
+            found = {}
+            for p in sorted(consumer.partitions_for_topic(topic) or ()):
+                offset = await consumer.committed(TopicPartition(topic, p))
+                if offset is not None:
+                    found[p] = offset
+            return found
+        finally:
+            await consumer.stop()
+    return run_sync(run())
+
+
 def wait_for(check: Callable[[], bool], timeout_s: float = 60, what: str = "condition") -> None:
     """Hang guard: poll `check` until true."""
     deadline = time.monotonic() + timeout_s

@@ -43,6 +43,7 @@ def test_a_buyer_stream_in_order_and_resumed_with_last_event_id(broker, worker_e
     reader = threading.Thread(target=lambda: got.extend(read_events(url, 5, opened=opened)))
     reader.start()
     assert opened.wait(30)
+    assert metric(worker, "orderstream_sse_clients") == 1
     for n in range(5):  # one batch each: five changes of Ana's total
         produce(broker, topic, [keyed(n, "Ana", "Ruiz", "1.50", T0 + n),
                                 keyed(100 + n, "Zoë", "Brontë", "2.00", T0 + n)])
@@ -58,7 +59,9 @@ def test_a_buyer_stream_in_order_and_resumed_with_last_event_id(broker, worker_e
         wait_for(lambda n=n: metric(worker, "orders_counted_total") == 10 + n - 4, what="more")
     resumed = read_events(url, 2, headers={"Last-Event-ID": got[-1][0]})
     assert [data["count"] for _, data in resumed] == [6, 7]
-    assert worker.get("/metrics").text.count("orderstream_sse_clients") >= 1
+    # both clients have gone: the stream notices within a poll (1 s) and stops counting them
+    wait_for(lambda: metric(worker, "orderstream_sse_clients") == 0, timeout_s=30,
+             what="the stream clients no longer counted")
 
 
 def test_a_window_stream_sends_updates_then_the_final_row(broker, worker_env, make_worker):
