@@ -139,7 +139,7 @@ class StateDirLock:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
             raise StateError(
-                f"DATA_DIR {self.path.parent.parent} is in use by another worker (pid "
+                f"DATA_DIR {self.path.parent.parent.resolve()} is in use by another worker (pid "
                 f"{holder}): give each worker its own DATA_DIR") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
