@@ -20,15 +20,17 @@ run: $(VENV)/.installed-embedded
 test: $(VENV)/.installed-test chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# Debian's Chromium for the browser tests, installed once where apt-get can (as root);
-# elsewhere the browser tests are skipped with a line saying why.
-chromium:
-	@if [ -x /usr/bin/chromium ]; then :; \
+# Debian's Chromium for the browser tests, installed where apt-get can (as root), tried
+# once per venv; elsewhere the browser tests skip with a line saying why (CHROMIUM=path
+# points them at another Chromium).
+chromium: | $(BIN)/python
+	@if [ -x "$${CHROMIUM:-/usr/bin/chromium}" ] || [ -e $(VENV)/.chromium-tried ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  echo "installing Debian's chromium for the browser tests"; \
+	  touch $(VENV)/.chromium-tried; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
 	    >/dev/null || echo "chromium could not be installed: the browser tests will skip"; \
-	else echo "no chromium and no root apt-get: the browser tests will skip"; fi
+	else echo "no chromium (sudo apt-get install chromium): the browser tests will skip"; fi
 
 # N=<orders> (default 200000), 3 runs (medians); BENCH_ARGS="--runs 1 --only raw,orderstream"
 # or "--no-scaling" for a quicker look. The `bench` extra is Quix Streams, the peer.

@@ -76,11 +76,12 @@ class Runtime(Service):
             raise SystemExit(1) from None
 
     async def _start(self) -> None:
+        # DATA_DIR first: a second worker on it is refused for that, whatever its port
+        check_writable(self.settings.state_dir)
+        self.state_lock.acquire()
         await self.api.start()
         log.info("API on http://%s:%d (docs at /docs)", self.settings.api_host,
                  self.settings.api_port)
-        check_writable(self.settings.state_dir)
-        self.state_lock.acquire()
         self.dropped_windows = reconcile_windows(self.settings)
         self.partitions = await ensure_topics(self.settings)
         by_buyer = self.partitions[self.names.by_buyer]

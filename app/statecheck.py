@@ -132,15 +132,24 @@ class StateDirLock:
 
     def acquire(self) -> None:
         """Take the lock, or refuse in one line when another live process holds it."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        data_dir = self.path.parent.parent.resolve()
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as error:
+            raise StateError(f"DATA_DIR {data_dir}: cannot open {self.path}: "
+                             f"{error.strerror}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
             raise StateError(
-                f"DATA_DIR {self.path.parent.parent.resolve()} is in use by another worker (pid "
-                f"{holder}): give each worker its own DATA_DIR") from None
+                f"DATA_DIR {data_dir} is in use by another worker (pid {holder}): give each "
+                f"worker its own DATA_DIR") from None
+        except OSError as error:  # a filesystem without locks (some network or FUSE mounts)
+            os.close(fd)
+            raise StateError(f"DATA_DIR {data_dir} cannot be locked ({error.strerror}): put it "
+                             f"on a local filesystem") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd

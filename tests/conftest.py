@@ -1,5 +1,6 @@
 """Shared fixtures: the real embedded broker, started once per test session on a free port."""
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         stop_process(process, timeout_s=5)
 
 
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 # As root, in a sandbox with no way out: no sandbox of Chromium's own, and none of its
 # background connections, which this machine's closed network refuses.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -38,7 +39,7 @@ def browser() -> Iterator[Any]:
     """
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing (make test installs Debian's chromium where it "
-                    f"can): browser tests skipped")
+                    f"can; CHROMIUM=path names another): browser tests skipped")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

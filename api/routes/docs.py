@@ -56,5 +56,6 @@ async def asset(name: str) -> FileResponse:
     path = ASSETS.get(name)
     if path is None:
         raise HTTPException(404, f"no asset {name!r}")
+    # revalidated on every load (ETag): an upgrade never leaves a stale docs.js behind
     return FileResponse(path, media_type=MEDIA_TYPES[path.suffix],
-                        headers={"Cache-Control": "public, max-age=3600"})
+                        headers={"Cache-Control": "no-cache"})

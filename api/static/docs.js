@@ -35,6 +35,7 @@
     SwaggerUIBundle({
       spec: spec,
       domNode: viewer,
+      validatorUrl: null,  // no schema validator from outside
       requestInterceptor: function (request) {
         request.headers = withToken(request.headers || {});
         return request;
@@ -43,7 +44,8 @@
   }
 
   function load() {
-    fetch("/openapi.json", { headers: withToken({}) }).then(function (answer) {
+    // relative: /docs and /redoc sit at the root of the API, behind a proxy prefix too
+    fetch("openapi.json", { headers: withToken({}) }).then(function (answer) {
       if (answer.status === 401) {
         ask(token() ? "That token was refused: enter the worker's API_TOKEN."
                     : "This worker needs its API_TOKEN to show the API.");

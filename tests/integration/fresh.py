@@ -67,7 +67,8 @@ def make_run_venv(checkout: Path) -> Path:
 def wheel_venv(checkout: Path, venv: Path) -> Path:
     """A venv with the project installed non-editable, as `pip install '.[embedded]'`."""
     env = user_env()
-    python = shutil.which("python3", path=env["PATH"]) or sys.executable
+    python = shutil.which("python3", path=env["PATH"])
+    assert python, "no python3 on PATH: a new user's `make run` would not find one either"
     run([python, "-m", "venv", str(venv)], checkout, env)
     run([str(venv / "bin" / "pip"), "install", "-q", "--upgrade", "pip"], checkout, env)
     run([str(venv / "bin" / "pip"), "install", "-q", ".[embedded]"], checkout, env)

@@ -173,18 +173,22 @@ def test_a_group_reset_to_offset_0_changes_nothing(broker, worker_env, make_work
         worker_env["BUYER_TOTALS_TOPIC"], worker_env["WINDOW_RESULTS_TOPIC"], f"{topic}-dlq")}
     assert outputs[worker_env["WINDOW_RESULTS_TOPIC"]]  # something final, to prove no repeat
     worker.stop()
-    by_buyer = f"{worker_env['APP_ID']}-orders-by-buyer"
-    replayed = end_offsets(broker, by_buyer)  # what the aggregation will read a second time
-    assert sum(replayed.values()) > 0
+    # what the ingest's dedup hop and the aggregation will read a second time
+    app_id = worker_env["APP_ID"]
+    internal = [f"{app_id}-orders-by-number", f"{app_id}-orders-by-buyer"]
+    replayed = {topic: end_offsets(broker, topic) for topic in internal}
+    assert sum(replayed[internal[1]].values()) > 0
 
     reset_group(worker_env)
-    assert set(committed_offsets(broker, worker_env["APP_ID"], by_buyer).values()) <= {0}
+    assert set(committed_offsets(broker, app_id, internal[1]).values()) <= {0}
     again = make_worker(worker_env, "after-reset")
     again.wait_ready()
     wait_for(lambda: metric(again, "orders_processed_total") == 301, what="replay read")
-    # evidence that the aggregation read its whole input again: the group committed past it
-    wait_for(lambda: all(committed_offsets(broker, worker_env["APP_ID"], by_buyer).get(p, 0)
-                         >= end for p, end in replayed.items()), what="repartition replayed")
+    # evidence that both hops read their whole input again: the group committed past it
+    for topic, ends in replayed.items():
+        wait_for(lambda t=topic, e=ends: all(
+            committed_offsets(broker, app_id, t).get(p, 0) >= end
+            for p, end in e.items()), what=f"{topic} replayed")
     assert metric(again, "orders_counted_total") == 0
     assert {path: again.get(path, limit=10_000).json() for path in before} == before
     assert {t: sorted(consume_all(broker, t)) for t in outputs} == outputs
