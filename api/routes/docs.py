@@ -8,6 +8,7 @@ fastapi-offline wheel, so the docs work on a machine with no way out.
 
 from importlib.resources import files
 from pathlib import Path
+from string import Template
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -38,16 +39,28 @@ async def openapi(request: Request) -> dict[str, Any]:
     return schema
 
 
+# One shell for both viewers: what differs is the viewer's script and styles.
+SHELL = Template((STATIC / "shell.html").read_text())
+VIEWERS = {
+    "swagger": SHELL.substitute(
+        viewer="swagger", viewer_name="Swagger UI", viewer_script="swagger-ui-bundle.js",
+        viewer_styles='<link rel="stylesheet" href="docs/assets/swagger-ui.css">'),
+    "redoc": SHELL.substitute(
+        viewer="redoc", viewer_name="ReDoc", viewer_script="redoc.standalone.js",
+        viewer_styles=""),
+}
+
+
 @router.get("/docs", response_class=HTMLResponse)
 async def swagger_ui() -> HTMLResponse:
     """Swagger UI's shell: asks for the token when the schema answers 401."""
-    return HTMLResponse((STATIC / "docs.html").read_text())
+    return HTMLResponse(VIEWERS["swagger"])
 
 
 @router.get("/redoc", response_class=HTMLResponse)
 async def redoc() -> HTMLResponse:
     """ReDoc's shell, as /docs."""
-    return HTMLResponse((STATIC / "redoc.html").read_text())
+    return HTMLResponse(VIEWERS["redoc"])
 
 
 @router.get("/docs/assets/{name}")

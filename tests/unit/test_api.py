@@ -97,7 +97,7 @@ def test_the_docs_shells_load_without_the_token_and_hold_no_data(client, path):
         answer = client.get(f"/docs/assets/{asset}")
         assert answer.status_code == 200 and len(answer.content) > 100, asset
     # only the listed files: no other file of the package, nor the shells themselves
-    for name in ("docs.py", "main.py", "docs.html", "..%2Fmain.py"):
+    for name in ("docs.py", "main.py", "shell.html", "..%2Fmain.py"):
         assert client.get(f"/docs/assets/{name}").status_code == 404, name
 
 
