@@ -18,13 +18,7 @@ from app.alignment import apply as apply_alignment
 from app.metrics import Metrics
 from app.producer import Producer
 from app.settings import Settings
-from app.statecheck import (
-    StateDirLock,
-    StateError,
-    check_writable,
-    reconcile,
-    reconcile_windows,
-)
+from app.statecheck import StateDirLock, StateError, reconcile, reconcile_windows
 from app.topics import ensure_topics, topic_names
 from core.aggregate import LATEST_ORDER_KEY, NO_WATERMARK, read_watermark
 from core.shuffle import encode_tick
@@ -76,8 +70,8 @@ class Runtime(Service):
             raise SystemExit(1) from None
 
     async def _start(self) -> None:
-        # DATA_DIR first: a second worker on it is refused for that, whatever its port
-        check_writable(self.settings.state_dir)
+        # DATA_DIR first (the app checked it is writable before its services start): a
+        # second worker on it is refused for that, whatever its port
         self.state_lock.acquire()
         await self.api.start()
         log.info("API on http://%s:%d (docs at /docs)", self.settings.api_host,

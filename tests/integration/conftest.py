@@ -18,10 +18,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from app.embedded import free_port
 from app.settings import Settings
-from tests.integration.fresh import copy_working_tree, make_run_venv, wheel_venv
+from tests.integration.fresh import REPO, copy_working_tree, make_run_venv, wheel_venv
 
 T = TypeVar("T")
-REPO = Path(__file__).resolve().parents[2]
 FAUST = Path(sys.executable).parent / "faust"
 
 
@@ -153,6 +152,12 @@ def produce(broker: str, topic: str, records: list[tuple[bytes | None, bytes]]) 
     run_sync(run())
 
 
+async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """A topic's partitions, from fresh metadata (a topic made since the start is known)."""
+    await consumer._client.force_metadata_update()  # noqa: SLF001
+    return [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+
+
 def consume_all(broker: str, topic: str, timeout_s: float = 10) -> list[tuple[bytes | None, bytes]]:
     """Every record of a topic, read from the start to its end, partition by partition."""
     async def run() -> list[tuple[bytes | None, bytes]]:
@@ -160,11 +165,7 @@ def consume_all(broker: str, topic: str, timeout_s: float = 10) -> list[tuple[by
                                     enable_auto_commit=False, auto_offset_reset="earliest")
         await consumer.start()
         try:
-            partitions = consumer.partitions_for_topic(topic) or set()
-            if not partitions:
-                await consumer._client.force_metadata_update()  # noqa: SLF001
-                partitions = consumer.partitions_for_topic(topic) or set()
-            tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+            tps = await partitions_of(consumer, topic)
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
             ends = await consumer.end_offsets(tps)
@@ -191,10 +192,7 @@ def end_offsets(broker: str, topic: str) -> dict[int, int]:
         consumer = AIOKafkaConsumer(bootstrap_servers=broker, group_id=None)
         await consumer.start()
         try:
-            await consumer._client.force_metadata_update()  # noqa: SLF001
-            tps = [TopicPartition(topic, p)
-                   for p in sorted(consumer.partitions_for_topic(topic) or ())]
-            ends = await consumer.end_offsets(tps)
+            ends = await consumer.end_offsets(await partitions_of(consumer, topic))
             return {tp.partition: offset for tp, offset in ends.items()}
         finally:
             await consumer.stop()
@@ -209,13 +207,9 @@ def committed_offsets(broker: str, group: str, topic: str) -> dict[int, int]:
                                     enable_auto_commit=False)
         await consumer.start()
         try:
-            await consumer._client.force_metadata_update()  # noqa: SLF001
-            found = {}
-            for p in sorted(consumer.partitions_for_topic(topic) or ()):
-                offset = await consumer.committed(TopicPartition(topic, p))
-                if offset is not None:
-                    found[p] = offset
-            return found
+            found = {tp.partition: await consumer.committed(tp)
+                     for tp in await partitions_of(consumer, topic)}
+            return {p: offset for p, offset in found.items() if offset is not None}
         finally:
             await consumer.stop()
     return run_sync(run())

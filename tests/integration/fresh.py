@@ -3,8 +3,8 @@
 Nothing here reuses the test venv. `make run` in a copy of the tree builds that copy's own
 `.venv` with the Makefile's own pip command (runtime and `embedded` extras only), and a
 second venv installs the project as a wheel would (non-editable), so a module or data file
-missing from the package fails there, as it would in the Docker image. pip's cache is the
-only thing shared with the test venv.
+missing from the package fails there. pip's cache is the only thing shared with the test
+venv.
 """
 
 import os

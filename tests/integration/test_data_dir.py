@@ -1,24 +1,18 @@
 """One worker per DATA_DIR: a second live one is refused, a dead one's lock is gone at once."""
 
-import json
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.integration.conftest import produce, wait_for
+from tests.integration.test_exactly_once import T0, keyed
+from tests.procs import is_zombie, wait_until_zombie
 
 pytestmark = pytest.mark.integration
 
-ORDER = {"order_number": 1, "price": "3.10", "buyer": {"first_name": "Ana", "last_name": "Ruiz"},
-         "order_time": "2026-11-24T10:00:00.000Z"}
-
-
-def is_zombie(pid: int) -> bool:
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return stat[stat.rindex(")") + 2] == "Z"
+ORDER = keyed(1, "Ana", "Ruiz", "3.10", T0)  # T0 is 2026-11-24T10:00:00.000Z
 
 
 def test_a_second_live_worker_on_one_data_dir_is_refused_in_one_line(worker_env, make_worker):
@@ -40,14 +34,11 @@ def test_a_worker_starts_at_once_after_its_predecessor_was_killed(broker, worker
                                                                    make_worker):
     old = make_worker(worker_env, "old")
     old.wait_ready()
-    produce(broker, worker_env["ORDERS_TOPIC"], [(b"1", json.dumps(ORDER).encode())])
+    produce(broker, worker_env["ORDERS_TOPIC"], [ORDER])
     wait_for(lambda: old.get("/buyers/Ana/Ruiz").status_code == 200, what="the order")
     os.killpg(old.process.pid, signal.SIGKILL)
     # never reaped until the end of the test: its pid stays taken, as a zombie's does
-    deadline = time.monotonic() + 10
-    while not is_zombie(old.process.pid):
-        assert time.monotonic() < deadline, "the killed worker did not become a zombie"
-        time.sleep(0.01)
+    wait_until_zombie(old.process.pid)
     new = make_worker(worker_env, "new")
     new.wait_ready()
     assert is_zombie(old.process.pid)

@@ -4,18 +4,17 @@ The shells load without the token and ask for it; once it is typed, the schema a
 request the page makes carry it as a header, and no URL ever holds it.
 """
 
-import json
 from urllib.parse import urlsplit
 
 import pytest
 
 from tests.integration.conftest import produce, wait_for
+from tests.integration.test_exactly_once import T0, keyed
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 TOKEN = "br0wser-t0ken"
-ORDER = {"order_number": 1, "price": "4.20", "buyer": {"first_name": "Ana", "last_name": "Ruiz"},
-         "order_time": "2026-11-24T10:00:00.000Z"}
+ORDER = keyed(1, "Ana", "Ruiz", "4.20", T0)  # T0 is 2026-11-24T10:00:00.000Z
 SHELLS = ("/docs", "/redoc")
 TIMEOUT_MS = 30_000  # a hang guard, not a target
 
@@ -25,7 +24,7 @@ def worker(broker, worker_env, make_worker):  # noqa: ANN001, ANN201
     worker_env["API_TOKEN"] = TOKEN
     worker = make_worker(worker_env)
     worker.wait_ready()
-    produce(broker, worker_env["ORDERS_TOPIC"], [(b"1", json.dumps(ORDER).encode())])
+    produce(broker, worker_env["ORDERS_TOPIC"], [ORDER])
     wait_for(lambda: worker.get("/buyers/Ana/Ruiz").status_code == 200, what="the order")
     return worker
 

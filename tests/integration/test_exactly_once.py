@@ -13,6 +13,7 @@ from decimal import Decimal
 import pytest
 from aiokafka.partitioner import murmur2
 
+from tests.expected import expected_windows, iso, money
 from tests.integration.conftest import (
     FAUST,
     REPO,
@@ -23,7 +24,6 @@ from tests.integration.conftest import (
     produce,
     wait_for,
 )
-from tests.integration.test_pipeline import expected_windows, iso, money
 
 pytestmark = pytest.mark.integration
 

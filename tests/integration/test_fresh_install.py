@@ -6,13 +6,13 @@ installed non-editable, run from a directory outside any tree. Neither sees the 
 or this checkout's code: no PYTHONPATH, the test venv's bin off PATH.
 """
 
-import json
 from pathlib import Path
 
 import pytest
 
 from tests.integration.conftest import consume_all, produce, wait_for
 from tests.integration.fresh import run, user_env
+from tests.integration.test_exactly_once import T0, keyed
 
 pytestmark = pytest.mark.integration
 
@@ -20,8 +20,7 @@ pytestmark = pytest.mark.integration
 SERVICE_KEYS = ("KAFKA_BROKER", "EMBEDDED_BROKER", "APP_ID", "ORDERS_TOPIC",
                 "BUYER_TOTALS_TOPIC", "WINDOW_RESULTS_TOPIC", "DATA_DIR", "API_PORT",
                 "PRINT_SINK", "PYTHONUNBUFFERED")
-ORDER = {"order_number": 7, "price": "12.34", "buyer": {"first_name": "Ana", "last_name": "Ruiz"},
-         "order_time": "2026-11-24T10:00:00.000Z"}
+ORDER = keyed(7, "Ana", "Ruiz", "12.34", T0)  # T0 is 2026-11-24T10:00:00.000Z
 
 
 def fresh_env(worker_env: dict[str, str]) -> dict[str, str]:
@@ -52,7 +51,7 @@ def test_the_make_run_venv_runs_the_worker_datagen_and_reset_offsets(
     faust = venv / "bin" / "faust"
     worker = make_worker(env, "fresh", faust=faust, cwd=fresh_checkout)
     worker.wait_ready()
-    produce(broker, env["ORDERS_TOPIC"], [(b"7", json.dumps(ORDER).encode())])
+    produce(broker, env["ORDERS_TOPIC"], [ORDER])
     wait_for(lambda: worker.get("/buyers/Ana/Ruiz").status_code == 200, what="the order")
     assert worker.get("/buyers/Ana/Ruiz").json() == {
         "buyer": {"first_name": "Ana", "last_name": "Ruiz"}, "count": 1, "total_price": "12.34"}
@@ -77,7 +76,7 @@ def test_the_wheel_runs_the_worker_outside_the_tree(broker, worker_env, make_wor
     assert site_packages.is_relative_to(wheel_install)
     worker = make_worker(env, "wheel", faust=wheel_install / "bin" / "faust", cwd=elsewhere)
     worker.wait_ready()
-    produce(broker, env["ORDERS_TOPIC"], [(b"7", json.dumps(ORDER).encode())])
+    produce(broker, env["ORDERS_TOPIC"], [ORDER])
     wait_for(lambda: counted(worker, 1), what="the order counted")
     assert buyer_page(worker) == {"items": [{
         "buyer": {"first_name": "Ana", "last_name": "Ruiz"}, "count": 1,

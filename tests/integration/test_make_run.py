@@ -29,6 +29,7 @@ import pytest
 
 from app.embedded import free_port, port_is_free
 from tests.integration.fresh import user_env
+from tests.procs import proc_stat
 
 pytestmark = pytest.mark.integration
 
@@ -43,16 +44,6 @@ _no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 # --- processes, read from /proc -------------------------------------------------------------
-
-def proc_stat(pid: int) -> tuple[str, int, int, int] | None:
-    """(state, parent pid, session id, start time) of a process; None once it is gone."""
-    try:
-        text = (Path("/proc") / str(pid) / "stat").read_text()
-    except OSError:
-        return None
-    fields = text[text.rindex(")") + 2:].split()  # the name in () may hold spaces
-    return fields[0], int(fields[1]), int(fields[3]), int(fields[19])
-
 
 def all_pids() -> list[int]:
     return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]

@@ -5,13 +5,20 @@ import json
 import random
 import re
 import shutil
-from collections import defaultdict
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+from tests.expected import (
+    expected_buyer_items,
+    expected_totals,
+    expected_window_items,
+    expected_windows,
+    iso,
+    money,
+)
 from tests.integration.conftest import consume_all, metric, produce, wait_for
 
 pytestmark = pytest.mark.integration
@@ -78,45 +85,11 @@ INVALID_FIELDS = ["value", "value", "order_number", "order_number", "price", "bu
                   "order_time", "price"]
 
 
-def expected_totals(meaning: list[tuple]) -> dict[tuple[str, str], tuple[int, Decimal]]:
-    totals: dict[tuple[str, str], list] = defaultdict(lambda: [0, Decimal(0)])
-    for _, price, buyer, _ in meaning:
-        totals[buyer][0] += 1
-        totals[buyer][1] += price
-    return {b: (c, s) for b, (c, s) in totals.items()}
-
-
-def expected_windows(meaning: list[tuple], size: int, slide: int) -> dict[tuple, list]:
-    """(start, buyer) -> [count, sum, min, max], by brute force over candidate starts."""
-    rows: dict[tuple, list] = {}
-    for _, price, buyer, ms in meaning:
-        for start in range((ms // slide - size // slide - 1) * slide, ms + 1, slide):
-            if start % slide == 0 and start <= ms < start + size:
-                row = rows.setdefault((start, buyer), [0, Decimal(0), price, price])
-                row[0] += 1
-                row[1] += price
-                row[2], row[3] = min(row[2], price), max(row[3], price)
-    return rows
-
-
-def iso(ms: int) -> str:
-    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
-
-
-def money(value: Decimal) -> str:
-    return f"{value.quantize(Decimal('0.01')):f}"
-
-
 def check_all_answers(worker, meaning: list[tuple]) -> None:  # noqa: ANN001
     totals = expected_totals(meaning)
-    ranked = sorted(totals.items(), key=lambda kv: (-kv[1][0], kv[0][1], kv[0][0]))
     page = worker.get("/buyers", limit=1000).json()
     assert page["total"] == len(totals)
-    assert page["items"] == [
-        {"buyer": {"first_name": first, "last_name": last}, "count": c, "total_price": money(s)}
-        for (first, last), (c, s) in ranked
-    ]
+    assert page["items"] == expected_buyer_items(meaning)
     assert worker.get("/buyers", limit=2, offset=1).json()["items"] == page["items"][1:3]
     for (first, last), (count, total) in totals.items():
         one = worker.get(f"/buyers/{first}/{last}").json()
@@ -125,18 +98,11 @@ def check_all_answers(worker, meaning: list[tuple]) -> None:  # noqa: ANN001
         assert worker.get("/buyer", first_name=first, last_name=last).json() == one
     assert worker.get("/buyers/Nobody/Atall").status_code == 404
     for name, (size, slide) in WINDOWS.items():
-        rows = expected_windows(meaning, size, slide)
-        ordered = sorted(rows.items(), key=lambda kv: (kv[0][0], kv[0][1][1], kv[0][1][0]))
-        want = [
-            {"window_start": iso(start), "window_end": iso(start + size),
-             "buyer": {"first_name": b[0], "last_name": b[1]}, "count": c,
-             "sum_price": money(s), "min_price": money(lo), "max_price": money(hi),
-             "avg_price": money((s / c).quantize(Decimal("0.01"))), "final": False}
-            for (start, b), (c, s, lo, hi) in ordered
-        ]
+        want = [{**item, "final": False}
+                for item in expected_window_items(meaning, size, slide)]
         assert worker.get(f"/windows/{name}", limit=10_000).json()["items"] == want
         # the latest window with data, ranked by count then last, first name
-        last_start = max(start for start, _ in rows)
+        last_start = max(start for start, _ in expected_windows(meaning, size, slide))
         top = [r for r in want if r["window_start"] == iso(last_start)]
         top.sort(key=lambda r: (-r["count"], r["buyer"]["last_name"], r["buyer"]["first_name"]))
         answer = worker.get(f"/windows/{name}/top", k=3).json()

@@ -35,12 +35,11 @@ class Stores:
 class FakeRuntime:
     """The parts of app.runtime.Runtime the routes read."""
 
-    def __init__(self, readiness: str = "ready", stores: Stores | None = None,
-                 **settings: object) -> None:
+    def __init__(self, readiness: str = "ready", **settings: object) -> None:
         self.settings = Settings(**settings)
         self.names = topic_names(self.settings)
         self.partitions = {self.names.by_buyer: PARTITIONS}
-        self.aggregates = stores or Stores()
+        self.aggregates = Stores()
         self.metrics = Metrics()
         self.readiness = readiness
 
@@ -49,6 +48,13 @@ class FakeRuntime:
 
     def refresh_gauges(self) -> None:
         pass
+
+
+def runtime_with_orders(root: Path, orders: Iterable[Order], **settings: object) -> FakeRuntime:
+    """A FakeRuntime whose stores (under `root`) the aggregation step filled from `orders`."""
+    runtime = FakeRuntime(**settings)
+    runtime.aggregates = filled_stores(root, orders, runtime.settings)
+    return runtime
 
 
 def filled_stores(root: Path, orders: Iterable[Order], settings: Settings) -> Stores:

@@ -3,18 +3,17 @@ stores the real aggregation step filled from known orders (tests/unit/fakes.py).
 
 import asyncio
 import random
-from collections import defaultdict
-from datetime import UTC, datetime
-from decimal import ROUND_HALF_EVEN, Decimal
+from datetime import datetime
+from decimal import Decimal
 
 import httpx
 import pytest
 
 from api.main import create_api
-from app.settings import Settings
 from core.models import Order
 from core.shuffle import buyer_partition
-from tests.unit.fakes import PARTITIONS, FakeRuntime, filled_stores
+from tests.expected import expected_buyer_items, expected_window_items, iso
+from tests.unit.fakes import PARTITIONS, FakeRuntime, runtime_with_orders
 
 
 class ApiClient:
@@ -104,7 +103,6 @@ def test_the_docs_shells_load_without_the_token_and_hold_no_data(client, path):
 # --- with data ------------------------------------------------------------------------------
 
 T0 = 1_795_000_000_000  # a multiple of 10 s: 2026-11-18T11:06:40Z
-LATENESS_MS = 5_000
 BUYERS = [("Ana", "Ruiz"), ("Zoë", "Brontë"), ("Émile", "Ruiz"), ("王", "伟"), ("ana", "Ruiz"),
           ("Søren", "Kierkegård"), ("José", "Núñez")]
 SPAN_S = 60
@@ -120,47 +118,16 @@ def known_orders() -> list[Order]:
 
 
 ORDERS = known_orders()
-
-
-def money(value: Decimal) -> str:
-    return str(value.quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN))
-
-
-def iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def expected_totals() -> list[dict]:
-    """Buyer totals by count descending, then last name, then first name, by hand."""
-    totals = defaultdict(lambda: [0, Decimal(0)])
-    for order in ORDERS:
-        totals[order.buyer][0] += 1
-        totals[order.buyer][1] += order.price
-    ranked = sorted(totals.items(), key=lambda item: (-item[1][0], item[0][1], item[0][0]))
-    return [{"buyer": {"first_name": first, "last_name": last}, "count": count,
-             "total_price": money(total)} for (first, last), (count, total) in ranked]
-
-
-def expected_tumble_rows() -> list[dict]:
-    """tumble:10s rows, by window start, last name, first name; `final` left out."""
-    rows = defaultdict(list)
-    for order in ORDERS:
-        rows[(order.order_time_ms // 10_000 * 10_000, order.buyer)].append(order.price)
-    ordered = sorted(rows.items(), key=lambda item: (item[0][0], item[0][1][1], item[0][1][0]))
-    return [{"window_start": iso(start), "window_end": iso(start + 10_000),
-             "buyer": {"first_name": first, "last_name": last}, "count": len(prices),
-             "sum_price": money(sum(prices)), "min_price": money(min(prices)),
-             "max_price": money(max(prices)), "avg_price": money(sum(prices) / len(prices))}
-            for (start, (first, last)), prices in ordered]
+MEANING = [(o.order_number, o.price, o.buyer, o.order_time_ms) for o in ORDERS]
+TUMBLE_ROWS = expected_window_items(MEANING, 10_000, 10_000)  # `final` left out
 
 
 @pytest.fixture(scope="module")
 def data_client(tmp_path_factory):
-    settings = Settings(api_token="s3cret", allowed_lateness="5s")
-    stores = filled_stores(tmp_path_factory.mktemp("stores"), ORDERS, settings)
-    yield ApiClient(create_api(FakeRuntime(stores=stores, api_token="s3cret",
-                                           allowed_lateness="5s")))
-    stores.close()
+    runtime = runtime_with_orders(tmp_path_factory.mktemp("stores"), ORDERS,
+                                  api_token="s3cret", allowed_lateness="5s")
+    yield ApiClient(create_api(runtime))
+    runtime.aggregates.close()
 
 
 def authorized(client, path, **params):
@@ -168,7 +135,7 @@ def authorized(client, path, **params):
 
 
 def test_buyers_ranked_and_paged_over_every_partition(data_client):
-    expected = expected_totals()
+    expected = expected_buyer_items(MEANING)
     assert {buyer_partition(*buyer, PARTITIONS) for buyer in BUYERS} == {0, 1, 2, 3}
     assert len(expected) == 7
     page = authorized(data_client, "/buyers", limit=100).json()
@@ -185,8 +152,7 @@ def test_buyers_ranked_and_paged_over_every_partition(data_client):
 
 def test_window_rows_filtered_and_final_only_where_the_watermark_passed(data_client):
     rows = authorized(data_client, "/windows/tumble_10s", limit=10_000).json()["items"]
-    assert [{k: v for k, v in row.items() if k != "final"} for row in rows] == \
-        expected_tumble_rows()
+    assert [{k: v for k, v in row.items() if k != "final"} for row in rows] == TUMBLE_ROWS
     # every partition's last order is at T0 + 53 s or later, none after T0 + 59 s
     starts = {row["window_start"]: row["final"] for row in rows}
     assert starts[iso(T0)] is True and starts[iso(T0 + 30_000)] is True
@@ -204,7 +170,7 @@ def ms(text: str) -> int:
 
 def test_top_ranks_the_window_that_holds_at(data_client):
     top = authorized(data_client, "/windows/tumble_10s/top", at=iso(T0 + 12_345), k=2).json()
-    window = [r for r in expected_tumble_rows() if r["window_start"] == iso(T0 + 10_000)]
+    window = [r for r in TUMBLE_ROWS if r["window_start"] == iso(T0 + 10_000)]
     window.sort(key=lambda r: (-r["count"], r["buyer"]["last_name"], r["buyer"]["first_name"]))
     assert top["window_start"] == iso(T0 + 10_000) and top["final"] is True
     assert [{k: v for k, v in r.items() if k != "final"} for r in top["items"]] == window[:2]

@@ -16,8 +16,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis import checks
 
 from api.main import create_api
-from app.settings import Settings
-from tests.unit.fakes import FakeRuntime, filled_stores
+from tests.unit.fakes import FakeRuntime, runtime_with_orders
 from tests.unit.test_api import ORDERS
 
 TOKEN = "fuzz-token"
@@ -34,16 +33,16 @@ def load(api):  # noqa: ANN001, ANN201
 # Built at import, as schemathesis' parametrize needs the schema then (its from_fixture
 # does not run on this pytest); the module fixture below closes and deletes the stores.
 _stores_dir = tempfile.TemporaryDirectory(prefix="fuzz-stores-")
-_stores = filled_stores(Path(_stores_dir.name), ORDERS, Settings(allowed_lateness="5s"))
+_with_orders = runtime_with_orders(Path(_stores_dir.name), ORDERS, api_token=TOKEN,
+                                   allowed_lateness="5s")
 empty = load(create_api(FakeRuntime(api_token=TOKEN)))
-with_data = load(create_api(FakeRuntime(stores=_stores, api_token=TOKEN,
-                                        allowed_lateness="5s")))
+with_data = load(create_api(_with_orders))
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _remove_the_stores():  # noqa: ANN202
     yield
-    _stores.close()
+    _with_orders.aggregates.close()
     _stores_dir.cleanup()
 
 

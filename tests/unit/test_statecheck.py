@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import namedtuple
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 from app import statecheck
 from app.settings import Settings
 from app.statecheck import StateDirLock, StateError, check_writable, reconcile_windows
+from tests.procs import wait_until_zombie
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -75,7 +75,7 @@ def test_a_live_worker_holds_the_state_dir_and_its_death_frees_it(tmp_path):
                                       f"{holder.pid}): give each worker its own DATA_DIR")
         os.kill(holder.pid, signal.SIGKILL)
         # not reaped: the holder stays a zombie, its pid taken, and the lock is free all the same
-        wait_for_zombie(holder.pid)
+        wait_until_zombie(holder.pid)
         lock = StateDirLock(state_dir)
         lock.acquire()
         assert (state_dir / "worker.lock").read_text() == f"{os.getpid()}\n"
@@ -84,17 +84,6 @@ def test_a_live_worker_holds_the_state_dir_and_its_death_frees_it(tmp_path):
         holder.kill()
         holder.wait()
         holder.stdout.close()
-
-
-def wait_for_zombie(pid: int) -> None:
-    """Until /proc says the process is a zombie (state Z); a hang guard of 10 s."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat[stat.rindex(")") + 2] == "Z":
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"pid {pid} did not become a zombie")
 
 
 def test_the_lock_is_taken_again_after_a_release(tmp_path):
