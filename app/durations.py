@@ -2,6 +2,9 @@
 
 import re
 
+# Lives in core (core.parse names durations in reasons; core imports nothing from app).
+from core.timefmt import format_duration_ms as format_duration_ms
+
 _UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)\s*$")
 
@@ -12,12 +15,3 @@ def parse_duration_ms(text: str) -> int:
     if match is None:
         raise ValueError(f"{text!r} is not a duration like 500ms, 10s, 5m, 1h or 7d")
     return int(match.group(1)) * _UNIT_MS[match.group(2)]
-
-
-def format_duration_ms(ms: int) -> str:
-    """The shortest exact spelling of `ms` (`90000` -> `90s`), inverse of parse_duration_ms."""
-    for unit in ("d", "h", "m", "s"):
-        size = _UNIT_MS[unit]
-        if ms and ms % size == 0:
-            return f"{ms // size}{unit}"
-    return f"{ms}ms"

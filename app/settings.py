@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     idle_timeout: Duration = 30_000
     dedup_horizon: Duration = 7 * 86_400_000
     window_retention: Duration = 3_600_000
+    # An order_time further ahead of the worker's clock than this is invalid (DLQ).
+    max_future_skew: Duration = 3_600_000
     print_sink: bool = True
     # 0 turns deduplication off, for benchmarks: exact repeats then count again (a replay
     # from an old offset still counts nothing twice: offsets are tracked regardless).
@@ -50,7 +52,8 @@ class Settings(BaseSettings):
     batch_max_orders: int = Field(1000, ge=1, le=100_000)
 
     @field_validator(
-        "allowed_lateness", "idle_timeout", "dedup_horizon", "window_retention", mode="before"
+        "allowed_lateness", "idle_timeout", "dedup_horizon", "window_retention", "max_future_skew",
+        mode="before",
     )
     @classmethod
     def _duration(cls, value: Any) -> Any:
@@ -71,6 +74,13 @@ class Settings(BaseSettings):
     def _horizon_at_least_a_day(cls, value: int) -> int:
         if value < 86_400_000:
             raise ValueError("must be at least 24h")
+        return value
+
+    @field_validator("max_future_skew")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value <= 0:
+            raise ValueError("must be positive")
         return value
 
     @model_validator(mode="after")

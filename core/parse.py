@@ -2,6 +2,7 @@
 
 Hot path: runs once per message. orjson does the common case; the stdlib parser, keeping the
 literal text of numbers, only reads messages again when orjson would lose a number's exact value.
+Given a latest time (the worker's clock plus MAX_FUTURE_SKEW), a later `order_time` is invalid.
 """
 
 import json
@@ -12,7 +13,7 @@ from typing import Any, NoReturn
 import orjson
 
 from core.models import Order
-from core.timefmt import MAX_MS, MIN_MS, parse_time_ms
+from core.timefmt import MAX_MS, MIN_MS, format_duration_ms, format_time_ms, parse_time_ms
 
 BIGINT_MIN = -(2**63)
 BIGINT_MAX = 2**63 - 1
@@ -68,8 +69,14 @@ def _type_name(value: object) -> str:
     return _TYPE_NAMES.get(type(value), type(value).__name__)
 
 
-def parse_order(raw: bytes | None) -> Order:
-    """The order in a message value; raises `InvalidOrder` naming the first problem."""
+def parse_order(
+    raw: bytes | None, max_time_ms: int | None = None, *, max_future_skew_ms: int | None = None
+) -> Order:
+    """The order in a message value; raises `InvalidOrder` naming the first problem.
+
+    An `order_time_ms` above `max_time_ms` (when given) is one; `max_future_skew_ms` is only
+    for the reason's text.
+    """
     if raw is None:
         raise InvalidOrder("value: missing")
     try:
@@ -78,9 +85,21 @@ def parse_order(raw: bytes | None) -> Order:
         # orjson also fails on numbers too large for a double: the exact parser may still read it.
         doc = _load_exact(raw, check_strings=True)
     try:
-        return _order_from(doc)
+        order = _order_from(doc)
     except _Inexact:
-        return _order_from(_load_exact(raw, check_strings=False))
+        order = _order_from(_load_exact(raw, check_strings=False))
+    if max_time_ms is not None and order.order_time_ms > max_time_ms:
+        _too_far_ahead(order.order_time_ms, max_future_skew_ms)
+    return order
+
+
+def _too_far_ahead(time_ms: int, skew_ms: int | None) -> NoReturn:
+    """The reason for an `order_time` beyond the worker's clock plus MAX_FUTURE_SKEW."""
+    skew = "" if skew_ms is None else f" ({format_duration_ms(skew_ms)})"
+    raise InvalidOrder(
+        f"order_time: {format_time_ms(time_ms)} is more than MAX_FUTURE_SKEW{skew}"
+        " ahead of the worker's clock"
+    )
 
 
 def _order_from(doc: Any) -> Order:

@@ -414,6 +414,106 @@ def test_iso_times_agree_with_datetime_across_the_whole_range() -> None:
         assert parse_order(raw).order_time_ms == ms
 
 
+# --- MAX_FUTURE_SKEW: no order_time further ahead of the worker's clock -----------------------
+
+NOW = T0  # the worker's clock in these tests: 2026-11-24T10:15:30.000Z
+HOUR = 3_600_000
+
+
+def future_reason(order_time: Any, skew_ms: int | None = HOUR, **fields: Any) -> str:
+    """The reason for an order at `order_time` when the worker's clock is NOW."""
+    with pytest.raises(InvalidOrder) as caught:
+        parse_order(
+            encode(message(order_time=order_time, **fields)),
+            NOW + (HOUR if skew_ms is None else skew_ms),
+            max_future_skew_ms=skew_ms,
+        )
+    return str(caught.value)
+
+
+def test_an_order_time_beyond_the_skew_is_invalid() -> None:
+    for _ in range(2):  # the second time through the cached minute
+        text = future_reason("2026-11-24T12:15:30.000Z")  # 2 h ahead, the limit 1 h
+        assert text.startswith("order_time:")
+        assert "MAX_FUTURE_SKEW (1h)" in text
+        assert text == (
+            "order_time: 2026-11-24T12:15:30.000Z is more than MAX_FUTURE_SKEW (1h) ahead of "
+            "the worker's clock"
+        )
+
+
+def test_exactly_at_the_skew_is_valid_and_one_ms_more_is_not() -> None:
+    limit = NOW + HOUR
+    for _ in range(2):
+        at_limit = encode(message(order_time="2026-11-24T11:15:30.000Z"))
+        assert parse_order(at_limit, limit).order_time_ms == 1795518930000
+        assert parse_order(encode(message(order_time=1795518930000)), limit).order_time_ms == (
+            1795518930000
+        )
+        assert future_reason("2026-11-24T11:15:30.001Z").startswith(
+            "order_time: 2026-11-24T11:15:30.001Z is more than"
+        )
+        assert future_reason(1795518930001).startswith("order_time: 2026-11-24T11:15:30.001Z")
+
+
+def test_the_past_and_the_present_are_valid() -> None:
+    for value in ("2026-11-24T10:15:30.000Z", 0, MIN_MS, "2026-11-24T10:15:29.999Z"):
+        parse_order(encode(message(order_time=value)), NOW + HOUR, max_future_skew_ms=HOUR)
+
+
+def test_a_mistyped_year_is_invalid_with_the_limit_and_valid_without() -> None:
+    year_2062 = 2903299200000  # datetime(2062, 1, 1, tzinfo=UTC).timestamp() * 1000
+    assert datetime(2062, 1, 1, tzinfo=UTC) == datetime.fromtimestamp(year_2062 / 1000, UTC)
+    expected = (
+        "order_time: 2062-01-01T00:00:00.000Z is more than MAX_FUTURE_SKEW (1h) ahead of the "
+        "worker's clock"
+    )
+    for value in (year_2062, "2062-01-01T00:00:00.000Z", "2062-01-01T01:00:00.000+01:00"):
+        assert future_reason(value) == expected
+        assert parse_order(encode(message(order_time=value))).order_time_ms == year_2062
+
+
+def test_mis_scaled_epochs_are_invalid() -> None:
+    # Epoch ms with two digits too many: 7659-10-05T17:50:00.000Z, within the range of years.
+    hundredfold = T0 * 100
+    assert parse_order(encode(message(order_time=hundredfold))).order_time_ms == hundredfold
+    assert future_reason(hundredfold) == (
+        "order_time: 7659-10-05T17:50:00.000Z is more than MAX_FUTURE_SKEW (1h) ahead of the "
+        "worker's clock"
+    )
+    # Epoch microseconds read as ms: beyond year 9999, so out of range with or without the limit.
+    micros = 1_795_515_330_000_000
+    assert future_reason(micros) == "order_time: out of range"
+    assert reason(encode(message(order_time=micros))) == "order_time: out of range"
+
+
+def test_the_reason_spells_the_skew_given() -> None:
+    two_days = "2026-11-26T10:15:30.000Z"
+    assert "MAX_FUTURE_SKEW (30m) ahead" in future_reason(two_days, skew_ms=1_800_000)
+    assert "MAX_FUTURE_SKEW (90s) ahead" in future_reason(two_days, skew_ms=90_000)
+    assert "MAX_FUTURE_SKEW (1500ms) ahead" in future_reason(two_days, skew_ms=1_500)
+    assert future_reason(two_days, skew_ms=None) == (
+        "order_time: 2026-11-26T10:15:30.000Z is more than MAX_FUTURE_SKEW ahead of the "
+        "worker's clock"
+    )
+
+
+def test_the_limit_holds_when_the_exact_parser_reads_the_message() -> None:
+    # A number price orjson reads as a float sends the message to the stdlib parser.
+    text = future_reason("2026-11-24T12:15:30.000Z", price=num("12.30"))
+    assert text.startswith("order_time: 2026-11-24T12:15:30.000Z is more than MAX_FUTURE_SKEW")
+    assert future_reason(num("2903299200000"), price=num("12.30")).startswith(
+        "order_time: 2062-01-01T00:00:00.000Z is more than"
+    )
+
+
+def test_an_earlier_problem_is_reported_before_the_skew() -> None:
+    assert future_reason("2062-01-01T00:00:00.000Z", price="-1") == "price: negative"
+    assert future_reason("2062-01-01T00:00:60.000Z") == (
+        "order_time: second must be in 0..59: '2062-01-01T00:00:60.000Z'"
+    )
+
+
 # --- the message as a whole ---------------------------------------------------------------------
 
 

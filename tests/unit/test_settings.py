@@ -22,6 +22,7 @@ def test_defaults_run_without_configuration():
     assert [w.name for w in s.windows] == ["tumble_10s", "hop_1m_10s"]
     assert (s.allowed_lateness, s.idle_timeout) == (5_000, 30_000)
     assert (s.dedup_horizon, s.window_retention) == (604_800_000, 3_600_000)
+    assert s.max_future_skew == 3_600_000
     assert s.advertised_url == "http://127.0.0.1:8000"
     assert (s.dlq_topic, s.late_topic) == ("orders-dlq", "orders-late")
 
@@ -34,6 +35,11 @@ def test_environment_and_dotenv(monkeypatch, tmp_path):
     assert (s.allowed_lateness, s.app_id) == (500, "fromdotenv")
 
 
+def test_max_future_skew_is_a_duration(monkeypatch):
+    monkeypatch.setenv("MAX_FUTURE_SKEW", "30m")
+    assert Settings().max_future_skew == 1_800_000
+
+
 @pytest.mark.parametrize(("name", "value", "expected"), [
     ("WINDOWS", "hop:1m/7s", "invalid setting WINDOWS: 'hop:1m/7s': size must be a multiple"),
     ("DEDUP_HORIZON", "1h", "invalid setting DEDUP_HORIZON: must be at least 24h"),
@@ -41,6 +47,8 @@ def test_environment_and_dotenv(monkeypatch, tmp_path):
     ("API_PORT", "eighty", "invalid setting API_PORT: Input should be a valid integer"),
     ("TOPIC_PARTITIONS", "0", "invalid setting TOPIC_PARTITIONS: Input should be greater"),
     ("WINDOW_RETENTION", "10s", "invalid setting WINDOW_RETENTION: must be at least the largest"),
+    ("MAX_FUTURE_SKEW", "soon", "invalid setting MAX_FUTURE_SKEW: 'soon' is not a duration like"),
+    ("MAX_FUTURE_SKEW", "0s", "invalid setting MAX_FUTURE_SKEW: must be positive"),
 ])
 def test_a_bad_value_names_the_variable(monkeypatch, name, value, expected):
     monkeypatch.setenv(name, value)
