@@ -5,9 +5,11 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 from app.settings import Settings
+from app.topics import topic_names
 from tables.changelog import end_offsets
 from tables.store import read_changelog_offset
 
@@ -71,6 +73,51 @@ def local_offsets(stage_dir: Path) -> dict[int, int]:
     return found
 
 
+def _built_on_embedded(settings: Settings) -> bool:
+    """Whether the state in the state dir was built on the embedded broker (broker.json)."""
+    marker = settings.state_dir / "broker.json"
+    return marker.exists() and bool(json.loads(marker.read_text())["embedded"])
+
+
+def check_orders_partitions(settings: Settings, partitions: Mapping[str, int]) -> None:
+    """Refuse state built for another partition count of the orders topic, in one line.
+
+    The dedup stores, their changelog and the rekey topic are partitioned like the orders
+    topic, which fixes their count when they are first created: a count that differs
+    now (partitions added to the orders topic, or the topic recreated) would hand an
+    order number to a partition whose store never saw it. Local dedup stores numbered
+    past the orders topic's partitions say the same when the internal topics were
+    recreated but DATA_DIR was kept (not on the embedded broker: `reconcile` discards
+    state built on it).
+    """
+    names = topic_names(settings)
+    new = partitions[names.orders]
+    differ = {t: partitions[t] for t in (names.dedup_changelog, names.rekey)
+              if partitions[t] != new}
+    seen: list[str] = []
+    for count in sorted(set(differ.values())):
+        topics = [t for t, n in differ.items() if n == count]
+        seen.append(f"{' and '.join(topics)} {'have' if len(topics) > 1 else 'has'} {count}")
+    old = next(iter(differ.values()), new)  # the dedup changelog's count first
+    stage_dir = settings.state_dir / "dedup"
+    if not (settings.embedded_broker or _built_on_embedded(settings)) and stage_dir.is_dir():
+        last = max((int(p.name) for p in stage_dir.iterdir() if p.name.isdigit()), default=-1)
+        if last >= new:
+            seen.append(f"{stage_dir} holds the store of partition {last}")
+            old = old if differ else last + 1
+    if not seen:
+        return
+    internal = ", ".join((names.rekey, names.dedup_changelog, names.by_buyer,
+                          names.aggregate_changelog))
+    raise StateError(
+        f"the orders topic {names.orders} has {new} partitions but the state was built for "
+        f"{old} ({'; '.join(seen)}): dedup state cannot move between partition counts. To "
+        f"start over from the orders topic: stop every worker, reset the group with "
+        f"`faust -A app reset-offsets`, delete the topics {internal} and every worker's "
+        f"DATA_DIR/{settings.app_id} (`rm -rf {settings.state_dir}` here), and start again"
+    )
+
+
 async def _ahead(settings: Settings, stage: str, changelog: str,
                  partitions: int) -> dict[int, int]:
     """Partitions of a stage whose store reflects changelog records the broker lacks."""
@@ -87,8 +134,8 @@ async def reconcile(settings: Settings, stages: dict[str, tuple[str, int]]) -> N
     """
     lost = {stage: (changelog, ahead) for stage, (changelog, partitions) in stages.items()
             if (ahead := await _ahead(settings, stage, changelog, partitions))}
+    built_on_embedded = _built_on_embedded(settings)
     marker = settings.state_dir / "broker.json"
-    built_on_embedded = marker.exists() and json.loads(marker.read_text())["embedded"]
     marker.write_text(json.dumps({"embedded": settings.embedded_broker,
                                   "brokers": settings.broker_urls}))
     if not lost:

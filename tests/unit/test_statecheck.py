@@ -13,7 +13,13 @@ import pytest
 
 from app import statecheck
 from app.settings import Settings
-from app.statecheck import StateDirLock, StateError, check_writable, reconcile_windows
+from app.statecheck import (
+    StateDirLock,
+    StateError,
+    check_orders_partitions,
+    check_writable,
+    reconcile_windows,
+)
 from tests.procs import wait_until_zombie
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,6 +56,61 @@ def test_windows_changes_are_explained_once_and_removed_ones_stay_dropped(tmp_pa
     assert len(caplog.messages) == 1
     saved = json.loads((tmp_path / "orderstream" / "windows.json").read_text())
     assert saved == {"windows": ["tumble_10s", "tumble_5s"], "dropped": ["hop_1m_10s"]}
+
+
+
+def counts(orders: int, internal: int, by_buyer: int = 4) -> dict[str, int]:
+    """ensure_topics' answer for the default names: the orders topic and the state's topics."""
+    return {"orders": orders, "orderstream-orders-by-number": internal,
+            "orderstream-dedup-changelog": internal, "orderstream-orders-by-buyer": by_buyer,
+            "orderstream-aggregate-changelog": by_buyer}
+
+
+START_OVER = (
+    "dedup state cannot move between partition counts. To start over from the orders topic: "
+    "stop every worker, reset the group with `faust -A app reset-offsets`, delete the topics "
+    "orderstream-orders-by-number, orderstream-dedup-changelog, orderstream-orders-by-buyer, "
+    "orderstream-aggregate-changelog and every worker's DATA_DIR/orderstream (`rm -rf {}` "
+    "here), and start again")
+
+
+def test_the_orders_partition_count_the_state_was_built_for_passes(tmp_path):
+    settings = Settings(data_dir=tmp_path)
+    (settings.state_dir / "dedup" / "7").mkdir(parents=True)
+    check_orders_partitions(settings, counts(8, 8, by_buyer=4))
+
+
+def test_a_changed_orders_partition_count_is_refused_naming_both_counts(tmp_path):
+    settings = Settings(data_dir=tmp_path)
+    with pytest.raises(StateError) as refused:
+        check_orders_partitions(settings, counts(8, 4))
+    assert str(refused.value) == (
+        "the orders topic orders has 8 partitions but the state was built for 4 "
+        "(orderstream-dedup-changelog and orderstream-orders-by-number have 4): "
+        + START_OVER.format(tmp_path / "orderstream"))
+    assert "\n" not in str(refused.value)
+
+
+def test_one_internal_topic_recreated_still_names_the_old_count(tmp_path):
+    partitions = {**counts(2, 2), "orderstream-dedup-changelog": 6}
+    with pytest.raises(StateError, match="orders has 2 partitions but the state was built for 6 "
+                                         "\\(orderstream-dedup-changelog has 6\\): "):
+        check_orders_partitions(Settings(data_dir=tmp_path), partitions)
+
+
+def test_local_dedup_stores_past_the_orders_partitions_are_refused(tmp_path):
+    # internal topics recreated with the new count, DATA_DIR kept: the stores tell
+    settings = Settings(data_dir=tmp_path)
+    for partition in (1, 5, 3):
+        (settings.state_dir / "dedup" / str(partition)).mkdir(parents=True)
+    with pytest.raises(StateError) as refused:
+        check_orders_partitions(settings, counts(4, 4))
+    assert str(refused.value) == (
+        f"the orders topic orders has 4 partitions but the state was built for 6 "
+        f"({settings.state_dir / 'dedup'} holds the store of partition 5): "
+        + START_OVER.format(settings.state_dir))
+    # on the embedded broker, reconcile discards such state instead
+    check_orders_partitions(Settings(data_dir=tmp_path, embedded_broker=True), counts(4, 4))
 
 
 HOLD_LOCK = """
