@@ -1,11 +1,12 @@
 """The aggregate agent: orders grouped by buyer in; RocksDB state, buyer-totals, the print
 sink, window-results and orders-late out.
 
-Per partition and batch: skip orders already applied (by source offset), fold the rest
-against the partition's watermark, send the changelog record and every output, and only
-once the broker has them, print and commit the store. Then close the windows the
-committed watermark passed: publish them to window-results and commit that too. The
-batch is acked last.
+Per partition and batch: skip orders already applied (by source offset), fold the rest,
+each by its own clock, send the changelog record and the late orders, and once the broker
+has them, commit the store; then publish the batch's buyer-totals and print them (a
+restart publishes the last batch's again from the store: `o|totals`, the outbox). Then
+close the windows the committed watermark passed: publish them to window-results and
+commit that too. The batch is acked last. A timer moves the watermark by the idle rule.
 """
 
 import sys
@@ -14,70 +15,115 @@ from typing import Any
 import faust
 
 from agents.batches import commit_durably, each_batch
-from app.runtime import Runtime
+from app.producer import Outgoing
+from app.runtime import Runtime, wall_ms
 from app.transport import batch_topic
-from core.aggregate import BatchResult, Item
-from core.aggregation import AggregateConfig, apply_batch, close_windows
+from core.aggregate import BatchResult
+from core.aggregation import AggregateConfig, Clock, apply_batch, close_windows, outbox
 from core.late import late_value
-from core.models import Tick
-from core.shuffle import decode_item
+from core.shuffle import Shuffled, decode_shuffle
 from core.sinks import buyer_total_records, print_lines
+from tables.store import PartitionStore
+
+TIMER_INTERVAL_S = 0.5
+PUBLISHED = "totals-published"  # local: the outbox number whose buyer-totals went out
 
 
 def register_aggregate(app: faust.App, runtime: Runtime) -> None:
-    """Declare the agent on the internal by-buyer topic."""
+    """Declare the agent on the internal by-buyer topic, and its timer."""
     topic = batch_topic(app, runtime.names.by_buyer)
 
     @app.agent(topic, name="aggregate")
     async def aggregate(stream: faust.StreamT[Any]) -> None:
-        async def handle(partition: int, items: list[Item]) -> None:
-            if any(not isinstance(item, Tick) for item in items):
-                runtime.idle.heard()
-            await apply_partition(runtime, partition, items)
+        await each_batch(stream, runtime, lambda partition, items: apply_partition(
+            runtime, partition, items), lambda record: decode_shuffle(record.value))
 
-        await each_batch(stream, runtime, handle, lambda record: decode_item(record.value))
+    @app.timer(TIMER_INTERVAL_S)
+    async def aggregate_watermarks() -> None:
+        for partition in sorted(runtime.aggregates.read_only_view()):
+            await apply_partition(runtime, partition, [])
 
 
 def aggregate_config(runtime: Runtime) -> AggregateConfig:
     settings = runtime.settings
     return AggregateConfig(settings.windows, settings.allowed_lateness,
-                           settings.window_retention, runtime.dropped_windows)
+                           settings.window_retention, runtime.dropped_windows,
+                           carriers=runtime.partitions[runtime.names.orders],
+                           idle_timeout_ms=settings.idle_timeout)
 
 
-async def apply_partition(runtime: Runtime, partition: int, items: list[Item]) -> None:
-    """Apply one partition's repartition records to its store, exactly once per order."""
+async def apply_partition(runtime: Runtime, partition: int, items: list[Shuffled]) -> None:
+    """Apply one partition's repartition records (none: only move time on) to its store,
+    exactly once per order."""
     config = aggregate_config(runtime)
     async with runtime.aggregates.holding(partition) as store:
         if store is None:  # revoked meanwhile: the new owner applies these
             return
-        result = apply_batch(items, config, store.get_many)
+        if partition not in runtime.totals_sent:
+            await _resend_outbox(runtime, partition, store)
+        now_ms = wall_ms()
+        result = apply_batch(items, config, store.get_many,
+                             Clock(now_ms, runtime.all_idle_since.get(partition)))
+        _track_idle(runtime, partition, result, now_ms)
         if result.changed:
             await commit_durably(runtime, runtime.aggregates, partition, store,
-                                 result.updates, _outputs(runtime, partition, result))
-            if runtime.settings.print_sink and result.total_changes:
-                _print("\n".join(print_lines(result.total_changes)) + "\n")
+                                 result.updates, _late(runtime, result))
+            await _publish_totals(runtime, partition, result.total_changes, printed=True)
+            if result.outbox_sequence:
+                store.set_local(PUBLISHED, str(result.outbox_sequence))
             _count(runtime, result)
-        closing = close_windows(config, store.get_many, store.scan)
-        if closing.changed:
-            await commit_durably(runtime, runtime.aggregates, partition, store,
-                                 closing.updates, _outputs(runtime, partition, closing))
+        await _close(runtime, config, partition, store)
 
 
-def _outputs(runtime: Runtime, partition: int,
-             result: BatchResult) -> list[tuple[str, bytes | None, bytes, int | None]]:
-    names, settings = runtime.names, runtime.settings
+async def _close(runtime: Runtime, config: AggregateConfig, partition: int,
+                 store: PartitionStore) -> None:
+    closing = close_windows(config, store.get_many, store.scan)
+    if closing.changed:
+        await commit_durably(runtime, runtime.aggregates, partition, store, closing.updates,
+                             [(runtime.names.window_results, key, value, None)
+                              for key, value in closing.finals])
+
+
+async def _resend_outbox(runtime: Runtime, partition: int, store: PartitionStore) -> None:
+    """After a crash between a commit and its buyer-totals, or a restore elsewhere: the
+    last batch's buyers' totals again, from the store (never an older value)."""
+    sequence, changes = outbox(store.get_many)
+    if sequence and store.get_local(PUBLISHED) != str(sequence):
+        await _publish_totals(runtime, partition, changes, printed=False)
+        store.set_local(PUBLISHED, str(sequence))
+    runtime.totals_sent.add(partition)
+
+
+def _track_idle(runtime: Runtime, partition: int, result: BatchResult, now_ms: int) -> None:
+    """Since when every channel of the partition has been idle (the idle rule's clock)."""
+    if result.all_idle:
+        runtime.all_idle_since.setdefault(partition, now_ms)
+    else:
+        runtime.all_idle_since.pop(partition, None)
+
+
+async def _publish_totals(runtime: Runtime, partition: int, changes: list[Any],
+                          printed: bool) -> None:
+    """buyer-totals from committed state, then the print sink."""
+    if not changes:
+        return
+    names = runtime.names
     # A buyer's buyer-totals partition is its aggregation partition when the counts agree
     # (both are Kafka's default partitioner on the same key): no hash per record then.
-    totals_partition = (partition if runtime.partitions[names.buyer_totals]
-                        == runtime.partitions[names.by_buyer] else None)
-    late = [(names.late, item.key, late_value(
-        item.order, f"late: {len(item.missed)} of its windows were final before it arrived",
+    target = (partition if runtime.partitions[names.buyer_totals]
+              == runtime.partitions[names.by_buyer] else None)
+    await runtime.producer.send_all([(names.buyer_totals, key, value, target)
+                                     for key, value in buyer_total_records(changes)])
+    if printed and runtime.settings.print_sink:
+        _print("\n".join(print_lines(changes)) + "\n")
+
+
+def _late(runtime: Runtime, result: BatchResult) -> list[Outgoing]:
+    settings = runtime.settings
+    return [(runtime.names.late, item.key, late_value(
+        item.order, f"late: {len(item.missed)} of its windows had closed before it arrived",
         settings.windows, settings.allowed_lateness, missed=item.missed), None)
         for item in result.late]
-    return ([(names.buyer_totals, key, value, totals_partition)
-             for key, value in buyer_total_records(result.total_changes)]
-            + [(names.window_results, key, value, None) for key, value in result.finals]
-            + late)
 
 
 def _count(runtime: Runtime, result: BatchResult) -> None:

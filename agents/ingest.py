@@ -1,10 +1,11 @@
 """The ingest agent: orders (and copies rekeyed by order number) in; invalid ones and
 conflicts to the DLQ, orders too old to check to orders-late, the rest deduplicated in
-the partition's RocksDB store and shuffled by buyer.
+the partition's RocksDB store and shuffled by buyer, every record carrying the watermark.
 
 Per partition and batch: skip offsets already applied, decide, send everything the batch
 produces together with its changelog record, and only once the broker has it all, commit
-the store and ack the batch.
+the store and ack the batch. A timer renews idle leases and sends watermark-only records
+to the channels that are due one (core.watermarks).
 """
 
 from typing import Any
@@ -12,27 +13,37 @@ from typing import Any
 import faust
 
 from agents.batches import commit_durably, each_batch
-from app.runtime import Runtime
+from app.producer import Outgoing
+from app.runtime import Runtime, wall_ms
 from app.transport import batch_topic
-from core.ingest import IngestConfig, IngestResult, RawMessage, ingest_partition
+from core.ingest import (
+    Clock,
+    IngestConfig,
+    IngestResult,
+    RawMessage,
+    channel_records,
+    ingest_partition,
+)
+from core.sources import applied_offsets
+from tables.store import PartitionStore
+
+TIMER_INTERVAL_S = 0.25
 
 
 def register_ingest(app: faust.App, runtime: Runtime) -> None:
-    """Declare the agent on ORDERS_TOPIC and the rekey topic (co-partitioned)."""
+    """Declare the agent on ORDERS_TOPIC and the rekey topic (co-partitioned), and its timer."""
     names = runtime.names
     topic = batch_topic(app, names.orders, names.rekey)
 
     @app.agent(topic, name="ingest")
     async def ingest(stream: faust.StreamT[Any]) -> None:
-        async def handle(partition: int, messages: list[RawMessage]) -> None:
-            latest_order_ms = await ingest_one(runtime, partition, messages)
-            if messages:
-                first = messages[0]
-                tp = faust.types.TP(first.topic, first.partition)
-                runtime.align(tp, latest_order_ms, backlog=_report_lag(app, runtime, tp,
-                                                                       messages[-1].offset))
+        await each_batch(stream, runtime, lambda partition, messages: ingest_one(
+            runtime, partition, messages))  # ConsumerRecords serve as RawMessages
 
-        await each_batch(stream, runtime, handle)  # ConsumerRecords serve as RawMessages
+    @app.timer(TIMER_INTERVAL_S)
+    async def ingest_watermarks() -> None:
+        for partition in sorted(runtime.dedup.read_only_view()):
+            await ingest_one(runtime, partition, [])
 
 
 def ingest_config(runtime: Runtime) -> IngestConfig:
@@ -43,34 +54,64 @@ def ingest_config(runtime: Runtime) -> IngestConfig:
         orders_partitions=runtime.partitions[names.orders],
         buyer_partitions=runtime.partitions[names.by_buyer],
         horizon_ms=settings.dedup_horizon, windows=settings.windows,
-        allowed_lateness_ms=settings.allowed_lateness, dedup=settings.dedup,
+        allowed_lateness_ms=settings.allowed_lateness,
+        max_future_skew_ms=settings.max_future_skew, dedup=settings.dedup,
     )
 
 
-async def ingest_one(runtime: Runtime, partition: int,
-                     messages: list[RawMessage]) -> int | None:
-    """Apply one partition's messages to its dedup store and send what they produce;
-    the latest order time read, if any."""
+async def ingest_one(runtime: Runtime, partition: int, messages: list[RawMessage]) -> None:
+    """Apply one partition's messages (none: only move time on) to its dedup store and send
+    what they produce."""
     async with runtime.dedup.holding(partition) as store:
         if store is None:  # revoked meanwhile: the new owner processes these
-            return None
-        result = ingest_partition(messages, ingest_config(runtime), store.get_many, store.scan)
+            return
+        now_ms = wall_ms()
+        if any(m.topic == runtime.names.orders for m in messages):
+            runtime.sources.heard(partition, now_ms)
+        _check_backlog(runtime, partition, store, messages)
+        clock = Clock(now_ms, runtime.sources.lease(partition, now_ms))
+        result = ingest_partition(partition, messages, ingest_config(runtime), store.get_many,
+                                  store.scan, clock)
         _count(runtime, result)
+        outputs = _outputs(runtime, partition, result, clock)
         if result.updates:
             await commit_durably(runtime, runtime.dedup, partition, store, result.updates,
-                                 _outputs(runtime, result))
-        return result.latest_order_ms
+                                 outputs)
+        elif outputs:
+            await runtime.producer.send_all(outputs)
 
 
-def _outputs(runtime: Runtime, result: IngestResult) -> list[tuple[str, bytes | None, bytes,
-                                                                  int | None]]:
+def _outputs(runtime: Runtime, partition: int, result: IngestResult,
+             clock: Clock) -> list[Outgoing]:
+    """Dead letters, late orders, and the records of the channels that have orders or are
+    due a watermark."""
     names = runtime.names
-    return (
-        [(names.dlq, key, value, None) for key, value in result.dead_letters]
-        + [(names.late, key, value, None) for key, value in result.late]
-        + [(names.rekey, key, value, p) for p, key, value in result.rekeyed]
-        + [(names.by_buyer, None, value, p) for p, value in result.shuffled]
-    )
+    rekeyed, shuffled = channel_records(partition, result, clock, runtime.emitter,
+                                        ingest_config(runtime))
+    return ([(names.dlq, k, v, None) for k, v in result.dead_letters]
+            + [(names.late, k, v, None) for k, v in result.late]
+            + [(names.rekey, None, v, owner) for owner, v in rekeyed]
+            + [(names.by_buyer, None, v, target) for target, v in shuffled])
+
+
+def _check_backlog(runtime: Runtime, partition: int, store: PartitionStore,
+                   messages: list[RawMessage]) -> None:
+    """Whether the orders partition has records left to read, after these messages; as a
+    gauge and for the idle rule."""
+    tp = faust.types.TP(runtime.names.orders, partition)
+    highwater = runtime.app.consumer.highwater(tp)
+    if highwater is None:
+        runtime.sources.backlog(partition, True)
+        return
+    read = [m.offset for m in messages if m.topic == runtime.names.orders]
+    if read:
+        last = read[-1]
+    else:
+        source = f"{runtime.names.orders}:{partition}"
+        last = applied_offsets([source], store.get_many)[source]
+    lag = max(highwater - last - 1, 0)
+    runtime.metrics.lag.labels(tp.topic, str(tp.partition)).set(lag)
+    runtime.sources.backlog(partition, lag > 0)
 
 
 def _count(runtime: Runtime, result: IngestResult) -> None:
@@ -80,13 +121,3 @@ def _count(runtime: Runtime, result: IngestResult) -> None:
     metrics.duplicate.inc(result.duplicates)
     metrics.conflict.inc(result.conflicts)
     metrics.late.inc(result.too_old)
-
-
-def _report_lag(app: faust.App, runtime: Runtime, tp: faust.types.TP, last_offset: int) -> bool:
-    """Messages behind the end of the partition after this batch, as a gauge; whether any."""
-    highwater = app.consumer.highwater(tp)
-    if highwater is None:
-        return False
-    lag = max(highwater - last_offset - 1, 0)
-    runtime.metrics.lag.labels(tp.topic, str(tp.partition)).set(lag)
-    return lag > 0

@@ -29,8 +29,15 @@ class Metrics:
                                 registry=r)
         self.late = Counter("orders_late", "Orders that missed a final window", registry=r)
         self.watermark = Gauge("orderstream_watermark_ms",
-                               "Largest order time seen, per aggregation partition",
+                               "Watermark per aggregation partition: the min over its "
+                               "sources' watermarks (idle ones left out)",
                                ["partition"], registry=r)
+        self.source_watermark = Gauge("orderstream_source_watermark_ms",
+                                      "Largest order time read, per orders partition",
+                                      ["partition"], registry=r)
+        self.source_idle = Gauge("orderstream_source_idle",
+                                 "1 while this worker declares an orders partition idle",
+                                 ["partition"], registry=r)
         self.lag = Gauge("orderstream_consumer_lag",
                          "Messages behind the end of the topic, per partition",
                          ["topic", "partition"], registry=r)

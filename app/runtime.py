@@ -7,23 +7,33 @@ consumer joins the group. It stops last.
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import faust
 from mode import Service
 
 from api.server import ApiServer, PortTaken
-from app.alignment import Alignment
-from app.alignment import apply as apply_alignment
+from app.idleness import SourceIdleness
 from app.metrics import Metrics
 from app.producer import Producer
 from app.settings import Settings
-from app.statecheck import StateDirLock, StateError, reconcile, reconcile_windows
+from app.statecheck import (
+    StateDirLock,
+    StateError,
+    check_orders_partitions,
+    reconcile,
+    reconcile_windows,
+)
 from app.topics import ensure_topics, topic_names
-from core.aggregate import LATEST_ORDER_KEY, NO_WATERMARK, read_watermark
-from core.shuffle import encode_tick
-from tables.idle import IdleClock
+from core.aggregate import read_watermark
+from core.ingest import SOURCE_KEY
+from core.watermarks import NO_WATERMARK, Emitter
 from tables.manager import StoreManager
+
+# At most one watermark-only record per channel this often, and a quarter of IDLE_TIMEOUT
+# at most, so that a renewed idle lease always reaches the receivers before the last ends.
+WATERMARK_INTERVAL_MS = 1000
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +55,12 @@ class Runtime(Service):
             "aggregate", settings.state_dir, self.names.aggregate_changelog,
             settings.broker_urls, on_crash=self.fail,
         )
-        # pauses input partitions read too far ahead in event time (app.alignment)
-        self.alignment = Alignment(max_drift_ms=settings.allowed_lateness // 2)
-        self.idle = IdleClock(settings.idle_timeout, catch_up_ms=max(
-            w.size_ms for w in settings.windows) + settings.allowed_lateness)
+        # event time (core.watermarks): which orders partitions are idle, what each output
+        # channel last carried, since when every input of an aggregation partition is idle
+        self.sources = SourceIdleness(settings.idle_timeout)
+        self.emitter = Emitter(min(WATERMARK_INTERVAL_MS, settings.idle_timeout // 4))
+        self.all_idle_since: dict[int, int] = {}
+        self.totals_sent: set[int] = set()  # aggregation partitions whose outbox was sent
         self.status = "starting"
         self.partitions: dict[str, int] = {}
         self.dropped_windows: tuple[str, ...] = ()
@@ -78,6 +90,7 @@ class Runtime(Service):
                  self.settings.api_port)
         self.dropped_windows = reconcile_windows(self.settings)
         self.partitions = await ensure_topics(self.settings)
+        check_orders_partitions(self.settings, self.partitions)
         by_buyer = self.partitions[self.names.by_buyer]
         if by_buyer != self.settings.topic_partitions:
             log.info("TOPIC_PARTITIONS is %d but %s has %d partitions: existing topics keep "
@@ -105,10 +118,13 @@ class Runtime(Service):
     async def on_assigned(self, assigned: set[faust.types.TP]) -> None:
         """Open and restore the stores of the new assignment."""
         self.metrics.rebalances.inc()
-        self.alignment.reset()  # the consumer holds nothing after a rebalance
         ingest_topics = (self.names.orders, self.names.rekey)
-        await self.dedup.on_assigned({tp.partition for tp in assigned
-                                      if tp.topic in ingest_topics})
+        sources = {tp.partition for tp in assigned if tp.topic in ingest_topics}
+        self.sources.assigned(sources, wall_ms())
+        self.emitter.forget()
+        self.all_idle_since.clear()
+        self.totals_sent.clear()
+        await self.dedup.on_assigned(sources)
         await self.aggregates.on_assigned({tp.partition for tp in assigned
                                            if tp.topic == self.names.by_buyer})
         self.status = "assigned"
@@ -131,49 +147,22 @@ class Runtime(Service):
 
     def refresh_gauges(self) -> None:
         """Per-partition gauges from the stores, for a /metrics scrape."""
-        self.metrics.watermark.clear()
+        metrics = self.metrics
+        for gauge in (metrics.watermark, metrics.source_watermark, metrics.source_idle):
+            gauge.clear()
         for partition, watermark in self.watermarks().items():
             if watermark != NO_WATERMARK:
-                self.metrics.watermark.labels(str(partition)).set(watermark)
+                metrics.watermark.labels(str(partition)).set(watermark)
+        for partition, store in self.dedup.read_only_view().items():
+            source = read_watermark(store.get_many, SOURCE_KEY)
+            if source != NO_WATERMARK:
+                metrics.source_watermark.labels(str(partition)).set(source)
+            metrics.source_idle.labels(str(partition)).set(int(self.sources.idle(partition)))
 
     def watermarks(self) -> dict[int, int]:
         """Watermark of each restored aggregation partition of this worker."""
         return {p: read_watermark(store.get_many)
                 for p, store in self.aggregates.read_only_view().items()}
-
-    def align(self, tp: faust.types.TP, latest_order_ms: int | None, backlog: bool) -> None:
-        """An ingest batch of `tp` is done: pause or resume input partitions to keep them
-        within ALLOWED_LATENESS / 2 of each other in event time."""
-        self.alignment.observe(tp, latest_order_ms, backlog)
-        self._apply_alignment()
-
-    def _apply_alignment(self) -> None:
-        apply_alignment(self.alignment, self.app.consumer.hold, self.app.consumer.release)
-
-    @Service.task
-    async def _realign(self) -> None:
-        """Resume paused partitions when the ones they wait for went quiet."""
-        while not self.should_stop:
-            await self.sleep(0.25)
-            if self.alignment.paused and self.status == "assigned":
-                self._apply_alignment()
-
-    @Service.task
-    async def _idle_rule(self) -> None:
-        """Tick silent partitions up to the largest watermark (tables.idle)."""
-        while not self.should_stop:
-            await self.sleep(0.5)
-            if self.readiness != "ready":
-                continue
-            stores = self.aggregates.read_only_view().values()
-            latest = max((read_watermark(s.get_many, LATEST_ORDER_KEY) for s in stores),
-                         default=NO_WATERMARK)
-            if latest == NO_WATERMARK:
-                continue
-            due = self.idle.due_ticks(self.watermarks(), latest)
-            if due:
-                await self.producer.send_all(
-                    [(self.names.by_buyer, None, encode_tick(wm), p) for p, wm in due.items()])
 
     def fail(self, error: BaseException) -> None:
         """Stop the worker on an error it must not continue past."""
@@ -181,4 +170,9 @@ class Runtime(Service):
         asyncio.ensure_future(self.app.crash(error))
 
 
-__all__ = ["Runtime", "StateError"]
+def wall_ms() -> int:
+    """The wall clock in epoch milliseconds (leases, MAX_FUTURE_SKEW, the idle rule)."""
+    return time.time_ns() // 1_000_000
+
+
+__all__ = ["Runtime", "StateError", "wall_ms"]

@@ -84,8 +84,7 @@ class Consumer(faust_aiokafka.Consumer):
     """faust's aiokafka consumer, delivering `FetchBatch`es for batch topics.
 
     Fetched records of batch topics wait here, cut into batches, and each call hands out
-    at most one batch per partition: partitions take turns batch by batch. `hold()` stops
-    a partition's batches without faust's pause, which drops records already fetched.
+    at most one batch per partition: partitions take turns batch by batch.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -94,35 +93,26 @@ class Consumer(faust_aiokafka.Consumer):
         self._next_start: dict[TP, int] = {}
         # per partition: last offset of a delivered batch -> first offset it covers
         self._batch_spans: dict[TP, dict[int, int]] = defaultdict(dict)
-        self.held: set[TP] = set()
-
-    def hold(self, tps: Iterable[TP]) -> None:
-        """Deliver no more batches of `tps` until released."""
-        self.held.update(tps)
-
-    def release(self, tps: Iterable[TP]) -> None:
-        """Deliver batches of `tps` again."""
-        self.held.difference_update(tps)
 
     async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> Any:
         if active_partitions is None:  # a client-only app: no batching
             return await super()._getmany(active_partitions, timeout)
         batched = batched_topics(self.app)
         ready = {tp for tp, waiting in self._waiting.items()
-                 if waiting and tp not in self.held and tp in active_partitions}
+                 if waiting and tp in active_partitions}
         fetch = {tp for tp in active_partitions
-                 if tp.topic not in batched or not (tp in self.held or self._waiting.get(tp))}
+                 if tp.topic not in batched or not self._waiting.get(tp)}
         records: dict[TP, list[Any]] = {}
         if fetch:
             records = dict(await super()._getmany(fetch, 0 if ready else timeout))
         elif not ready:
-            await asyncio.sleep(min(timeout, 0.05))  # all held: let the agent catch up
+            await asyncio.sleep(min(timeout, 0.05))  # nothing to fetch: let the agent catch up
         for tp in list(records):
             if tp.topic in batched:
                 self._cut(tp, records.pop(tp))
         for tp in active_partitions:
             waiting = self._waiting.get(tp)
-            if waiting and tp not in self.held:
+            if waiting:
                 records[tp] = [waiting.popleft()]
         return records
 
@@ -186,12 +176,10 @@ class Consumer(faust_aiokafka.Consumer):
         for tp in revoked:
             self._batch_spans.pop(tp, None)
         self._forget()
-        self.held.clear()
         await super().on_partitions_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
         self._forget()
-        self.held.clear()
         await super().on_partitions_assigned(assigned, generation_id)
 
     async def seek(self, partition: TP, offset: int) -> None:

@@ -4,14 +4,19 @@ State is text in a key-value store (tables.store), fixed-size per key:
 - `t|<buyer json>`                   -> `[count, "sum"]`
 - `w|<window>|<start>|<buyer json>`  -> `[count, "sum", "min", "max"]`
 - `s|<source topic:partition>`       -> the last source offset applied (core.sources)
-- `m|watermark`                      -> the largest order time applied (or ticked to)
+- `m|ch|<carrier>`                   -> the watermark and lease dedup partition `carrier`
+                                        last carried here (core.watermarks.Channel)
+- `m|watermark`                      -> the partition's watermark: the min over the
+                                        channels (idle ones left out), never moving back
 - `m|latest-order`                   -> the largest order time applied
+- `o|totals`                         -> the buyers of the last batch, whose buyer-totals
+                                        are published after the commit (the outbox)
 - `f|<window>` / `r|<window>`        -> the last window start published as final / deleted
-A batch's new orders are applied in event-time order (as Kafka Streams picks the input
-record with the smallest timestamp), each late for the windows already final at the
-watermark it meets (SPEC.md, Event time), each then moving the watermark; ticks apply
-after them. The batch is folded in memory and merged with the stored values in one
-multi-get. Closing windows (core.closing) works on committed state only.
+An order is late for a window whose end plus ALLOWED_LATENESS its origin's source watermark
+before it had reached, or the partition's watermark had (SPEC.md, Event time): nothing
+else, so the order in which a batch is applied does not matter. The batch is folded in
+memory and merged with the stored values in one multi-get. Closing windows
+(core.closing) works on committed state only.
 """
 
 from collections.abc import Callable, Iterator, Sequence
@@ -20,10 +25,11 @@ from decimal import Decimal, localcontext
 
 import orjson
 
-from core.models import Order, Tick
+from core.models import Order
 from core.money import MONEY_CONTEXT
-from core.shuffle import Positioned
+from core.shuffle import Shuffled
 from core.sources import applied_offsets, source_key
+from core.watermarks import NO_WATERMARK, Channel, advance, combine
 from tables.windows import WindowSpec, window_starts_ms
 
 Buyer = tuple[str, str]
@@ -32,7 +38,6 @@ ScanFrom = Callable[[str, str], Iterator[tuple[str, str]]]  # (prefix, start key
 START_BIAS_MS = 100_000_000_000_000  # makes every start from year 1 on a positive 15-digit number
 WATERMARK_KEY = "m|watermark"
 LATEST_ORDER_KEY = "m|latest-order"  # the watermark without ticks: the latest order time
-NO_WATERMARK = -(2**63)
 
 
 def total_key(buyer: Buyer) -> str:
@@ -98,33 +103,41 @@ class BatchResult:
     finals: list[tuple[bytes, bytes]] = field(default_factory=list)  # window-results records
     counted: int = 0
     watermark_ms: int = NO_WATERMARK
+    all_idle: bool = False  # every channel idle after the batch (the idle rule's clock)
+    outbox_sequence: int = 0  # the batch's number in the outbox, when it changed totals
 
     @property
     def changed(self) -> bool:
         return bool(self.updates)
 
 
-Item = tuple[str, list[Positioned]] | Tick
+Fresh = tuple[Order, bytes | None, int]  # an order to apply, its key, its late clock
 
 
-def select_new(items: Sequence[Item], read: ReadMany) -> tuple[list[Order | Tick], list,  # type: ignore[type-arg]
-                                                                   dict[str, str | None]]:
-    """Orders beyond what was applied from their source (and ticks), in log order."""
-    applied = applied_offsets([i[0] for i in items if not isinstance(i, Tick)], read)
-    fresh: list[Order | Tick] = []
-    keys: list[bytes | None] = []
+def select_new(items: Sequence[Shuffled], read: ReadMany, channels: list[Channel],
+               watermark_ms: int, now_ms: int) -> tuple[list[Fresh], dict[str, str | None], int]:
+    """Orders beyond what was applied from their source, in log order, each with the clock
+    it is judged by: its origin's watermark before it or the partition's, the later. Each
+    record's channel moves after its orders, and the watermark with the channels. Returns
+    the orders, the offsets to record, and the watermark after the records."""
+    sources = {source for item in items for source, _ in item.groups}
+    applied = applied_offsets(sources, read)
+    fresh: list[Fresh] = []
     for item in items:
-        if isinstance(item, Tick):
-            fresh.append(item)
-            keys.append(None)
-            continue
-        source, orders = item
-        for offset, order, key in orders:
-            if offset > applied[source]:
-                applied[source] = offset
-                fresh.append(order)
-                keys.append(key)
-    return fresh, keys, {source_key(s): str(o) for s, o in applied.items()}
+        for source, rows in item.groups:
+            last = applied[source]
+            for offset, order, key, late_clock in rows:
+                if offset > last:
+                    last = offset
+                    fresh.append((order, key, watermark_ms if late_clock is None
+                                  or late_clock < watermark_ms else late_clock))
+            applied[source] = last
+        channels[item.carrier] = advance(channels[item.carrier], item.watermark_ms,
+                                         item.idle_until_ms)
+        combined = combine(channels, now_ms)
+        if combined.idle_until_ms is None and combined.watermark_ms > watermark_ms:
+            watermark_ms = combined.watermark_ms
+    return fresh, {source_key(s): str(o) for s, o in applied.items()}, watermark_ms
 
 
 RowKey = tuple[str, int, Buyer]  # window name, start, buyer
@@ -140,42 +153,34 @@ class Fold:
     counted: int = 0
 
 
-def fold(fresh: Sequence[Order | Tick], keys: Sequence[bytes | None],
-         windows: Sequence[WindowSpec], lateness_ms: int, watermark_ms: int) -> tuple[Fold, int]:
-    """Fold orders by event time, each against the watermark it meets; return the new one.
+def fold(fresh: Sequence[Fresh], windows: Sequence[WindowSpec], lateness_ms: int) -> Fold:
+    """Fold orders, each late for the windows whose end plus lateness its clock reached.
 
     An order that misses no window (the usual case) is only added to its buyer's slide
     bucket, `[start, start + slide)`: every window of a slide holds whole buckets, so each
     bucket is spread over its windows' rows once per batch, not once per order.
     """
     folded = Fold()
-    orders = sorted(((item, key) for item, key in zip(fresh, keys, strict=True)
-                     if not isinstance(item, Tick)), key=lambda pair: pair[0].order_time_ms)
     slides = sorted({spec.slide_ms for spec in windows})
     buckets: dict[int, dict[tuple[int, Buyer], list]] = {s: {} for s in slides}  # type: ignore[type-arg]
     with localcontext(MONEY_CONTEXT):
-        for order, key in orders:
+        for order, key, clock_ms in fresh:
             time_ms = order.order_time_ms
             # The oldest window holding the order ends first: at the end of its bucket.
             if slides and min(time_ms - time_ms % s + s for s in slides) + lateness_ms > (
-                    watermark_ms):
+                    clock_ms):
                 _fold_total(folded, order)
                 buyer, price = (order.first_name, order.last_name), order.price
                 for slide in slides:
                     _add(buckets[slide], (time_ms - time_ms % slide, buyer), price)
             else:
-                _fold_order(folded, order, key, windows, lateness_ms, watermark_ms)
-            if time_ms > watermark_ms:
-                watermark_ms = time_ms
+                _fold_order(folded, order, key, windows, lateness_ms, clock_ms)
         for spec in windows:
             size, slide, name, rows = spec.size_ms, spec.slide_ms, spec.name, folded.rows
             for (bucket_start, buyer), stats in buckets[slide].items():
                 for start in range(bucket_start - size + slide, bucket_start + 1, slide):
                     _merge(rows, (name, start, buyer), stats)
-    for item in fresh:
-        if isinstance(item, Tick):
-            watermark_ms = max(watermark_ms, item.watermark_ms)
-    return folded, watermark_ms
+    return folded
 
 
 def _fold_total(folded: Fold, order: Order) -> None:
@@ -231,6 +236,17 @@ def _fold_order(folded: Fold, order: Order, key: bytes | None, windows: Sequence
                 _add(folded.rows, (spec.name, start, buyer), price)
     if missed:
         folded.late.append(LateOrder(order, key, missed))
+
+
+def stored_totals(keys: Sequence[str], read: ReadMany) -> list[TotalChange]:
+    """The current totals of buyers by their store keys, as changes from nothing."""
+    changes = []
+    for key, stored in zip(keys, read(keys), strict=True):
+        if stored is not None:
+            count, price_sum = orjson.loads(stored)
+            first, last = orjson.loads(key.removeprefix("t|"))
+            changes.append(TotalChange((first, last), None, Total(count, Decimal(price_sum))))
+    return changes
 
 
 def merge_totals(totals: dict[Buyer, list], read: ReadMany, result: BatchResult) -> None:  # type: ignore[type-arg]

@@ -1,26 +1,47 @@
-"""The aggregation step for one partition: apply a batch exactly once per order, in event
-time; then, on the committed state, close the windows the watermark passed."""
+"""The aggregation step for one partition: apply a batch exactly once per order, each
+judged by its own clock; move the watermark with the channels; then, on the committed
+state, close the windows the watermark passed."""
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
+
+import orjson
 
 from core.aggregate import (
     LATEST_ORDER_KEY,
-    NO_WATERMARK,
     WATERMARK_KEY,
     BatchResult,
-    Item,
     ReadMany,
+    TotalChange,
     fold,
     merge_rows,
     merge_totals,
     read_watermark,
     select_new,
+    stored_totals,
+    total_key,
     window_prefix,
 )
 from core.closing import ScanFrom, close_window, final_key, retired_key
-from core.models import Tick
+from core.shuffle import Shuffled
+from core.watermarks import (
+    NO_WATERMARK,
+    Channel,
+    combine,
+    decode_channel,
+    encode_channel,
+    idle_catch_up_ms,
+    last_window_final_ms,
+)
 from tables.windows import WindowSpec
+
+OUTBOX_KEY = "o|totals"
+
+
+def channel_key(carrier: int) -> str:
+    """Store key of dedup partition `carrier`'s channel through the repartition topic."""
+    return f"m|ch|{carrier}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,24 +52,70 @@ class AggregateConfig:
     allowed_lateness_ms: int
     retention_ms: int
     dropped: Sequence[str] = ()  # names of windows removed from WINDOWS: rows to delete
+    carriers: int = 1  # dedup partitions feeding every aggregation partition
+    idle_timeout_ms: int = 30_000
 
 
-def apply_batch(items: Sequence[Item], config: AggregateConfig, read: ReadMany) -> BatchResult:
-    """Skip what was applied, fold by event time, merge; the watermark moves with it."""
+class Clock(NamedTuple):
+    """The wall clock, and since when every channel has been idle (None: not all are)."""
+
+    now_ms: int
+    all_idle_since_ms: int | None = None
+
+
+def read_channels(config: AggregateConfig, read: ReadMany) -> list[Channel]:
+    """Every carrier's channel, in carrier order."""
+    return [decode_channel(v) for v in read([channel_key(c) for c in range(config.carriers)])]
+
+
+def apply_batch(items: Sequence[Shuffled], config: AggregateConfig, read: ReadMany,
+                clock: Clock) -> BatchResult:
+    """Skip what was applied, fold by each order's clock, merge; move the watermark.
+
+    With no items it only moves the watermark by the idle rule (a timer calls it so)."""
     before = read_watermark(read)
-    fresh, keys, offsets = select_new(items, read)
-    folded, watermark = fold(fresh, keys, config.windows, config.allowed_lateness_ms, before)
-    result = BatchResult(counted=folded.counted, late=folded.late, watermark_ms=watermark)
+    stored = read_channels(config, read)
+    channels = list(stored)
+    fresh, offsets, watermark = select_new(items, read, channels, before, clock.now_ms)
+    folded = fold(fresh, config.windows, config.allowed_lateness_ms)
+    result = BatchResult(counted=folded.counted, late=folded.late)
+    latest = read_watermark(read, LATEST_ORDER_KEY)
     if folded.counted:
         merge_totals(folded.totals, read, result)
         merge_rows(folded.rows, read, result)
         result.updates.update(offsets)
-        latest = max(o.order_time_ms for o in fresh if not isinstance(o, Tick))
-        if latest > read_watermark(read, LATEST_ORDER_KEY):
+        [previous] = read([OUTBOX_KEY])
+        sequence = 1 if previous is None else orjson.loads(previous)[0] + 1
+        result.updates[OUTBOX_KEY] = orjson.dumps(
+            [sequence, [total_key(c.buyer) for c in result.total_changes]]).decode()
+        result.outbox_sequence = sequence
+        batch_latest = max(order.order_time_ms for order, _, _ in fresh)
+        if batch_latest > latest:
+            latest = batch_latest
             result.updates[LATEST_ORDER_KEY] = str(latest)
+    result.updates.update({channel_key(c): encode_channel(channel)
+                           for c, channel in enumerate(channels) if channel != stored[c]})
+    if latest != NO_WATERMARK:
+        watermark = max(watermark, idle_catch_up_ms(
+            combine(channels, clock.now_ms), clock.all_idle_since_ms, clock.now_ms,
+            config.idle_timeout_ms, last_window_final_ms(
+                latest, [(w.size_ms, w.slide_ms) for w in config.windows],
+                config.allowed_lateness_ms)))
+    result.watermark_ms = watermark
+    result.all_idle = combine(channels, clock.now_ms).idle_until_ms is not None
     if watermark != before:
         result.updates[WATERMARK_KEY] = str(watermark)
     return result
+
+
+def outbox(read: ReadMany) -> tuple[int, list[TotalChange]]:
+    """The last batch's number and its buyers' current totals, which a restart publishes
+    again unless this store remembers they were."""
+    [value] = read([OUTBOX_KEY])
+    if value is None:
+        return 0, []
+    sequence, keys = orjson.loads(value)
+    return sequence, stored_totals(keys, read)
 
 
 def close_windows(config: AggregateConfig, read: ReadMany, scan: ScanFrom) -> BatchResult:

@@ -1,13 +1,18 @@
 """Deduplication by order number over one partition's batch, within DEDUP_HORIZON of event time.
 
 State (text, in the dedup stage's store):
-- `d|<order_number>`                 -> `[price, first_name, last_name, order_time_ms]`, the
-                                        content of the first copy counted
-- `x|<order_time_ms>|<order_number>` -> `""`, an index by time so expiry is a range scan
-- `m|watermark`                      -> the largest order time this partition has seen
-The first copy of a number wins; a later copy with the same content is a duplicate,
-with other content a conflict. Entries older than the watermark minus the horizon are
-deleted, and an order that old can no longer be checked: it is too old to count.
+- `d|<order_number>`           -> `[price, first_name, last_name, order_time_ms]|<recorded_ms>`:
+                                  the content of the copy counted, and when it was recorded
+- `x|<recorded_ms>|<order_number>` -> `""`, an index by recorded time: expiry is a range scan
+
+Every copy is judged by a clock: its origin partition's source watermark just before it,
+or the dedup partition's own watermark if that is later (it is later only when the origin
+was idle). A number is recorded at its origin's source watermark just after the copy
+counted (never before the copy's own time), and remembered while `recorded >= clock -
+DEDUP_HORIZON` for the copy judged. An order with `order_time < clock - DEDUP_HORIZON` is
+too old to check, and counts nowhere. Entries are deleted once `recorded < watermark -
+DEDUP_HORIZON`, which no later copy's clock can be below: deleting never changes a
+decision, and a copy of a deleted entry is always too old or beyond the horizon.
 """
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -21,9 +26,7 @@ from core.models import Order
 T = TypeVar("T")
 ReadMany = Callable[[Sequence[str]], list[str | None]]
 Scan = Callable[[str], Iterator[tuple[str, str]]]
-WATERMARK_KEY = "m|watermark"
 TIME_BIAS_MS = 100_000_000_000_000  # order times from year 1 on sort as 15-digit numbers
-NO_WATERMARK = -(2**63)
 
 
 def entry_key(order_number: int) -> str:
@@ -31,9 +34,9 @@ def entry_key(order_number: int) -> str:
     return f"d|{order_number}"
 
 
-def expiry_key(order_time_ms: int, order_number: int) -> str:
+def expiry_key(recorded_ms: int, order_number: int) -> str:
     """Store key of an entry in the time index."""
-    return f"x|{order_time_ms + TIME_BIAS_MS:016d}|{order_number}"
+    return f"x|{recorded_ms + TIME_BIAS_MS:016d}|{order_number}"
 
 
 def content(order: Order) -> str:
@@ -41,6 +44,14 @@ def content(order: Order) -> str:
     return orjson.dumps(
         [str(order.price), order.first_name, order.last_name, order.order_time_ms]
     ).decode()
+
+
+def split_entry(value: str) -> tuple[str, int]:
+    """An entry's content and recorded time (entries of earlier versions: the order time)."""
+    text, sep, recorded = value.rpartition("|")
+    if sep and text.endswith("]"):
+        return text, int(recorded)
+    return value, int(orjson.loads(value)[3])
 
 
 @dataclass(slots=True)
@@ -52,43 +63,36 @@ class DedupResult(Generic[T]):
     conflicts: list[tuple[T, Order]] = field(default_factory=list)
     too_old: list[tuple[T, Order]] = field(default_factory=list)
     updates: dict[str, str | None] = field(default_factory=dict)
-    watermark_ms: int = NO_WATERMARK
 
 
-def read_watermark(read: ReadMany) -> int:
-    """The partition's stored watermark, NO_WATERMARK when it has seen nothing."""
-    [value] = read([WATERMARK_KEY])
-    return NO_WATERMARK if value is None else int(value)
-
-
-def dedup_batch(
-    orders: Iterable[tuple[T, Order]], horizon_ms: int, read: ReadMany, scan: Scan
-) -> DedupResult[T]:
-    """Decide each order in arrival order, then expire what fell behind the horizon."""
+def dedup_batch(orders: Iterable[tuple[T, Order, int]], horizon_ms: int, watermark_ms: int,
+                read: ReadMany) -> DedupResult[T]:
+    """Decide each `(tag, order, origin watermark before it)` in arrival order."""
     orders = list(orders)
-    before = read_watermark(read)
-    result: DedupResult[T] = DedupResult(watermark_ms=before)
-    keys = [entry_key(order.order_number) for _, order in orders]
+    result: DedupResult[T] = DedupResult()
+    keys = [entry_key(order.order_number) for _, order, _ in orders]
     known = dict(zip(keys, read(keys), strict=True))
-    for (tag, order), key in zip(orders, keys, strict=True):
-        _decide(result, tag, order, key, known, horizon_ms)
-    if result.watermark_ms != before:
-        result.updates[WATERMARK_KEY] = str(result.watermark_ms)
-    _expire(result, result.watermark_ms - horizon_ms, scan)
+    for (tag, order, before_ms), key in zip(orders, keys, strict=True):
+        clock_ms = before_ms if before_ms > watermark_ms else watermark_ms
+        _decide(result, tag, order, key, known, clock_ms - horizon_ms, before_ms)
     return result
 
 
 def _decide(result: DedupResult[T], tag: T, order: Order, key: str,
-            known: dict[str, str | None], horizon_ms: int) -> None:
-    if order.order_time_ms < result.watermark_ms - horizon_ms:
+            known: dict[str, str | None], oldest_ms: int, before_ms: int) -> None:
+    if order.order_time_ms < oldest_ms:
         result.too_old.append((tag, order))
         return
-    result.watermark_ms = max(result.watermark_ms, order.order_time_ms)
     seen, mine = known[key], content(order)
+    if seen is not None:
+        seen, recorded_ms = split_entry(seen)
+        if recorded_ms < oldest_ms:  # beyond the horizon for this copy: a new order
+            result.updates[expiry_key(recorded_ms, order.order_number)] = None
+            seen = None
     if seen is None:
-        known[key] = mine
-        result.updates[key] = mine
-        result.updates[expiry_key(order.order_time_ms, order.order_number)] = ""
+        recorded_ms = max(before_ms, order.order_time_ms)
+        known[key] = result.updates[key] = f"{mine}|{recorded_ms}"
+        result.updates[expiry_key(recorded_ms, order.order_number)] = ""
         result.accepted.append((tag, order))
     elif seen == mine:
         result.duplicates.append((tag, order))
@@ -96,13 +100,18 @@ def _decide(result: DedupResult[T], tag: T, order: Order, key: str,
         result.conflicts.append((tag, order))
 
 
-def _expire(result: DedupResult[T], before_ms: int, scan: Scan) -> None:
-    """Delete entries whose order time is before `before_ms`, with their index keys."""
+def expire(before_ms: int, scan: Scan, updates: dict[str, str | None]) -> None:
+    """Delete entries recorded before `before_ms`, with their index keys, into `updates`.
+
+    An index key this batch already dropped (its number was recorded again) is skipped;
+    an entry this batch added that is already that old goes with the next batch: expiry
+    only has to be eventual to keep the store bounded.
+    """
     bound = expiry_key(before_ms, 0).rsplit("|", 1)[0]
     for key, _ in scan("x|"):
-        if key.rsplit("|", 1)[0] >= bound:
+        prefix, _, number = key.rpartition("|")
+        if prefix >= bound:
             break
-        result.updates[key] = None
-        result.updates["d|" + key.rsplit("|", 1)[1]] = None
-    # An entry this batch added and its own later orders pushed behind the horizon is
-    # expired by the next batch: expiry only has to be eventual to keep the store bounded.
+        if key not in updates:
+            updates[key] = None
+            updates["d|" + number] = None

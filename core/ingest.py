@@ -1,10 +1,20 @@
 """The ingest step over one partition's batch: skip what was applied, parse, dead-letter
 the invalid, send each order number to the partition that owns it, deduplicate, and group
-the accepted orders by the partition owning their buyer.
+the accepted orders by the partition owning their buyer; with the watermarks it moves.
 
 An order number is owned by the orders partition Kafka's default partitioner gives its
 decimal text (datagen's key), so orders keyed that way are deduplicated where they
 arrive; any other copy takes one hop through the rekey topic to its owner.
+
+State of dedup partition p besides core.dedup's entries (SPEC.md, Event time):
+- `m|source`    -> the source watermark of orders partition p: the largest order time read
+                   from it, in offset order
+- `m|via|<q>`   -> orders partition q's watermark and lease as the rekey topic last
+                   carried them here (core.watermarks.Channel)
+- `m|watermark` -> this partition's watermark: the min over its own source and every `via`
+                   (idle ones left out), never moving back
+- `s|<orders>:<q>` -> the last offset of orders partition q applied here (via the rekey
+                   topic, for q != p; from the topic itself for p, see core.sources)
 """
 
 from collections import defaultdict
@@ -12,18 +22,40 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-import orjson
-
-from core import jsonbytes
-from core.dedup import DedupResult, ReadMany, Scan, dedup_batch
+from core.dedup import DedupResult, ReadMany, Scan, dedup_batch, expire
 from core.late import late_value
 from core.models import Order
 from core.parse import InvalidOrder, parse_order
 from core.partitioning import key_partition
-from core.shuffle import Positioned, encode_shuffle, group_by_buyer_partition
+from core.shuffle import (
+    Origin,
+    Positioned,
+    decode_rekeyed,
+    encode_rekeyed,
+    encode_shuffle,
+    group_by_buyer_partition,
+)
 from core.sinks import dlq_value
-from core.sources import skip_applied
+from core.sources import applied_offsets, skip_applied, source_key
+from core.watermarks import (
+    NO_WATERMARK,
+    Channel,
+    Combined,
+    Emitter,
+    advance,
+    combine,
+    decode_channel,
+    encode_channel,
+)
 from tables.windows import WindowSpec
+
+SOURCE_KEY = "m|source"
+WATERMARK_KEY = "m|watermark"
+
+
+def via_key(origin: int) -> str:
+    """Store key of orders partition `origin`'s channel through the rekey topic."""
+    return f"m|via|{origin}"
 
 
 class RawMessage(NamedTuple):
@@ -37,16 +69,6 @@ class RawMessage(NamedTuple):
     value: bytes | None
 
 
-class Origin(NamedTuple):
-    """Where an order first arrived, for the DLQ and orders-late."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes
-
-
 @dataclass(frozen=True, slots=True)
 class IngestConfig:
     """What the ingest step needs to know of topics and time."""
@@ -58,7 +80,18 @@ class IngestConfig:
     horizon_ms: int
     windows: Sequence[WindowSpec]
     allowed_lateness_ms: int
+    max_future_skew_ms: int = 3_600_000
     dedup: bool = True  # off (DEDUP=0, for benchmarks): every order counts where it arrives
+
+
+class Clock(NamedTuple):
+    """The wall clock, and until when this worker declares its orders partition idle."""
+
+    now_ms: int
+    idle_until_ms: int | None = None
+
+
+Candidate = tuple[tuple[str, int, Origin, int | None], Order, int]  # tag, order, clock
 
 
 @dataclass(slots=True)
@@ -67,18 +100,18 @@ class IngestResult:
 
     dead_letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)
     late: list[tuple[bytes | None, bytes]] = field(default_factory=list)
-    rekeyed: list[tuple[int, bytes, bytes]] = field(default_factory=list)  # partition, key, value
-    shuffled: list[tuple[int, bytes]] = field(default_factory=list)  # partition, value
+    rekeyed: dict[int, list[tuple[Origin, Order, int]]] = field(
+        default_factory=lambda: defaultdict(list))  # owner -> copies
+    shuffled: dict[int, list[tuple[str, list[Positioned]]]] = field(
+        default_factory=lambda: defaultdict(list))  # buyer partition -> groups by source
     updates: dict[str, str | None] = field(default_factory=dict)
     read: int = 0  # messages read from the orders topic, replays included
     invalid: int = 0
     duplicates: int = 0
     conflicts: int = 0
     too_old: int = 0
-    latest_order_ms: int | None = None  # of every order read, for the ingest's alignment
-
-
-_new_tuple = tuple.__new__  # a NamedTuple without its Python-level __new__: once per order
+    source_watermark_ms: int = NO_WATERMARK  # of this orders partition, after the batch
+    output: Combined = Combined(NO_WATERMARK, None)  # what the repartition records carry
 
 
 def number_partition(order_number: int, partitions: int) -> int:
@@ -86,99 +119,155 @@ def number_partition(order_number: int, partitions: int) -> int:
     return key_partition(str(order_number).encode(), partitions)
 
 
-def ingest_partition(
-    messages: Iterable[RawMessage], config: IngestConfig, read: ReadMany, scan: Scan
-) -> IngestResult:
+def read_state(partition: int, config: IngestConfig,
+               read: ReadMany) -> tuple[int, int, dict[int, Channel]]:
+    """Source watermark, partition watermark and the rekey channels of a dedup partition."""
+    others = [q for q in range(config.orders_partitions) if q != partition and config.dedup]
+    source, watermark, *vias = read([SOURCE_KEY, WATERMARK_KEY, *map(via_key, others)])
+    return (NO_WATERMARK if source is None else int(source),
+            NO_WATERMARK if watermark is None else int(watermark),
+            {q: decode_channel(v) for q, v in zip(others, vias, strict=True)})
+
+
+def output_of(source_ms: int, watermark_ms: int, vias: dict[int, Channel],
+              clock: Clock) -> Combined:
+    """What the partition sends downstream: its watermark, or, when its own source and
+    every other are idle, the largest of them with the earliest lease."""
+    combined = combine([Channel(source_ms, clock.idle_until_ms), *vias.values()], clock.now_ms)
+    if combined.idle_until_ms is None:
+        return Combined(max(watermark_ms, combined.watermark_ms), None)
+    return combined
+
+
+def ingest_partition(partition: int, messages: Iterable[RawMessage], config: IngestConfig,
+                     read: ReadMany, scan: Scan, clock: Clock) -> IngestResult:
     """The whole ingest step for one partition's messages, in arrival order."""
     messages = list(messages)
     result = IngestResult(read=sum(m.topic == config.orders_topic for m in messages))
+    stored_source_ms, watermark_ms, stored_vias = read_state(partition, config, read)
     fresh, offsets = skip_applied(messages, read)
-    if not fresh:  # all replayed: nothing to do, nothing to write
-        return result
-    owned: list[tuple[tuple[str, int, Origin], Order]] = []
+    if any(m.topic == config.orders_topic for m in fresh):
+        clock = Clock(clock.now_ms)  # it delivers again: no longer idle
+    source_ms, vias, applied = stored_source_ms, dict(stored_vias), {}
+    owned: list[Candidate] = []
     for message in fresh:
-        claimed = _claim(message, config, result)
-        if claimed is not None:
-            owned.append(claimed)
-    decided = (dedup_batch(owned, config.horizon_ms, read, scan) if config.dedup
-               else DedupResult(accepted=owned))
-    _record_rejects(decided.conflicts, decided.too_old, config, result)
-    result.duplicates = len(decided.duplicates)
+        if message.topic == config.rekey_topic:
+            _receive(message, config, read, vias, applied, owned)
+        else:
+            source_ms = _claim(message, partition, config, clock, source_ms, owned, result)
+    decided = (dedup_batch(owned, config.horizon_ms, watermark_ms, read) if config.dedup
+               else DedupResult(accepted=[(tag, order) for tag, order, _ in owned]))
+    _record_rejects(decided, config, result)
     _shuffle(decided.accepted, config, result)
     result.updates.update(decided.updates)
     result.updates.update(offsets)
+    result.updates.update({source_key(s): str(o) for s, o in applied.items()})
+    if source_ms != stored_source_ms:
+        result.updates[SOURCE_KEY] = str(source_ms)
+    result.updates.update({via_key(q): encode_channel(c) for q, c in vias.items()
+                           if c != stored_vias[q]})
+    result.source_watermark_ms = source_ms
+    result.output = output_of(source_ms, watermark_ms, vias, clock)
+    _move_watermark(result, watermark_ms, config, scan)
     return result
 
 
-def _claim(
-    message: RawMessage, config: IngestConfig, result: IngestResult
-) -> tuple[tuple[str, int, Origin], Order] | None:
-    """The order of a message this partition owns; invalid and foreign ones are routed away."""
-    source = f"{message.topic}:{message.partition}"
-    if message.topic == config.rekey_topic:
-        origin, order = decode_rekeyed(message.value or b"")
-        return (source, message.offset, origin), order
+def _claim(message: RawMessage, partition: int, config: IngestConfig, clock: Clock,
+           source_ms: int, owned: list[Candidate], result: IngestResult) -> int:
+    """Parse an orders message: invalid ones to the DLQ, foreign ones to their owner; the
+    source watermark after it."""
     try:
-        order = parse_order(message.value)
+        order = parse_order(message.value, clock.now_ms + config.max_future_skew_ms,
+                            max_future_skew_ms=config.max_future_skew_ms)
     except InvalidOrder as error:
         result.invalid += 1
         result.dead_letters.append((message.key, dlq_value(
             str(error), message.topic, message.partition, message.offset, message.value)))
-        return None
-    if result.latest_order_ms is None or order.order_time_ms > result.latest_order_ms:
-        result.latest_order_ms = order.order_time_ms
-    origin = _new_tuple(Origin, (message.topic, message.partition, message.offset,
-                                 message.key, message.value or b""))
+        return source_ms
+    origin = Origin(message.topic, message.partition, message.offset, message.key,
+                    message.value or b"")
     owner = number_partition(order.order_number, config.orders_partitions)
-    if config.dedup and owner != message.partition:
-        result.rekeyed.append((owner, str(order.order_number).encode(),
-                               encode_rekeyed(origin, order)))
-        return None
-    return (source, message.offset, origin), order
+    if config.dedup and owner != partition:
+        result.rekeyed[owner].append((origin, order, source_ms))
+    else:
+        owned.append(((f"{message.topic}:{partition}", message.offset, origin,
+                       source_ms if source_ms > order.order_time_ms else None),
+                      order, source_ms))
+    return order.order_time_ms if order.order_time_ms > source_ms else source_ms
 
 
-def _record_rejects(conflicts: list, too_old: list, config: IngestConfig,  # type: ignore[type-arg]
+def _receive(message: RawMessage, config: IngestConfig, read: ReadMany,
+             vias: dict[int, Channel], applied: dict[str, int],
+             owned: list[Candidate]) -> None:
+    """A rekey record: its copies not applied yet (a redone batch of their origin sends
+    them again), then its origin's watermark."""
+    record = decode_rekeyed(message.value or b"")
+    source = f"{config.orders_topic}:{record.origin}"
+    if source not in applied:
+        applied.update(applied_offsets([source], read))
+    for origin, order, before_ms in record.orders:
+        if origin.offset <= applied[source]:
+            continue
+        applied[source] = origin.offset
+        label = f"{source}>{message.partition}"
+        owned.append(((label, origin.offset, origin,
+                       before_ms if before_ms > order.order_time_ms else None), order, before_ms))
+    vias[record.origin] = advance(vias.get(record.origin, Channel()), record.watermark_ms,
+                                  record.idle_until_ms)
+
+
+def _move_watermark(result: IngestResult, watermark_ms: int, config: IngestConfig,
+                    scan: Scan) -> None:
+    """The partition's watermark moves on with its output; entries fall behind the horizon."""
+    output = result.output
+    if output.idle_until_ms is None and output.watermark_ms > watermark_ms:
+        result.updates[WATERMARK_KEY] = str(output.watermark_ms)
+        if config.dedup:
+            expire(output.watermark_ms - config.horizon_ms, scan, result.updates)
+
+
+def channel_records(partition: int, result: IngestResult, clock: Clock, emitter: Emitter,
+                    config: IngestConfig) -> tuple[list[tuple[int, bytes]],
+                                                   list[tuple[int, bytes]]]:
+    """`(owner, rekey record)` and `(buyer partition, repartition record)` for every output
+    channel that has orders or is due a watermark: rekey channels carry this source's
+    watermark and lease, repartition channels the partition's output."""
+    rekeyed, shuffled, now_ms = [], [], clock.now_ms
+    source, lease = result.source_watermark_ms, clock.idle_until_ms
+    for owner in range(config.orders_partitions) if config.dedup else ():
+        copies, channel = result.rekeyed.get(owner), ("rekey", partition, owner)
+        if owner != partition and (copies or emitter.due(channel, source, lease, now_ms)):
+            rekeyed.append((owner, encode_rekeyed(partition, source, lease, copies or ())))
+            emitter.sent(channel, source, lease, now_ms)
+    watermark, lease = result.output
+    for target in range(config.buyer_partitions):
+        groups, channel = result.shuffled.get(target), ("buyer", partition, target)
+        if groups or emitter.due(channel, watermark, lease, now_ms):
+            shuffled.append((target, encode_shuffle(partition, watermark, lease, groups or ())))
+            emitter.sent(channel, watermark, lease, now_ms)
+    return rekeyed, shuffled
+
+
+def _record_rejects(decided: DedupResult, config: IngestConfig,  # type: ignore[type-arg]
                     result: IngestResult) -> None:
-    for (_, _, origin), order in conflicts:
+    for (_, _, origin, _), order in decided.conflicts:
         result.dead_letters.append((origin.key, dlq_value(
             f"conflict: order_number {order.order_number} seen with different content",
             origin.topic, origin.partition, origin.offset, origin.value)))
-    for (_, _, origin), order in too_old:
-        reason = ("older than the watermark minus DEDUP_HORIZON: it can no longer be checked "
-                  "for duplicates, so it counts nowhere")
+    for (_, _, origin, _), order in decided.too_old:
+        reason = ("older than its partition's watermark minus DEDUP_HORIZON: it can no longer "
+                  "be checked for duplicates, so it counts nowhere")
         result.late.append((origin.key, late_value(
             order, reason, config.windows, config.allowed_lateness_ms, missed_all=True)))
-    result.conflicts, result.too_old = len(conflicts), len(too_old)
+    result.duplicates = len(decided.duplicates)
+    result.conflicts, result.too_old = len(decided.conflicts), len(decided.too_old)
 
 
 def _shuffle(accepted: list, config: IngestConfig, result: IngestResult) -> None:  # type: ignore[type-arg]
-    """Accepted orders to their buyer's partition, per source stream, offsets kept."""
+    """Accepted orders to their buyer's partition, per source, offsets and clocks kept."""
     by_source: dict[str, list[Positioned]] = defaultdict(list)
-    for (source, offset, origin), order in accepted:
-        by_source[source].append((offset, order, origin.key))
+    for (source, offset, origin, late_clock), order in accepted:
+        by_source[source].append((offset, order, origin.key, late_clock))
     for source, orders in by_source.items():
         for partition, group in group_by_buyer_partition(orders, config.buyer_partitions).items():
-            result.shuffled.append((partition, encode_shuffle(source, group)))
-
-
-def encode_rekeyed(origin: Origin, order: Order) -> bytes:
-    """A copy sent to the partition owning its order number, with where it first arrived."""
-    return jsonbytes.dumps({
-        "origin": [origin.topic, origin.partition, origin.offset],
-        "key": None if origin.key is None else origin.key.decode("latin-1"),
-        "raw": origin.value.decode("utf-8"),
-        "order": [order.order_number, str(order.price), order.first_name, order.last_name,
-                  order.order_time_ms],
-    })
-
-
-def decode_rekeyed(value: bytes) -> tuple[Origin, Order]:
-    """Inverse of encode_rekeyed."""
-    from decimal import Decimal
-
-    record = orjson.loads(value)
-    topic, partition, offset = record["origin"]
-    key = None if record["key"] is None else record["key"].encode("latin-1")
-    number, price, first, last, time_ms = record["order"]
-    origin = Origin(topic, partition, offset, key, record["raw"].encode("utf-8"))
-    return origin, Order(number, Decimal(price), first, last, time_ms)
+            result.shuffled[partition].append((source, group))

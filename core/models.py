@@ -16,9 +16,3 @@ class Order(NamedTuple):
     @property
     def buyer(self) -> tuple[str, str]:
         return (self.first_name, self.last_name)
-
-
-class Tick(NamedTuple):
-    """A watermark carried through the repartition log (the idle rule), applied in order."""
-
-    watermark_ms: int

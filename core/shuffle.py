@@ -1,23 +1,60 @@
-"""The repartition step: accepted orders grouped by buyer partition, one record per batch.
+"""The records of the two internal hops, each carrying its sender's watermark (core.watermarks).
 
-Each record carries the source stream (`topic:partition`) and each order's source
-offset, so the aggregation applies an order only if its offset is beyond what it
-has already applied from that source (core.sources), and the order's Kafka key as
-received, for orders-late.
+- The rekey topic (`<APP_ID>-orders-by-number`): from orders partition `origin` to the
+  partition owning the order numbers, one record per batch and owner, with each order's
+  coordinates, its origin's source watermark just before it, and the origin's watermark
+  and idle lease after the batch. A record without orders carries the watermark only.
+- The repartition topic (`<APP_ID>-orders-by-buyer`): from dedup partition `carrier` to
+  the partition owning the buyers, one record per batch and buyer partition, its orders in
+  groups by source (`<orders topic>:<origin>` for the carrier's own orders partition,
+  `...:<origin>><carrier>` for those that hopped), each with its source offset, so the
+  aggregation applies an order only beyond what it applied from that source
+  (core.sources); an order's `late_clock` is its origin's watermark before it, when later
+  than its own time (the late rule), else None.
 """
 
 from collections import defaultdict
 from collections.abc import Iterable
 from decimal import Decimal
 from functools import lru_cache
+from typing import NamedTuple
 
 import orjson
 
 from core import jsonbytes
-from core.models import Order, Tick
+from core.models import Order
 from core.partitioning import key_partition
 
-Positioned = tuple[int, Order, bytes | None]  # (source offset, order, key as received)
+Positioned = tuple[int, Order, bytes | None, int | None]  # offset, order, key, late clock
+_new_tuple = tuple.__new__  # a NamedTuple without its Python-level __new__: the hot path
+
+
+class Origin(NamedTuple):
+    """Where an order first arrived, for the DLQ and orders-late."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+class Shuffled(NamedTuple):
+    """A repartition record: the carrier's watermark and lease, and orders by source."""
+
+    carrier: int
+    watermark_ms: int
+    idle_until_ms: int | None
+    groups: list[tuple[str, list[Positioned]]]
+
+
+class Rekeyed(NamedTuple):
+    """A rekey record: the origin's watermark and lease, and copies with their clocks."""
+
+    origin: int
+    watermark_ms: int
+    idle_until_ms: int | None
+    orders: list[tuple[Origin, Order, int]]  # coordinates, order, origin watermark before
 
 
 def buyer_key(first_name: str, last_name: str) -> bytes:
@@ -42,41 +79,50 @@ def group_by_buyer_partition(
     return groups
 
 
-def encode_shuffle(source: str, orders: list[Positioned]) -> bytes:
-    """One repartition record: the source stream and its orders with their offsets."""
-    rows = [
-        (offset, o.order_number, str(o.price), o.first_name, o.last_name, o.order_time_ms,
-         None if key is None else key.decode("latin-1"))
-        for offset, o, key in orders
-    ]
-    return jsonbytes.dumps({"source": source, "orders": rows})
+def encode_shuffle(carrier: int, watermark_ms: int, idle_until_ms: int | None,
+                   groups: Iterable[tuple[str, list[Positioned]]] = ()) -> bytes:
+    """One repartition record (no groups: a watermark-only record)."""
+    return jsonbytes.dumps({
+        "carrier": carrier, "watermark": watermark_ms, "idle_until": idle_until_ms,
+        "groups": [[source, [
+            (offset, o.order_number, str(o.price), o.first_name, o.last_name, o.order_time_ms,
+             None if key is None else key.decode("latin-1"), clock)
+            for offset, o, key, clock in rows]] for source, rows in groups],
+    })
 
 
-def decode_shuffle(value: bytes) -> tuple[str, list[Positioned]]:
+def decode_shuffle(value: bytes) -> Shuffled:
     """Inverse of encode_shuffle."""
-    return _orders(orjson.loads(value))
-
-
-_new_tuple = tuple.__new__  # Order(...) without its Python-level __new__: the hot path
-
-
-def _orders(record: dict) -> tuple[str, list[Positioned]]:  # type: ignore[type-arg]
-    orders = [
-        (offset, _new_tuple(Order, (number, Decimal(price), first, last, time_ms)),
-         None if key is None else key.encode("latin-1"))
-        for offset, number, price, first, last, time_ms, key in record["orders"]
-    ]
-    return record["source"], orders
-
-
-def encode_tick(watermark_ms: int) -> bytes:
-    """A watermark tick record for the repartition topic (tables.idle)."""
-    return jsonbytes.dumps({"watermark": watermark_ms})
-
-
-def decode_item(value: bytes) -> tuple[str, list[Positioned]] | Tick:
-    """A repartition record: a source's orders, or a watermark tick."""
     record = orjson.loads(value)
-    if "watermark" in record:
-        return Tick(record["watermark"])
-    return _orders(record)
+    groups = [(source, [
+        (offset, _new_tuple(Order, (number, Decimal(price), first, last, time_ms)),
+         None if key is None else key.encode("latin-1"), clock)
+        for offset, number, price, first, last, time_ms, key, clock in rows])
+        for source, rows in record["groups"]]
+    return Shuffled(record["carrier"], record["watermark"], record["idle_until"], groups)
+
+
+def encode_rekeyed(origin: int, watermark_ms: int, idle_until_ms: int | None,
+                   orders: Iterable[tuple[Origin, Order, int]] = ()) -> bytes:
+    """One rekey record (no orders: a watermark-only record)."""
+    return jsonbytes.dumps({
+        "origin": origin, "watermark": watermark_ms, "idle_until": idle_until_ms,
+        "orders": [
+            (where.topic, where.offset, None if where.key is None else where.key.decode("latin-1"),
+             where.value.decode("utf-8"), o.order_number, str(o.price), o.first_name,
+             o.last_name, o.order_time_ms, before_ms)
+            for where, o, before_ms in orders],
+    })
+
+
+def decode_rekeyed(value: bytes) -> Rekeyed:
+    """Inverse of encode_rekeyed."""
+    record = orjson.loads(value)
+    origin = record["origin"]
+    orders = [
+        (Origin(topic, origin, offset, None if key is None else key.encode("latin-1"),
+                raw.encode("utf-8")),
+         _new_tuple(Order, (number, Decimal(price), first, last, time_ms)), before_ms)
+        for topic, offset, key, raw, number, price, first, last, time_ms, before_ms
+        in record["orders"]]
+    return Rekeyed(origin, record["watermark"], record["idle_until"], orders)

@@ -33,12 +33,13 @@ def applied_offsets(sources: Iterable[str], read: ReadMany) -> dict[str, int]:
 
 
 def skip_applied(messages: Sequence[M], read: ReadMany) -> tuple[list[M], dict[str, str | None]]:
-    """Messages beyond what was applied, in order, and the store updates that record them."""
+    """Messages beyond what was applied, in order, and the store updates that record them
+    (none for a source with nothing new)."""
     applied = applied_offsets((f"{m.topic}:{m.partition}" for m in messages), read)
-    fresh = []
+    fresh, moved = [], {}
     for message in messages:
         source = f"{message.topic}:{message.partition}"
         if message.offset > applied[source]:
-            applied[source] = message.offset
+            applied[source] = moved[source] = message.offset
             fresh.append(message)
-    return fresh, {source_key(s): str(o) for s, o in applied.items()}
+    return fresh, {source_key(s): str(o) for s, o in moved.items()}

@@ -89,6 +89,15 @@ class PartitionStore:
             return str(it.key().decode())
         return None
 
+    def get_local(self, name: str) -> str | None:
+        """A value this store keeps for itself alone (never in the changelog)."""
+        raw = self._db.get(b"~" + name.encode())
+        return None if raw is None else raw.decode()
+
+    def set_local(self, name: str, value: str) -> None:
+        """Keep a value for this store alone: lost with DATA_DIR, never restored."""
+        self._db[b"~" + name.encode()] = value.encode()
+
     def commit(self, updates: Updates, changelog_offset: int) -> None:
         """Apply one batch of updates and the changelog offset they reflect, atomically."""
         batch = WriteBatch(raw_mode=True)

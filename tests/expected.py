@@ -61,3 +61,40 @@ def expected_window_items(meaning: Meaning, size: int, slide: int) -> list[dict]
          "avg_price": money((s / c).quantize(Decimal("0.01")))}
         for (start, b), (c, s, lo, hi) in ordered
     ]
+
+
+Window = tuple[str, int, int]  # name, size ms, slide ms
+
+
+def expected_event_time(partitions: list[Meaning], windows: list[Window], lateness: int,
+                        ) -> tuple[dict[int, list[tuple[str, int]]], dict[tuple, list], int]:
+    """SPEC.md's late rule, by brute force: each orders partition's orders in offset order
+    (a repeated order number counts once, its first copy); an order is late for the
+    windows whose end plus `lateness` the largest earlier time of its partition reached.
+    Returns the late orders and the windows they missed, every window row
+    ((name, start, buyer) -> [count, sum, min, max]) of the orders that count in it, and
+    the watermark every partition ends at: the smallest of the partitions' largest times.
+    """
+    late: dict[int, list[tuple[str, int]]] = {}
+    rows: dict[tuple, list] = {}
+    seen: set[int] = set()
+    largest = []
+    for meaning in partitions:
+        before = None
+        for number, price, buyer, ms in meaning:
+            if number not in seen:
+                seen.add(number)
+                for name, size, slide in windows:
+                    for start in range((ms // slide - size // slide - 1) * slide, ms + 1, slide):
+                        if not start <= ms < start + size:
+                            continue
+                        if before is not None and start + size + lateness <= before:
+                            late.setdefault(number, []).append((name, start))
+                            continue
+                        row = rows.setdefault((name, start, buyer), [0, Decimal(0), price, price])
+                        row[0] += 1
+                        row[1] += price
+                        row[2], row[3] = min(row[2], price), max(row[3], price)
+            before = ms if before is None else max(before, ms)
+        largest.append(before)
+    return late, rows, min(largest)

@@ -8,9 +8,10 @@ from pathlib import Path
 from app.metrics import Metrics
 from app.settings import Settings
 from app.topics import topic_names
-from core.aggregation import AggregateConfig, apply_batch, close_windows
+from core.aggregation import AggregateConfig, Clock, apply_batch, close_windows
 from core.models import Order
-from core.shuffle import buyer_partition
+from core.shuffle import Positioned, Shuffled, buyer_partition
+from core.watermarks import NO_WATERMARK
 from tables.store import PartitionStore
 
 PARTITIONS = 4
@@ -59,18 +60,22 @@ def runtime_with_orders(root: Path, orders: Iterable[Order], **settings: object)
 
 def filled_stores(root: Path, orders: Iterable[Order], settings: Settings) -> Stores:
     """One store per partition, each order applied in its buyer's partition as one batch,
-    then the windows its watermark made final closed, as the aggregate agent does."""
+    then the windows its watermark (its latest order) made final closed, as the aggregate
+    agent does."""
     config = AggregateConfig(settings.windows, settings.allowed_lateness,
                              settings.window_retention)
-    by_partition: dict[int, list[tuple[int, Order, None]]] = {}
+    by_partition: dict[int, list[Positioned]] = {}
     for offset, order in enumerate(orders):
         partition = buyer_partition(order.first_name, order.last_name, PARTITIONS)
-        by_partition.setdefault(partition, []).append((offset, order, None))
+        by_partition.setdefault(partition, []).append((offset, order, None, None))
     stores = {}
     for partition in range(PARTITIONS):
         store = stores[partition] = PartitionStore(root / str(partition))
-        result = apply_batch([("orders:0", by_partition.get(partition, []))], config,
-                             store.get_many)
+        rows = by_partition.get(partition, [])
+        # one carrier whose watermark ends at the partition's latest order, all on time
+        watermark = max((o.order_time_ms for _, o, _, _ in rows), default=NO_WATERMARK)
+        record = Shuffled(0, watermark, None, [("orders:0", rows)])
+        result = apply_batch([record], config, store.get_many, Clock(0))
         store.commit(result.updates, 0)
         closing = close_windows(config, store.get_many, store.scan)
         store.commit(closing.updates, 1)

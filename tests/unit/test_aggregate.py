@@ -4,36 +4,27 @@ from decimal import Decimal
 
 import orjson
 
-from core.aggregate import parse_window_key, total_key, window_key
-from core.aggregation import AggregateConfig, apply_batch, close_windows
-from core.models import Order, Tick
+from core.aggregate import parse_window_key, read_watermark, total_key, window_key
+from core.aggregation import AggregateConfig, Clock, apply_batch, close_windows, outbox
+from core.models import Order
+from core.shuffle import Shuffled
+from core.watermarks import NO_WATERMARK
 from tables.windows import WindowSpec
+from tests.unit.dictstore import DictStore as BaseStore
 
 TUMBLE = WindowSpec("tumble_10s", "tumbling", 10_000, 10_000)
 HOP = WindowSpec("hop_20s_10s", "hopping", 20_000, 10_000)
 FAR = 10**12  # lateness and retention that never close a window in these tests
+IDLE = 30_000
 
 
-class DictStore(dict):
-    def read(self, keys):
-        return [self.get(k) for k in keys]
-
-    def scan(self, prefix, first_key=None):
-        for key in sorted(self):
-            if key.startswith(prefix) and key >= (first_key or prefix):
-                yield key, self[key]
-
-    def apply(self, updates):
-        for key, value in updates.items():
-            if value is None:
-                self.pop(key, None)
-            else:
-                self[key] = value
-
-    def run(self, items, windows=(TUMBLE,), lateness=FAR, retention=FAR):
+class DictStore(BaseStore):
+    def run(self, items, windows=(TUMBLE,), lateness=FAR, retention=FAR, carriers=1,
+            clock=None):
         """Apply a batch, commit it, then close windows on the committed state, as the agent."""
-        config = AggregateConfig(windows, lateness, retention)
-        result = apply_batch(items, config, self.read)
+        config = AggregateConfig(windows, lateness, retention, carriers=carriers,
+                                 idle_timeout_ms=IDLE)
+        result = apply_batch(items, config, self.read, clock or Clock(0))
         self.apply(result.updates)
         closing = close_windows(config, self.read, self.scan)
         self.apply(closing.updates)
@@ -45,32 +36,43 @@ def order(number, price, first, last, ms):
     return Order(number, Decimal(price), first, last, ms)
 
 
-def at(source, *orders):
-    """A repartition record: orders with their source offsets (from 0) and no key."""
-    return (source, [(offset, o, None) for offset, o in orders])
+def at(source, *orders, watermark=NO_WATERMARK, carrier=0, idle_until=None):
+    """A repartition record of `carrier`: orders with their source offsets and late clocks
+    (`(offset, order)` or `(offset, order, clock)`), and the watermark it carries."""
+    rows = [(item[0], item[1], None, item[2] if len(item) > 2 else None) for item in orders]
+    return Shuffled(carrier, watermark, idle_until, [(source, rows)] if rows else [])
+
+
+def mark(watermark, carrier=0, idle_until=None):
+    """A watermark-only repartition record."""
+    return Shuffled(carrier, watermark, idle_until, [])
 
 
 def test_totals_and_windows_of_one_batch():
     store = DictStore()
     result = store.run([at("orders:0", (5, order(1, "10.50", "Ana", "Ruiz", 1_000)),
                            (6, order(2, "0.25", "Ana", "Ruiz", 12_000)),
-                           (7, order(3, "99.99", "Zoë", "Brontë", 9_999)))],
+                           (7, order(3, "99.99", "Zoë", "Brontë", 9_999), 12_000),
+                           watermark=12_000)],
                        windows=(TUMBLE, HOP), lateness=0)
     assert result.counted == 3
     assert orjson.loads(store[total_key(("Ana", "Ruiz"))]) == [2, "10.75"]
     assert orjson.loads(store[total_key(("Zoë", "Brontë"))]) == [1, "99.99"]
-    # in one batch, orders apply by event time: 9_999 comes before 12_000 and is on time
     assert orjson.loads(store[window_key("tumble_10s", 0, ("Ana", "Ruiz"))]) == [
         1, "10.50", "10.50", "10.50"]
-    assert orjson.loads(store[window_key("tumble_10s", 0, ("Zoë", "Brontë"))])[0] == 1
-    assert result.late == []
+    # 9_999 after 12_000 in its partition, with no lateness: late for the windows ending
+    # at 10_000, counted in [0, 20000)
+    [late] = result.late
+    assert sorted((w.name, start) for w, start in late.missed) == [
+        ("hop_20s_10s", -10_000), ("tumble_10s", 0)]
+    assert window_key("tumble_10s", 0, ("Zoë", "Brontë")) not in store
+    assert orjson.loads(store[window_key("hop_20s_10s", 0, ("Zoë", "Brontë"))])[0] == 1
     # hop 20s/10s: 1000 is in [-10000, 10000) and [0, 20000); 12000 in [0, 20000), [10000, 30000)
     assert orjson.loads(store[window_key("hop_20s_10s", 0, ("Ana", "Ruiz"))]) == [
         2, "10.75", "0.25", "10.50"]
     assert store["s|orders:0"] == "7" and store["m|watermark"] == "12000"
-    # lateness 0: [0, 10000) is final at watermark 12_000 and published with both buyers
-    assert sorted(orjson.loads(k)[3] for k, _ in result.finals if b"tumble" in k) == [
-        "Brontë", "Ruiz"]
+    # lateness 0: [0, 10000) is final at watermark 12_000 and published with its one row
+    assert sorted(orjson.loads(k)[3] for k, _ in result.finals if b"tumble" in k) == ["Ruiz"]
     assert [(c.buyer, c.old, c.new.count) for c in result.total_changes] == [
         (("Ana", "Ruiz"), None, 2), (("Zoë", "Brontë"), None, 1)]
 
@@ -94,7 +96,7 @@ def test_a_repeated_batch_changes_nothing_and_a_later_one_adds():
 def test_sums_stay_exact_beyond_28_digits():
     store = DictStore()
     big = "123456789012345678901234567890.99"  # 30 digits before the point
-    store.run([("orders:0", [(i, order(i, big, "Ana", "Ruiz", 0), None) for i in range(3)])])
+    store.run([at("orders:0", *[(i, order(i, big, "Ana", "Ruiz", 0)) for i in range(3)])])
     assert orjson.loads(store[total_key(("Ana", "Ruiz"))])[1] == "370370367037037036703703703672.97"
 
 
@@ -115,14 +117,17 @@ def test_window_keys_sort_by_start_and_round_trip():
 
 def test_final_exactly_when_the_watermark_reaches_end_plus_lateness():
     store = DictStore()
-    store.run([at("o:0", (0, order(1, "1.00", "A", "B", 9_999)))], lateness=5_000)
+    store.run([at("o:0", (0, order(1, "1.00", "A", "B", 9_999)), watermark=9_999)],
+              lateness=5_000)
     # watermark 14_999 < 10_000 + 5_000: [0, 10000) not final, nothing published
-    assert store.run([at("o:0", (1, order(2, "1.00", "C", "D", 14_999)))],
+    assert store.run([at("o:0", (1, order(2, "1.00", "C", "D", 14_999)), watermark=14_999)],
                      lateness=5_000).finals == []
-    # an order at 0 still counts: the window is not final yet
-    assert store.run([at("o:0", (2, order(3, "2.00", "A", "B", 0)))], lateness=5_000).late == []
+    # an order at 0 after one at 14_999 of its partition: on time, the window is not final
+    assert store.run([at("o:0", (2, order(3, "2.00", "A", "B", 0), 14_999),
+                         watermark=14_999)], lateness=5_000).late == []
     # watermark 15_000 == end + lateness: final, published once with both orders of A B
-    result = store.run([at("o:0", (3, order(4, "1.00", "C", "D", 15_000)))], lateness=5_000)
+    result = store.run([at("o:0", (3, order(4, "1.00", "C", "D", 15_000)), watermark=15_000)],
+                       lateness=5_000)
     published = {tuple(orjson.loads(k)): orjson.loads(v) for k, v in result.finals}
     # C D's orders (14_999, 15_000) are in [10000, 20000), still open
     assert set(published) == {("tumble_10s", 0, "A", "B")}
@@ -130,9 +135,10 @@ def test_final_exactly_when_the_watermark_reaches_end_plus_lateness():
         "window_start": "1970-01-01T00:00:00.000Z", "window_end": "1970-01-01T00:00:10.000Z",
         "buyer": {"first_name": "A", "last_name": "B"}, "count": 2, "sum_price": "3.00",
         "min_price": "1.00", "max_price": "2.00", "avg_price": "1.50", "final": True}
+    assert store.run([mark(15_000)], lateness=5_000).finals == []  # published once only
     # now late: counted in the total, not in the final window, reported with that window
-    assert store.run([Tick(15_000)], lateness=5_000).finals == []  # published once only
-    late = store.run([at("o:0", (4, order(5, "9.00", "A", "B", 10)))], lateness=5_000)
+    late = store.run([at("o:0", (4, order(5, "9.00", "A", "B", 10), 15_000), watermark=15_000)],
+                     lateness=5_000)
     assert late.finals == [] and late.counted == 1
     assert [(spec.name, start) for spec, start in late.late[0].missed] == [("tumble_10s", 0)]
     assert orjson.loads(store[window_key("tumble_10s", 0, ("A", "B"))])[0] == 2
@@ -141,31 +147,81 @@ def test_final_exactly_when_the_watermark_reaches_end_plus_lateness():
 
 def test_a_late_order_still_counts_in_its_windows_that_are_not_final():
     store = DictStore()
-    store.run([at("o:0", (0, order(1, "1.00", "A", "B", 25_000)))], windows=(HOP,), lateness=0)
-    # watermark 25_000: hop [0, 20000) is final, [10000, 30000) is not
-    result = store.run([at("o:0", (1, order(2, "4.00", "A", "B", 15_000)))], windows=(HOP,),
-                       lateness=0)
+    # its partition had reached 25_000: hop [0, 20000) is closed for it, [10000, 30000) is not
+    result = store.run([at("o:0", (1, order(2, "4.00", "A", "B", 15_000), 25_000))],
+                       windows=(HOP,), lateness=0)
     assert [start for _, start in result.late[0].missed] == [0]
-    assert orjson.loads(store[window_key("hop_20s_10s", 10_000, ("A", "B"))])[:2] == [2, "5.00"]
+    assert orjson.loads(store[window_key("hop_20s_10s", 10_000, ("A", "B"))])[:2] == [1, "4.00"]
 
 
-def test_retention_deletes_rows_and_a_tick_moves_the_watermark_in_log_order():
+def test_late_by_its_own_partition_even_where_the_aggregation_is_far_behind():
+    """SPEC.md: late for a window when the largest earlier order time of its own partition
+    reached its end plus lateness, wherever batches are cut; the other carrier has said
+    nothing, so this partition's watermark is still unknown."""
+    store = DictStore()
+    result = store.run([at("o:0", (0, order(1, "1.00", "A", "B", 1_000), 3_601_000),
+                           (1, order(2, "1.00", "A", "B", 3_600_999)), watermark=3_601_000)],
+                       lateness=0, carriers=2)
+    assert [(o.order.order_number, o.missed[0][1]) for o in result.late] == [(1, 0)]
+    assert read_watermark(store.read) == NO_WATERMARK
+
+
+def test_the_watermark_is_the_min_over_the_carriers_and_an_idle_one_drops_out():
+    store = DictStore()
+    store.run([mark(50_000, carrier=1)], carriers=2, lateness=0)
+    assert read_watermark(store.read) == NO_WATERMARK  # carrier 0 holds it
+    # an order far behind carrier 1, on time for its own partition: not late
+    result = store.run([at("o:0", (0, order(1, "1.00", "A", "B", 1_000)), watermark=1_000)],
+                       carriers=2, lateness=0)
+    assert result.late == [] and read_watermark(store.read) == 1_000
+    # carrier 0 idle until 10_000 on the wall clock: carrier 1 alone holds it
+    store.run([mark(1_000, carrier=0, idle_until=10_000)], carriers=2, lateness=0,
+              clock=Clock(5_000))
+    assert read_watermark(store.read) == 50_000
+    assert [orjson.loads(k)[:2] for k, _ in store.run([], lateness=0, carriers=2,
+                                                      clock=Clock(5_000)).finals] == []
+    # the lease ran out: carrier 0 holds it again at 1_000, and it never moves back
+    store.run([mark(60_000, carrier=1)], carriers=2, lateness=0, clock=Clock(10_000))
+    assert read_watermark(store.read) == 50_000
+
+
+def test_when_every_carrier_is_idle_the_watermark_follows_the_clock_until_all_is_final():
+    store = DictStore()
+    store.run([at("o:0", (0, order(1, "1.00", "A", "B", 1_000)), watermark=1_000,
+                  idle_until=10**9),
+               mark(4_000, carrier=1, idle_until=10**9)], carriers=2, lateness=0)
+    assert read_watermark(store.read) == NO_WATERMARK  # all idle, but not for IDLE yet
+    # idle since 0, IDLE plus 2 s later: from the largest watermark (4_000), 2 s on
+    store.run([], carriers=2, lateness=0, clock=Clock(IDLE + 2_000, all_idle_since_ms=0))
+    assert read_watermark(store.read) == 6_000
+    # it stops once every window holding an order is final: [0, 10000) at 10_000
+    result = store.run([], carriers=2, lateness=0, clock=Clock(IDLE + 60_000, 0))
+    assert read_watermark(store.read) == 10_000
+    assert [orjson.loads(k) for k, _ in result.finals] == [["tumble_10s", 0, "A", "B"]]
+
+
+def test_retention_deletes_rows_and_a_watermark_only_record_moves_the_watermark():
     store = DictStore()
     store.run([at("o:0", (0, order(1, "1.00", "A", "B", 1_000)))], lateness=0, retention=20_000)
-    result = store.run([Tick(29_999)], lateness=0, retention=20_000)
+    result = store.run([mark(29_999)], lateness=0, retention=20_000)
     assert [orjson.loads(k) for k, _ in result.finals] == [["tumble_10s", 0, "A", "B"]]
     assert window_key("tumble_10s", 0, ("A", "B")) in store  # 10_000 + 20_000 > 29_999
-    store.run([Tick(30_000)], lateness=0, retention=20_000)
+    store.run([mark(30_000)], lateness=0, retention=20_000)
     assert window_key("tumble_10s", 0, ("A", "B")) not in store
     assert store["m|watermark"] == "30000"
     assert orjson.loads(store[total_key(("A", "B"))]) == [1, "1.00"]  # totals have no window
 
 
-def test_a_late_order_across_batches_is_late_in_log_order():
+def test_the_outbox_holds_the_last_batchs_buyers_and_their_current_totals():
     store = DictStore()
-    store.run([at("o:0", (0, order(1, "1.00", "A", "B", 30_000)))], lateness=0)
-    result = store.run([at("o:1", (0, order(2, "1.00", "A", "B", 5_000)))], lateness=0)
-    assert [start for _, start in result.late[0].missed] == [0]
+    store.run([at("o:0", (0, order(1, "1.00", "A", "B", 0)), (1, order(2, "2.50", "C", "D", 0)))])
+    store.run([at("o:0", (2, order(3, "4.00", "A", "B", 0)))])
+    sequence, changes = outbox(store.read)
+    assert sequence == 2
+    assert [(c.buyer, c.new.count, str(c.new.total_price)) for c in changes] == [
+        (("A", "B"), 2, "5.00")]
+    store.run([mark(5)])  # no orders: the outbox stays
+    assert outbox(store.read)[0] == 2
 
 
 def test_rows_of_a_dropped_window_are_deleted_and_others_kept():
@@ -180,13 +236,11 @@ def test_rows_of_a_dropped_window_are_deleted_and_others_kept():
 
 def test_fold_equals_a_window_by_window_fold_of_random_orders():
     """fold() spreads slide buckets over windows; a naive fold, order by order and window
-    by window against the moving watermark, must give the same rows, totals and lates."""
+    by window against each order's clock, must give the same rows, totals and lates."""
     import random
     from decimal import Decimal as D
 
     from core.aggregate import fold
-    from core.models import Order
-    from tables.windows import WindowSpec
 
     rng = random.Random(5)
     windows = [WindowSpec("t", "tumbling", 10_000, 10_000),
@@ -197,11 +251,12 @@ def test_fold_equals_a_window_by_window_fold_of_random_orders():
         base = rng.randrange(-100_000, 10**9)
         orders = [Order(n, D(rng.randrange(1, 10**6)) / 100, rng.choice("AB"), "X",
                         base + rng.randrange(0, 120_000)) for n in range(rng.randrange(1, 60))]
-        watermark = base + rng.randrange(-20_000, 100_000)
-        folded, after = fold(orders, [None] * len(orders), windows, lateness, watermark)
+        clocks = [base + rng.randrange(-20_000, 150_000) for _ in orders]
+        folded = fold(list(zip(orders, [None] * len(orders), clocks, strict=True)), windows,
+                      lateness)
 
-        rows, totals, late, mark = {}, {}, [], watermark
-        for order in sorted(orders, key=lambda o: o.order_time_ms):
+        rows, totals, late = {}, {}, []
+        for order, clock in zip(orders, clocks, strict=True):
             buyer = (order.first_name, order.last_name)
             count, total = totals.get(buyer, (0, D(0)))
             totals[buyer] = (count + 1, total + order.price)
@@ -209,7 +264,7 @@ def test_fold_equals_a_window_by_window_fold_of_random_orders():
             for w in windows:
                 start = order.order_time_ms - order.order_time_ms % w.slide_ms - w.size_ms
                 while (start := start + w.slide_ms) <= order.order_time_ms:
-                    if start + w.size_ms + lateness <= mark:
+                    if start + w.size_ms + lateness <= clock:
                         missed.append((w.name, start))
                         continue
                     c, s, lo, hi = rows.get((w.name, start, buyer), (0, D(0), None, None))
@@ -218,10 +273,9 @@ def test_fold_equals_a_window_by_window_fold_of_random_orders():
                         order.price if hi is None else max(hi, order.price))
             if missed:
                 late.append((order.order_number, sorted(missed)))
-            mark = max(mark, order.order_time_ms)
 
         assert {k: tuple(v) for k, v in folded.rows.items()} == rows
         assert {b: tuple(v) for b, v in folded.totals.items()} == totals
         assert sorted((o.order.order_number, sorted((w.name, s) for w, s in o.missed))
                       for o in folded.late) == sorted(late)
-        assert after == mark and folded.counted == len(orders)
+        assert folded.counted == len(orders)

@@ -3,10 +3,11 @@
 import orjson
 from aiokafka.partitioner import murmur2
 
-from core.ingest import IngestConfig, RawMessage, ingest_partition
-from core.shuffle import decode_shuffle
+from core.ingest import Clock, IngestConfig, RawMessage, channel_records, ingest_partition
+from core.shuffle import decode_rekeyed, encode_rekeyed
+from core.watermarks import Emitter
 from tables.windows import WindowSpec
-from tests.unit.test_aggregate import DictStore
+from tests.unit.dictstore import DictStore
 
 DAY = 86_400_000
 CONFIG = IngestConfig(orders_topic="orders", rekey_topic="rekey", orders_partitions=4,
@@ -34,37 +35,68 @@ def owned(partition: int, count: int, start: int = 1) -> list[int]:
     return found
 
 
-def run(store, messages):
-    result = ingest_partition(messages, CONFIG, store.read, store.scan)
+NOW = 10 * DAY  # the wall clock, after every order time here
+
+
+def run(store, messages, partition=None, config=CONFIG, now=NOW):
+    partition = messages[0].partition if partition is None else partition
+    result = ingest_partition(partition, messages, config, store.read, store.scan, Clock(now))
     store.apply(result.updates)
     return result
 
 
+def shuffled(result):
+    """Buyer partition -> [(source, [(offset, order number, key, late clock)])]."""
+    return {p: [(source, [(off, o.order_number, k, c) for off, o, k, c in rows])
+                for source, rows in groups] for p, groups in result.shuffled.items()}
+
+
 def test_owned_orders_are_deduplicated_in_place_and_shuffled_by_buyer():
     a, b = owned(2, 2)
-    messages = [RawMessage("orders", 2, 10, str(a).encode(), raw(a)),
-                RawMessage("orders", 2, 11, str(b).encode(), raw(b, "Zoë", "Brontë")),
-                RawMessage("orders", 2, 12, str(a).encode(), raw(a))]
+    messages = [RawMessage("orders", 2, 10, str(a).encode(), raw(a, time_ms=5_000)),
+                RawMessage("orders", 2, 11, str(b).encode(), raw(b, "Zoë", "Brontë", time_ms=0)),
+                RawMessage("orders", 2, 12, str(a).encode(), raw(a, time_ms=5_000))]
     result = run(DictStore(), messages)
-    assert (result.read, result.duplicates, result.rekeyed) == (3, 1, [])
-    by_partition = {p: decode_shuffle(v) for p, v in result.shuffled}
+    assert (result.read, result.duplicates, dict(result.rekeyed)) == (3, 1, {})
     ana, zoe = kafka_partition('["Ana","Ruiz"]'), kafka_partition('["Zoë","Brontë"]')
     assert ana != zoe  # else this test proves less than it says
-    source, orders = by_partition[ana]
-    assert source == "orders:2" and [(off, o.order_number, k) for off, o, k in orders] == [
-        (10, a, str(a).encode())]
-    assert [o.order_number for _, o, _ in by_partition[zoe][1]] == [b]
+    # b comes after an order at 5_000 of its partition: that is its late clock
+    assert shuffled(result) == {ana: [("orders:2", [(10, a, str(a).encode(), None)])],
+                                zoe: [("orders:2", [(11, b, str(b).encode(), 5_000)])]}
+    assert result.source_watermark_ms == 5_000
 
 
 def test_a_copy_keyed_otherwise_takes_one_hop_to_the_owner_and_is_a_duplicate_there():
     [number] = owned(1, 1)
     store = DictStore()
     run(store, [RawMessage("orders", 1, 0, str(number).encode(), raw(number))])
-    stray = run(DictStore(), [RawMessage("orders", 3, 7, b"other-key", raw(number))])
-    assert stray.shuffled == [] and [p for p, _, _ in stray.rekeyed] == [1]
-    _, key, value = stray.rekeyed[0]
-    at_owner = run(store, [RawMessage("rekey", 1, 0, key, value)])
-    assert at_owner.duplicates == 1 and at_owner.shuffled == []
+    stray = run(DictStore(), [RawMessage("orders", 3, 6, None, raw(owned(3, 1)[0], time_ms=9)),
+                              RawMessage("orders", 3, 7, b"other-key", raw(number))])
+    assert list(stray.rekeyed) == [1]
+    rekeyed, _ = channel_records(3, stray, Clock(NOW), Emitter(0), CONFIG)
+    [(owner, value)] = [(o, v) for o, v in rekeyed if decode_rekeyed(v).orders]
+    # it carries its origin's watermark after the batch, and before it (9) for itself
+    assert owner == 1 and decode_rekeyed(value).watermark_ms == 9
+    assert decode_rekeyed(value).orders[0][2] == 9
+    at_owner = run(store, [RawMessage("rekey", 1, 0, None, value)])
+    assert at_owner.duplicates == 1 and dict(at_owner.shuffled) == {}
+    # the same rekey record again (its origin redid the batch): skipped, not a duplicate
+    again = run(store, [RawMessage("rekey", 1, 1, None, value)])
+    assert again.duplicates == 0
+
+
+def test_a_hopped_order_counts_at_its_owner_under_its_origin_and_carrier():
+    [number] = owned(2, 1)
+    copy = raw(number, time_ms=1_000)
+    stray = run(DictStore(), [RawMessage("orders", 0, 4, b"k", copy)])
+    [(where, order, before)] = stray.rekeyed[2]
+    assert (where.offset, order.order_number, before) == (4, number, -(2**63))
+    value = encode_rekeyed(0, 7_000, None, [(where, order, 7_000)])  # 7_000 read before it
+    result = run(DictStore(), [RawMessage("rekey", 2, 0, None, value)])
+    [(partition, groups)] = shuffled(result).items()
+    assert groups == [("orders:0>2", [(4, number, b"k", 7_000)])]
+    # its watermark: the min of its own source (nothing yet) and orders 0's (7_000)
+    assert result.output.watermark_ms == -(2**63)
 
 
 def test_same_number_other_content_is_a_conflict_in_the_dlq_with_the_original_coordinates():
@@ -72,7 +104,7 @@ def test_same_number_other_content_is_a_conflict_in_the_dlq_with_the_original_co
     store = DictStore()
     run(store, [RawMessage("orders", 0, 0, None, raw(number, price="1.00"))])
     result = run(store, [RawMessage("orders", 0, 1, b"k", raw(number, price="2.00"))])
-    assert result.conflicts == 1 and result.shuffled == []
+    assert result.conflicts == 1 and dict(result.shuffled) == {}
     [(key, value)] = result.dead_letters
     assert key == b"k"
     assert orjson.loads(value) == {
@@ -87,7 +119,8 @@ def test_a_replayed_offset_produces_nothing():
     first = [RawMessage("orders", 0, 0, None, raw(number)), RawMessage("orders", 0, 1, None, b"[]")]
     run(store, first)
     again = run(store, first)
-    assert (again.read, again.shuffled, again.dead_letters, again.updates) == (2, [], [], {})
+    assert (again.read, dict(again.shuffled), again.dead_letters, again.updates) == (
+        2, {}, [], {})
 
 
 def test_an_order_older_than_the_watermark_minus_the_horizon_counts_nowhere():
@@ -95,7 +128,7 @@ def test_an_order_older_than_the_watermark_minus_the_horizon_counts_nowhere():
     store = DictStore()
     run(store, [RawMessage("orders", 0, 0, None, raw(a, time_ms=3 * DAY))])
     result = run(store, [RawMessage("orders", 0, 1, b"x", raw(b, time_ms=2 * DAY - 1))])
-    assert result.too_old == 1 and result.shuffled == []
+    assert result.too_old == 1 and dict(result.shuffled) == {}
     [(key, value)] = result.late
     late = orjson.loads(value)
     assert key == b"x" and late["order_number"] == b and late["order_time"] == (
@@ -107,7 +140,7 @@ def test_an_order_older_than_the_watermark_minus_the_horizon_counts_nowhere():
 def test_invalid_messages_become_dead_letters_with_their_reason():
     result = run(DictStore(), [RawMessage("orders", 0, 0, b"k", b"[]"),
                                RawMessage("orders", 0, 1, None, raw(1, first=""))])
-    assert result.invalid == 2 and result.shuffled == []
+    assert result.invalid == 2 and dict(result.shuffled) == {}
     assert [(key, orjson.loads(v)["error"]) for key, v in result.dead_letters] == [
         (b"k", "value: not a JSON object (got array)"), (None, "buyer.first_name: empty")]
 
@@ -118,8 +151,41 @@ def test_with_dedup_off_repeats_count_but_replayed_offsets_still_do_not():
     config = replace(CONFIG, dedup=False)
     store = DictStore()
     messages = [RawMessage("orders", 1, 0, None, raw(5)), RawMessage("orders", 1, 1, None, raw(5))]
-    result = ingest_partition(messages, config, store.read, store.scan)
-    store.apply(result.updates)
-    assert sum(len(decode_shuffle(v)[1]) for _, v in result.shuffled) == 2
-    again = ingest_partition(messages, config, store.read, store.scan)
-    assert again.shuffled == []
+    result = run(store, messages, config=config)
+    assert sum(len(rows) for groups in result.shuffled.values() for _, rows in groups) == 2
+    again = run(store, messages, config=config)
+    assert dict(again.shuffled) == {}
+
+
+def test_an_order_too_far_in_the_future_is_invalid_and_moves_no_watermark():
+    a, b = owned(0, 2)
+    store = DictStore()
+    hour = 3_600_000
+    result = run(store, [RawMessage("orders", 0, 0, None, raw(a, time_ms=NOW + 2 * hour)),
+                         RawMessage("orders", 0, 1, None, raw(b, time_ms=NOW - 1))])
+    assert result.invalid == 1 and result.source_watermark_ms == NOW - 1
+    [(_, value)] = result.dead_letters
+    assert orjson.loads(value)["error"] == (
+        "order_time: 1970-01-11T02:00:00.000Z is more than MAX_FUTURE_SKEW (1h) ahead of the "
+        "worker's clock")
+    assert [rows for groups in shuffled(result).values() for _, rows in groups] == [
+        [(1, b, None, None)]]
+
+
+def test_watermark_only_records_go_to_every_channel_that_has_no_orders_once_due():
+    [number] = owned(0, 1)
+    store, emitter = DictStore(), Emitter(interval_ms=1_000)
+    result = run(store, [RawMessage("orders", 0, 0, None, raw(number, time_ms=5))])
+    rekeyed, shuffled_records = channel_records(0, result, Clock(NOW), emitter, CONFIG)
+    assert sorted(o for o, _ in rekeyed) == [1, 2, 3]  # this source's watermark: 5
+    assert {decode_rekeyed(v).watermark_ms for _, v in rekeyed} == {5}
+    # the partition's own watermark waits for the other sources: only the orders go out
+    assert [p for p, _ in shuffled_records] == [kafka_partition('["Ana","Ruiz"]')]
+    # nothing changed: nothing due; a second later with a new watermark: due again
+    quiet = run(store, [], partition=0)
+    assert channel_records(0, quiet, Clock(NOW + 10), emitter, CONFIG) == ([], [])
+    later = run(store, [RawMessage("orders", 0, 1, None, raw(owned(0, 2)[1], time_ms=9))])
+    early, _ = channel_records(0, later, Clock(NOW + 500), emitter, CONFIG)
+    assert early == []  # rate-limited
+    due, _ = channel_records(0, later, Clock(NOW + 1_000), emitter, CONFIG)
+    assert sorted(o for o, _ in due) == [1, 2, 3]
