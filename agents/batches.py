@@ -1,6 +1,7 @@
 """How the agents take their input: whole fetches per partition, acked by hand."""
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -12,8 +13,47 @@ from tables.changelog import encode_updates
 from tables.manager import StoreManager
 from tables.store import PartitionStore, Updates
 
-PartitionHandler = Callable[[int, list[Any]], Awaitable[None]]
+Position = tuple[str, int]  # a batch's source (`<topic>:<partition>`) and last offset
+Peek = Callable[[], Position | None]
+# (partition, items, the batch the lane takes next) -> False to put this one aside
+PartitionHandler = Callable[[int, list[Any], Peek], Awaitable[bool | None]]
 LANE_DEPTH = 2  # batches waiting per partition: enough to keep a lane busy
+
+
+def position(event: Any) -> Position:
+    """Where a batch event's records come from, and its last offset."""
+    message = event.message
+    return f"{message.topic}:{message.partition}", message.offset
+
+
+class Lane:
+    """One partition's batches in arrival order, with those put aside ahead of them."""
+
+    def __init__(self, depth: int) -> None:
+        self.depth = depth
+        self.waiting: deque[Any] = deque()
+        self.aside: deque[Any] = deque()
+        self._changed = asyncio.Condition()
+
+    async def put(self, event: Any) -> None:
+        async with self._changed:
+            await self._changed.wait_for(lambda: len(self.waiting) < self.depth)
+            self.waiting.append(event)
+            self._changed.notify_all()
+
+    async def get(self) -> Any:
+        async with self._changed:
+            await self._changed.wait_for(lambda: bool(self.waiting))
+            event = self.waiting.popleft()
+            self._changed.notify_all()
+            return event
+
+    def peek(self) -> Position | None:
+        """The batch this lane tries next: the first put aside, else the first waiting."""
+        for queue in (self.aside, self.waiting):
+            if queue:
+                return position(queue[0])
+        return None
 
 
 async def each_batch(stream: faust.StreamT[Any], runtime: Runtime, handle: PartitionHandler,
@@ -23,33 +63,52 @@ async def each_batch(stream: faust.StreamT[Any], runtime: Runtime, handle: Parti
 
     Each partition has its own lane: its batches are handled one after another, while
     other partitions' batches are handled meanwhile, so one partition's wait for the
-    broker's acknowledgement does not stall the others. An error stops the worker with
-    the batch unacked: it is read again after a restart, and the offsets kept in the
-    stores make that harmless.
+    broker's acknowledgement does not stall the others. A handler may put a batch aside
+    (it returns False: not yet); it is tried again, before newer ones, after each batch
+    handled. An error stops the worker with the batch unacked: it is read again after a
+    restart, and the offsets kept in the stores make that harmless.
     """
-    lanes: dict[int, asyncio.Queue[Any]] = {}
+    lanes: dict[int, Lane] = {}
     tasks: list[asyncio.Task[None]] = []
 
-    async def lane(partition: int, queue: asyncio.Queue[Any]) -> None:
-        while True:
-            event = await queue.get()
-            try:
-                records = event.value
-                await handle(partition, records if to_item is None else
-                             [to_item(record) for record in records])
-            except Exception as error:  # noqa: BLE001 - the worker must stop, not skip it
-                runtime.fail(error)
-                return
-            await stream.ack(event)
+    async def run(partition: int, lane: Lane, event: Any) -> bool:
+        records = event.value
+        handled = await handle(partition, records if to_item is None else
+                               [to_item(record) for record in records], lane.peek)
+        if handled is False:
+            return False
+        await stream.ack(event)
+        return True
+
+    async def retry_aside(partition: int, lane: Lane) -> bool:
+        """The first batch put aside that can go now, if any; whether one went."""
+        for index in range(len(lane.aside)):
+            event = lane.aside[index]
+            del lane.aside[index]  # not its own next batch while it runs
+            if await run(partition, lane, event):
+                return True
+            lane.aside.insert(index, event)
+        return False
+
+    async def drive(partition: int, lane: Lane) -> None:
+        try:
+            while True:
+                if lane.aside and await retry_aside(partition, lane):
+                    continue
+                event = await lane.get()
+                if not await run(partition, lane, event):
+                    lane.aside.append(event)
+        except Exception as error:  # noqa: BLE001 - the worker must stop, not skip it
+            runtime.fail(error)
 
     try:
         async for event in stream.noack().events():
             partition = event.message.partition
-            queue = lanes.get(partition)
-            if queue is None:
-                queue = lanes[partition] = asyncio.Queue(maxsize=LANE_DEPTH)
-                tasks.append(asyncio.create_task(lane(partition, queue)))
-            await queue.put(event)
+            lane = lanes.get(partition)
+            if lane is None:
+                lane = lanes[partition] = Lane(LANE_DEPTH)
+                tasks.append(asyncio.create_task(drive(partition, lane)))
+            await lane.put(event)
     finally:
         for task in tasks:
             task.cancel()

@@ -12,7 +12,7 @@ from typing import Any
 
 import faust
 
-from agents.batches import commit_durably, each_batch
+from agents.batches import Peek, commit_durably, each_batch
 from app.producer import Outgoing
 from app.runtime import Runtime, wall_ms
 from app.transport import batch_topic
@@ -23,6 +23,8 @@ from core.ingest import (
     RawMessage,
     channel_records,
     ingest_partition,
+    may_take,
+    next_batch,
 )
 from core.sources import applied_offsets
 from tables.store import PartitionStore
@@ -37,13 +39,13 @@ def register_ingest(app: faust.App, runtime: Runtime) -> None:
 
     @app.agent(topic, name="ingest")
     async def ingest(stream: faust.StreamT[Any]) -> None:
-        await each_batch(stream, runtime, lambda partition, messages: ingest_one(
-            runtime, partition, messages))  # ConsumerRecords serve as RawMessages
+        await each_batch(stream, runtime, lambda partition, messages, peek: ingest_one(
+            runtime, partition, messages, peek))  # ConsumerRecords serve as RawMessages
 
     @app.timer(TIMER_INTERVAL_S)
     async def ingest_watermarks() -> None:
         for partition in sorted(runtime.dedup.read_only_view()):
-            await ingest_one(runtime, partition, [])
+            await ingest_one(runtime, partition, [])  # no batch: no intent to keep
 
 
 def ingest_config(runtime: Runtime) -> IngestConfig:
@@ -59,12 +61,21 @@ def ingest_config(runtime: Runtime) -> IngestConfig:
     )
 
 
-async def ingest_one(runtime: Runtime, partition: int, messages: list[RawMessage]) -> None:
+async def ingest_one(runtime: Runtime, partition: int, messages: list[RawMessage],
+                     peek: Peek | None = None) -> bool:
     """Apply one partition's messages (none: only move time on) to its dedup store and send
-    what they produce."""
+    what they produce; False when another batch must go first (core.ingest, `m|next`)."""
     async with runtime.dedup.holding(partition) as store:
         if store is None:  # revoked meanwhile: the new owner processes these
-            return
+            return True
+        if messages:
+            source = f"{messages[0].topic}:{messages[0].partition}"
+            may, durable_first = may_take(source, messages[-1].offset, store.get_many)
+            if not may:
+                return False
+            if durable_first:
+                await commit_durably(runtime, runtime.dedup, partition, store,
+                                     next_batch(source, messages[-1].offset), [])
         now_ms = wall_ms()
         if any(m.topic == runtime.names.orders for m in messages):
             runtime.sources.heard(partition, now_ms)
@@ -74,11 +85,15 @@ async def ingest_one(runtime: Runtime, partition: int, messages: list[RawMessage
                                   store.scan, clock)
         _count(runtime, result)
         outputs = _outputs(runtime, partition, result, clock)
+        following = peek() if messages and peek is not None else None
+        if result.updates and following is not None:
+            result.updates.update(next_batch(*following))  # spares it a commit of its own
         if result.updates:
             await commit_durably(runtime, runtime.dedup, partition, store, result.updates,
                                  outputs)
         elif outputs:
             await runtime.producer.send_all(outputs)
+        return True
 
 
 def _outputs(runtime: Runtime, partition: int, result: IngestResult,

@@ -15,12 +15,24 @@ State of dedup partition p besides core.dedup's entries (SPEC.md, Event time):
                    (idle ones left out), never moving back
 - `s|<orders>:<q>` -> the last offset of orders partition q applied here (via the rekey
                    topic, for q != p; from the topic itself for p, see core.sources)
+- `m|next`      -> `[source, last offset]`: the batch this partition takes next (see
+                   `next_batch`)
+
+A redo must decide as the attempt it repeats did. Orders partition p and the rekey
+topic's partition p share one lane, and which of their batches came first is not in the
+input: a redo that took the other one first could accept the other copy of an order
+number whose first copy the aggregation has already counted. So the batch a partition
+takes next is durable before its outputs go out: written with the commit before it (the
+lane knows what waits), or, when nothing waited, in a commit of its own first; and after
+a restart the lane takes that source up to that offset before any other.
 """
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
+
+import orjson
 
 from core.dedup import DedupResult, ReadMany, Scan, dedup_batch, expire
 from core.late import late_value
@@ -51,6 +63,7 @@ from tables.windows import WindowSpec
 
 SOURCE_KEY = "m|source"
 WATERMARK_KEY = "m|watermark"
+NEXT_KEY = "m|next"
 
 
 def via_key(origin: int) -> str:
@@ -112,6 +125,26 @@ class IngestResult:
     too_old: int = 0
     source_watermark_ms: int = NO_WATERMARK  # of this orders partition, after the batch
     output: Combined = Combined(NO_WATERMARK, None)  # what the repartition records carry
+
+
+def next_batch(source: str, last_offset: int) -> dict[str, str | None]:
+    """The update naming the batch this partition takes next."""
+    return {NEXT_KEY: orjson.dumps([source, last_offset]).decode()}
+
+
+def may_take(source: str, last_offset: int, read: ReadMany) -> tuple[bool, bool]:
+    """Whether the batch of `source` ending at `last_offset` may be taken now (no other
+    batch is named first), and whether it must be named durably before its outputs go:
+    unless it lies within the batch named, a redo could take another first."""
+    [value] = read([NEXT_KEY])
+    if value is None:
+        return True, True
+    due, due_offset = orjson.loads(value)
+    if applied_offsets([due], read)[due] >= due_offset:
+        return True, True  # the batch named is done: this one is named by nobody yet
+    if due == source:
+        return True, last_offset > due_offset
+    return False, False  # a redo: the batch named first
 
 
 def number_partition(order_number: int, partitions: int) -> int:

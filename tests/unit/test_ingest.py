@@ -189,3 +189,49 @@ def test_watermark_only_records_go_to_every_channel_that_has_no_orders_once_due(
     assert early == []  # rate-limited
     due, _ = channel_records(0, later, Clock(NOW + 1_000), emitter, CONFIG)
     assert sorted(o for o, _ in due) == [1, 2, 3]
+
+
+def test_a_redo_takes_the_batch_named_first_so_it_decides_as_the_attempt_it_repeats():
+    """Copy A of a number arrives on orders[2], copy B (other content) hops in from
+    orders[0]. The attempt takes A's batch, its outputs reach the broker, its commit does
+    not. A redo that took B's batch first would accept B, and the aggregation, which has
+    A already, would count the number twice. The batch named first prevents that."""
+    from core.aggregation import AggregateConfig, apply_batch
+    from core.aggregation import Clock as AggregateClock
+    from core.ingest import may_take, next_batch
+    from core.shuffle import Origin, decode_shuffle, encode_shuffle
+    from core.watermarks import NO_WATERMARK
+
+    [number] = owned(2, 1)
+    a = RawMessage("orders", 2, 0, str(number).encode(), raw(number, price="1.00"))
+    hopped = Origin("orders", 0, 5, b"k", raw(number, price="2.00"))
+    [b_order] = [o for _, o, _ in run(DictStore(), [RawMessage(*hopped)]).rekeyed[2]]
+    b = RawMessage("rekey", 2, 0, None, encode_rekeyed(0, 0, None, [(hopped, b_order, 0)]))
+    aggregation = AggregateConfig(CONFIG.windows, 5_000, 10**12, carriers=4)
+
+    def counted(store, results):
+        records = [decode_shuffle(encode_shuffle(2, NO_WATERMARK, None, groups))
+                   for r in results for groups in r.shuffled.values()]
+        result = apply_batch(records, aggregation, store.read, AggregateClock(NOW))
+        store.apply(result.updates)
+        return sum(orjson.loads(v)[0] for k, v in store.items() if k.startswith("t|"))
+
+    # the attempt: names its batch durably first (nothing was named), decides, dies
+    dedup = DictStore()
+    assert may_take("orders:2", 0, dedup.read) == (True, True)
+    dedup.apply(next_batch("orders:2", 0))
+    attempt = ingest_partition(2, [a], CONFIG, dedup.read, dedup.scan, Clock(NOW))
+    # without the rule, a redo taking B first counts the number twice
+    careless = DictStore(dedup)
+    careless_counts = counted(DictStore(), [attempt, run(careless, [b]), run(careless, [a])])
+    assert careless_counts == 2
+    # with it: B's batch waits, A's is redone alike, then B is a conflict
+    totals = DictStore()
+    counted(totals, [attempt])
+    assert may_take("rekey:2", 0, dedup.read) == (False, False)
+    assert may_take("orders:2", 0, dedup.read) == (True, False)
+    redo = run(dedup, [a])
+    assert shuffled(redo) == shuffled(attempt)
+    assert may_take("rekey:2", 0, dedup.read) == (True, True)
+    late = run(dedup, [b])
+    assert late.conflicts == 1 and counted(totals, [redo, late]) == 1
