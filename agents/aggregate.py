@@ -36,7 +36,7 @@ def register_aggregate(app: faust.App, runtime: Runtime) -> None:
     @app.agent(topic, name="aggregate")
     async def aggregate(stream: faust.StreamT[Any]) -> None:
         await each_batch(stream, runtime, lambda partition, items, _: apply_partition(
-            runtime, partition, items), lambda record: decode_shuffle(record.value))
+            runtime, partition, items), lambda record: decode_shuffle(record.value, record.offset))
 
     @app.timer(TIMER_INTERVAL_S)
     async def aggregate_watermarks() -> None:

@@ -116,8 +116,13 @@ async def each_batch(stream: faust.StreamT[Any], runtime: Runtime, handle: Parti
 
 async def commit_durably(runtime: Runtime, stores: StoreManager, partition: int,
                          store: PartitionStore, updates: Updates, outputs: list[Outgoing]) -> None:
-    """The rule both stages follow: a batch's changelog record and outputs first; once the
-    broker has them all, the store commits (with the changelog offset it now reflects)."""
-    sent = await runtime.producer.send_all(
-        [(stores.changelog_topic, None, encode_updates(updates), partition), *outputs])
-    store.commit(updates, changelog_offset=sent[0].offset)
+    """The rule both stages follow: a batch's outputs first; once the broker has them all,
+    its changelog record; once the broker has that, the store commits (with the changelog
+    offset it now reflects). A changelog record the broker has means outputs it has too:
+    a restore never marks a batch applied whose outputs were lost, and outputs without
+    their changelog record are sent again by the redo, which downstream skips."""
+    if outputs:
+        await runtime.producer.send_all(outputs)
+    [sent] = await runtime.producer.send_all(
+        [(stores.changelog_topic, None, encode_updates(updates), partition)])
+    store.commit(updates, changelog_offset=sent.offset)

@@ -68,12 +68,13 @@ async def ingest_one(runtime: Runtime, partition: int, messages: list[RawMessage
     async with runtime.dedup.holding(partition) as store:
         if store is None:  # revoked meanwhile: the new owner processes these
             return True
+        take = None
         if messages:
             source = f"{messages[0].topic}:{messages[0].partition}"
-            may, durable_first = may_take(source, messages[-1].offset, store.get_many)
-            if not may:
+            take = may_take(source, messages[-1].offset, store.get_many)
+            if not take.now:
                 return False
-            if durable_first:
+            if take.name_first:
                 await commit_durably(runtime, runtime.dedup, partition, store,
                                      next_batch(source, messages[-1].offset), [])
         now_ms = wall_ms()
@@ -85,7 +86,7 @@ async def ingest_one(runtime: Runtime, partition: int, messages: list[RawMessage
                                   store.scan, clock)
         _count(runtime, result)
         outputs = _outputs(runtime, partition, result, clock)
-        following = peek() if messages and peek is not None else None
+        following = peek() if take is not None and take.name_next and peek else None
         if result.updates and following is not None:
             result.updates.update(next_batch(*following))  # spares it a commit of its own
         if result.updates:

@@ -76,6 +76,15 @@ class Settings(BaseSettings):
             raise ValueError("must be at least 24h")
         return value
 
+    @field_validator("idle_timeout")
+    @classmethod
+    def _idle_timeout_at_least_a_second(cls, value: int) -> int:
+        # a lease lasts 2 x IDLE_TIMEOUT and is renewed every IDLE_TIMEOUT / 2 across two
+        # hops (app.idleness): below a second, renewals could arrive after it ran out
+        if value < 1_000:
+            raise ValueError("must be at least 1s")
+        return value
+
     @field_validator("max_future_skew")
     @classmethod
     def _positive(cls, value: int) -> int:

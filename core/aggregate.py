@@ -115,11 +115,14 @@ Fresh = tuple[Order, bytes | None, int]  # an order to apply, its key, its late 
 
 
 def select_new(items: Sequence[Shuffled], read: ReadMany, channels: list[Channel],
-               watermark_ms: int, now_ms: int) -> tuple[list[Fresh], dict[str, str | None], int]:
+               watermark_ms: int, now_ms: int,
+               read_offset: int = -1) -> tuple[list[Fresh], dict[str, str | None], int]:
     """Orders beyond what was applied from their source, in log order, each with the clock
     it is judged by: its origin's watermark before it or the partition's, the later. Each
-    record's channel moves after its orders, and the watermark with the channels. Returns
-    the orders, the offsets to record, and the watermark after the records."""
+    record's channel moves after its orders, and the watermark with the channels; a record
+    at or below `read_offset` (read again after a restart) moves nothing: its lease is
+    older than the channel's. Returns the orders, the offsets to record, and the watermark
+    after the records."""
     sources = {source for item in items for source, _ in item.groups}
     applied = applied_offsets(sources, read)
     fresh: list[Fresh] = []
@@ -132,8 +135,10 @@ def select_new(items: Sequence[Shuffled], read: ReadMany, channels: list[Channel
                     fresh.append((order, key, watermark_ms if late_clock is None
                                   or late_clock < watermark_ms else late_clock))
             applied[source] = last
+        if 0 <= item.offset <= read_offset:
+            continue
         channels[item.carrier] = advance(channels[item.carrier], item.watermark_ms,
-                                         item.idle_until_ms)
+                                         item.idle_until_ms, item.top_ms)
         combined = combine(channels, now_ms)
         if combined.idle_until_ms is None and combined.watermark_ms > watermark_ms:
             watermark_ms = combined.watermark_ms

@@ -37,6 +37,7 @@ from core.watermarks import (
 from tables.windows import WindowSpec
 
 OUTBOX_KEY = "o|totals"
+READ_KEY = "m|read"  # the last repartition offset whose watermark was applied
 
 
 def channel_key(carrier: int) -> str:
@@ -76,7 +77,10 @@ def apply_batch(items: Sequence[Shuffled], config: AggregateConfig, read: ReadMa
     before = read_watermark(read)
     stored = read_channels(config, read)
     channels = list(stored)
-    fresh, offsets, watermark = select_new(items, read, channels, before, clock.now_ms)
+    read_offset = read_watermark(read, READ_KEY)
+    fresh, offsets, watermark = select_new(items, read, channels, before, clock.now_ms,
+                                           read_offset)
+    last_read = max((item.offset for item in items), default=-1)
     folded = fold(fresh, config.windows, config.allowed_lateness_ms)
     result = BatchResult(counted=folded.counted, late=folded.late)
     latest = read_watermark(read, LATEST_ORDER_KEY)
@@ -95,6 +99,8 @@ def apply_batch(items: Sequence[Shuffled], config: AggregateConfig, read: ReadMa
             result.updates[LATEST_ORDER_KEY] = str(latest)
     result.updates.update({channel_key(c): encode_channel(channel)
                            for c, channel in enumerate(channels) if channel != stored[c]})
+    if last_read > read_offset:
+        result.updates[READ_KEY] = str(last_read)
     if latest != NO_WATERMARK:
         watermark = max(watermark, idle_catch_up_ms(
             combine(channels, clock.now_ms), clock.all_idle_since_ms, clock.now_ms,

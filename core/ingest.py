@@ -34,6 +34,7 @@ from typing import NamedTuple
 
 import orjson
 
+from core import shuffle
 from core.dedup import DedupResult, ReadMany, Scan, dedup_batch, expire
 from core.late import late_value
 from core.models import Order
@@ -42,10 +43,12 @@ from core.partitioning import key_partition
 from core.shuffle import (
     Origin,
     Positioned,
+    chunked,
     decode_rekeyed,
     encode_rekeyed,
     encode_shuffle,
     group_by_buyer_partition,
+    regroup,
 )
 from core.sinks import dlq_value
 from core.sources import applied_offsets, skip_applied, source_key
@@ -124,6 +127,8 @@ class IngestResult:
     conflicts: int = 0
     too_old: int = 0
     source_watermark_ms: int = NO_WATERMARK  # of this orders partition, after the batch
+    source_before_ms: int = NO_WATERMARK  # and before it
+    watermark_before_ms: int = NO_WATERMARK  # of this partition, before the batch
     output: Combined = Combined(NO_WATERMARK, None)  # what the repartition records carry
 
 
@@ -132,19 +137,29 @@ def next_batch(source: str, last_offset: int) -> dict[str, str | None]:
     return {NEXT_KEY: orjson.dumps([source, last_offset]).decode()}
 
 
-def may_take(source: str, last_offset: int, read: ReadMany) -> tuple[bool, bool]:
+class Take(NamedTuple):
+    """What the named next batch allows a batch: to go now; to go only once it is named
+    itself (its outputs must not leave first); to name the batch after it."""
+
+    now: bool
+    name_first: bool
+    name_next: bool
+
+
+def may_take(source: str, last_offset: int, read: ReadMany) -> Take:
     """Whether the batch of `source` ending at `last_offset` may be taken now (no other
-    batch is named first), and whether it must be named durably before its outputs go:
-    unless it lies within the batch named, a redo could take another first."""
+    batch is named first); whether it must be named durably before its outputs go (unless
+    it lies within the batch named, a redo could take another first); and whether it may
+    name the next one (not while the batch named is only partly done: a redo cut shorter)."""
     [value] = read([NEXT_KEY])
     if value is None:
-        return True, True
+        return Take(True, True, True)
     due, due_offset = orjson.loads(value)
     if applied_offsets([due], read)[due] >= due_offset:
-        return True, True  # the batch named is done: this one is named by nobody yet
+        return Take(True, True, True)  # the batch named is done: nobody names this one yet
     if due == source:
-        return True, last_offset > due_offset
-    return False, False  # a redo: the batch named first
+        return Take(True, last_offset > due_offset, last_offset >= due_offset)
+    return Take(False, False, False)  # a redo: the batch named first
 
 
 def number_partition(order_number: int, partitions: int) -> int:
@@ -164,12 +179,14 @@ def read_state(partition: int, config: IngestConfig,
 
 def output_of(source_ms: int, watermark_ms: int, vias: dict[int, Channel],
               clock: Clock) -> Combined:
-    """What the partition sends downstream: its watermark, or, when its own source and
-    every other are idle, the largest of them with the earliest lease."""
-    combined = combine([Channel(source_ms, clock.idle_until_ms), *vias.values()], clock.now_ms)
+    """What the partition sends downstream: its watermark (never behind the one it keeps);
+    while its own source and every other are idle, with the earliest lease; and the
+    largest of them all."""
+    combined = combine([Channel(source_ms, clock.idle_until_ms, source_ms), *vias.values()],
+                       clock.now_ms)
     if combined.idle_until_ms is None:
-        return Combined(max(watermark_ms, combined.watermark_ms), None)
-    return combined
+        return Combined(max(watermark_ms, combined.watermark_ms), None, combined.top_ms)
+    return Combined(watermark_ms, combined.idle_until_ms, combined.top_ms)
 
 
 def ingest_partition(partition: int, messages: Iterable[RawMessage], config: IngestConfig,
@@ -199,7 +216,8 @@ def ingest_partition(partition: int, messages: Iterable[RawMessage], config: Ing
         result.updates[SOURCE_KEY] = str(source_ms)
     result.updates.update({via_key(q): encode_channel(c) for q, c in vias.items()
                            if c != stored_vias[q]})
-    result.source_watermark_ms = source_ms
+    result.source_watermark_ms, result.source_before_ms = source_ms, stored_source_ms
+    result.watermark_before_ms = watermark_ms
     result.output = output_of(source_ms, watermark_ms, vias, clock)
     _move_watermark(result, watermark_ms, config, scan)
     return result
@@ -265,19 +283,32 @@ def channel_records(partition: int, result: IngestResult, clock: Clock, emitter:
     """`(owner, rekey record)` and `(buyer partition, repartition record)` for every output
     channel that has orders or is due a watermark: rekey channels carry this source's
     watermark and lease, repartition channels the partition's output."""
-    rekeyed, shuffled, now_ms = [], [], clock.now_ms
-    source, lease = result.source_watermark_ms, clock.idle_until_ms
+    rekeyed: list[tuple[int, bytes]] = []
+    shuffled: list[tuple[int, bytes]] = []
+    source, before, now_ms = result.source_watermark_ms, result.source_before_ms, clock.now_ms
+    state = Combined(source, clock.idle_until_ms, source)
     for owner in range(config.orders_partitions) if config.dedup else ():
-        copies, channel = result.rekeyed.get(owner), ("rekey", partition, owner)
-        if owner != partition and (copies or emitter.due(channel, source, lease, now_ms)):
-            rekeyed.append((owner, encode_rekeyed(partition, source, lease, copies or ())))
-            emitter.sent(channel, source, lease, now_ms)
-    watermark, lease = result.output
+        copies, channel = result.rekeyed.get(owner, []), ("rekey", partition, owner)
+        if owner != partition and (copies or emitter.due(channel, state, now_ms)):
+            rekeyed += [(owner, value) for value in chunked(copies, lambda chunk, last: (
+                encode_rekeyed(partition, source if last else before,
+                               state.idle_until_ms if last else None, chunk)))]
+            emitter.sent(channel, state, now_ms)
+    output, kept = result.output, result.watermark_before_ms
     for target in range(config.buyer_partitions):
-        groups, channel = result.shuffled.get(target), ("buyer", partition, target)
-        if groups or emitter.due(channel, watermark, lease, now_ms):
-            shuffled.append((target, encode_shuffle(partition, watermark, lease, groups or ())))
-            emitter.sent(channel, watermark, lease, now_ms)
+        groups, channel = result.shuffled.get(target, []), ("buyer", partition, target)
+        if groups or emitter.due(channel, output, now_ms):
+            record = encode_shuffle(partition, output.watermark_ms, output.idle_until_ms,
+                                    groups, output.top_ms)
+            if len(record) <= shuffle.RECORD_LIMIT_BYTES:
+                shuffled.append((target, record))
+            else:  # rare: split, the watermark moving with the last part only
+                rows = [(name, row) for name, group in groups for row in group]
+                shuffled += [(target, value) for value in chunked(rows, lambda chunk, last: (
+                    encode_shuffle(partition, output.watermark_ms, output.idle_until_ms,
+                                   regroup(chunk), output.top_ms) if last
+                    else encode_shuffle(partition, kept, None, regroup(chunk), kept)))]
+            emitter.sent(channel, output, now_ms)
     return rekeyed, shuffled
 
 

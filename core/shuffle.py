@@ -14,10 +14,10 @@
 """
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from functools import lru_cache
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import orjson
 
@@ -40,12 +40,15 @@ class Origin(NamedTuple):
 
 
 class Shuffled(NamedTuple):
-    """A repartition record: the carrier's watermark and lease, and orders by source."""
+    """A repartition record: the carrier's watermark, lease and largest input watermark,
+    and orders by source; `offset` is the record's own (-1: not known)."""
 
     carrier: int
     watermark_ms: int
     idle_until_ms: int | None
     groups: list[tuple[str, list[Positioned]]]
+    top_ms: int = -(2**63)
+    offset: int = -1
 
 
 class Rekeyed(NamedTuple):
@@ -55,6 +58,33 @@ class Rekeyed(NamedTuple):
     watermark_ms: int
     idle_until_ms: int | None
     orders: list[tuple[Origin, Order, int]]  # coordinates, order, origin watermark before
+
+
+RECORD_LIMIT_BYTES = 512 * 1024  # half the broker's default max.message.bytes (1 MiB)
+T = TypeVar("T")
+
+
+def chunked(items: list[T], encode: Callable[[list[T], bool], bytes],
+            limit: int | None = None, last: bool = True) -> list[bytes]:
+    """`items` as records of at most `limit` bytes where one item alone allows, halved
+    until they fit; `encode(chunk, is_last)` writes one record, and every record but the
+    last must carry a watermark from before the batch: its later chunks are still on the
+    way."""
+    limit = RECORD_LIMIT_BYTES if limit is None else limit
+    record = encode(items, last)
+    if len(record) <= limit or len(items) <= 1:
+        return [record]
+    middle = len(items) // 2
+    return (chunked(items[:middle], encode, limit, last=False)
+            + chunked(items[middle:], encode, limit, last))
+
+
+def regroup(rows: list[tuple[str, Positioned]]) -> list[tuple[str, list[Positioned]]]:
+    """(source, row) pairs back into groups by source, in order."""
+    groups: dict[str, list[Positioned]] = {}
+    for source, row in rows:
+        groups.setdefault(source, []).append(row)
+    return list(groups.items())
 
 
 def buyer_key(first_name: str, last_name: str) -> bytes:
@@ -80,10 +110,12 @@ def group_by_buyer_partition(
 
 
 def encode_shuffle(carrier: int, watermark_ms: int, idle_until_ms: int | None,
-                   groups: Iterable[tuple[str, list[Positioned]]] = ()) -> bytes:
+                   groups: Iterable[tuple[str, list[Positioned]]] = (),
+                   top_ms: int | None = None) -> bytes:
     """One repartition record (no groups: a watermark-only record)."""
     return jsonbytes.dumps({
         "carrier": carrier, "watermark": watermark_ms, "idle_until": idle_until_ms,
+        "top": watermark_ms if top_ms is None else top_ms,
         "groups": [[source, [
             (offset, o.order_number, str(o.price), o.first_name, o.last_name, o.order_time_ms,
              None if key is None else key.decode("latin-1"), clock)
@@ -91,15 +123,16 @@ def encode_shuffle(carrier: int, watermark_ms: int, idle_until_ms: int | None,
     })
 
 
-def decode_shuffle(value: bytes) -> Shuffled:
-    """Inverse of encode_shuffle."""
+def decode_shuffle(value: bytes, offset: int = -1) -> Shuffled:
+    """Inverse of encode_shuffle; `offset` is where the record was read."""
     record = orjson.loads(value)
     groups = [(source, [
         (offset, _new_tuple(Order, (number, Decimal(price), first, last, time_ms)),
          None if key is None else key.encode("latin-1"), clock)
         for offset, number, price, first, last, time_ms, key, clock in rows])
         for source, rows in record["groups"]]
-    return Shuffled(record["carrier"], record["watermark"], record["idle_until"], groups)
+    return Shuffled(record["carrier"], record["watermark"], record["idle_until"], groups,
+                    record.get("top", record["watermark"]), offset)
 
 
 def encode_rekeyed(origin: int, watermark_ms: int, idle_until_ms: int | None,

@@ -25,23 +25,30 @@ NO_WATERMARK = -(2**63)
 
 
 class Channel(NamedTuple):
-    """The last watermark one input carried, and its idle lease, if any."""
+    """The last watermark one input carried while active, its idle lease if any, and the
+    largest watermark it has reached, idle or not (where the idle rule's catch-up starts;
+    an idle sender's largest input must not become its watermark: when it is active
+    again, its own lower one holds the others back)."""
 
     watermark_ms: int = NO_WATERMARK
     idle_until_ms: int | None = None
+    top_ms: int = NO_WATERMARK
 
     def idle_at(self, now_ms: int) -> bool:
         """Idle, and its lease still holds, at `now_ms`."""
         return self.idle_until_ms is not None and now_ms < self.idle_until_ms
 
 
-def advance(channel: Channel, watermark_ms: int, idle_until_ms: int | None) -> Channel:
-    """The channel after a record carrying a watermark and a lease; it never moves back."""
-    return Channel(max(channel.watermark_ms, watermark_ms), idle_until_ms)
+def advance(channel: Channel, watermark_ms: int, idle_until_ms: int | None,
+            top_ms: int = NO_WATERMARK) -> Channel:
+    """The channel after a record carrying a watermark, a lease and the sender's largest;
+    neither watermark ever moves back."""
+    return Channel(max(channel.watermark_ms, watermark_ms), idle_until_ms,
+                   max(channel.top_ms, top_ms, watermark_ms))
 
 
 def encode_channel(channel: Channel) -> str:
-    """Store value of a channel: `[watermark_ms, idle_until_ms | null]`."""
+    """Store value of a channel: `[watermark_ms, idle_until_ms | null, top_ms]`."""
     return orjson.dumps(list(channel)).decode()
 
 
@@ -49,25 +56,26 @@ def decode_channel(value: str | None) -> Channel:
     """Inverse of encode_channel; a channel never heard from has no watermark."""
     if value is None:
         return Channel()
-    watermark_ms, idle_until_ms = orjson.loads(value)
-    return Channel(watermark_ms, idle_until_ms)
+    return Channel(*orjson.loads(value))
 
 
 class Combined(NamedTuple):
-    """An operator's output: min over active inputs, or, when all are idle, the largest
-    watermark among them with the earliest lease (the output is idle only while all are)."""
+    """An operator's output: the min over its active inputs, its idle lease while every
+    input is idle (the earliest of theirs), and the largest watermark among them."""
 
     watermark_ms: int
     idle_until_ms: int | None
+    top_ms: int = NO_WATERMARK
 
 
 def combine(channels: Sequence[Channel], now_ms: int) -> Combined:
     """The output watermark of an operator with these input channels."""
     active = [c.watermark_ms for c in channels if not c.idle_at(now_ms)]
+    top = max((max(c.top_ms, c.watermark_ms) for c in channels), default=NO_WATERMARK)
     if active or not channels:
-        return Combined(min(active, default=NO_WATERMARK), None)
+        return Combined(min(active, default=NO_WATERMARK), None, top)
     leases = [c.idle_until_ms for c in channels if c.idle_until_ms is not None]
-    return Combined(max(c.watermark_ms for c in channels), min(leases))
+    return Combined(min(c.watermark_ms for c in channels), min(leases), top)
 
 
 def last_window_final_ms(latest_order_ms: int, sizes_slides: Iterable[tuple[int, int]],
@@ -87,7 +95,7 @@ def idle_catch_up_ms(combined: Combined, all_idle_since_ms: int | None, now_ms: 
     following_ms = now_ms - all_idle_since_ms - idle_timeout_ms
     if following_ms < 0:
         return NO_WATERMARK
-    start_ms = combined.watermark_ms
+    start_ms = combined.top_ms
     return max(start_ms, min(start_ms + following_ms, final_at_ms))
 
 
@@ -102,26 +110,30 @@ class Emitter:
 
     def __init__(self, interval_ms: int) -> None:
         self.interval_ms = interval_ms
-        self._sent: dict[object, tuple[int, int | None, int]] = {}  # channel -> wm, lease, at
+        self._sent: dict[object, tuple[Combined, int]] = {}  # channel -> what, when
 
-    def sent(self, channel: object, watermark_ms: int, idle_until_ms: int | None,
-             now_ms: int) -> None:
+    def sent(self, channel: object, state: Combined, now_ms: int) -> None:
         """A record carrying this state went out on `channel`."""
-        self._sent[channel] = (watermark_ms, idle_until_ms, now_ms)
+        self._sent[channel] = (state, now_ms)
 
-    def due(self, channel: object, watermark_ms: int, idle_until_ms: int | None,
-            now_ms: int) -> bool:
+    def due(self, channel: object, state: Combined, now_ms: int) -> bool:
         """Whether `channel` should get a watermark-only record now."""
         last = self._sent.get(channel)
         if last is None:
-            return watermark_ms != NO_WATERMARK or idle_until_ms is not None
-        last_wm, last_lease, at_ms = last
-        if (watermark_ms, idle_until_ms) == (last_wm, last_lease):
+            return state.watermark_ms != NO_WATERMARK or state.idle_until_ms is not None
+        before, at_ms = last
+        if _news(state) == _news(before):
             return False
-        if last_lease is not None and idle_until_ms is None:
+        if before.idle_until_ms is not None and state.idle_until_ms is None:
             return True  # active again: the receivers must stop leaving it out at once
         return now_ms - at_ms >= self.interval_ms
 
     def forget(self) -> None:
         """A new assignment: every channel is due again."""
         self._sent.clear()
+
+
+def _news(state: Combined) -> tuple[int, int | None, int | None]:
+    """What a receiver needs to hear again: the largest input only matters while idle."""
+    return state.watermark_ms, state.idle_until_ms, (
+        state.top_ms if state.idle_until_ms is not None else None)

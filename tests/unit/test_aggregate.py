@@ -279,3 +279,15 @@ def test_fold_equals_a_window_by_window_fold_of_random_orders():
         assert sorted((o.order.order_number, sorted((w.name, s) for w, s in o.missed))
                       for o in folded.late) == sorted(late)
         assert folded.counted == len(orders)
+
+
+def test_a_record_read_again_after_a_restart_moves_no_channel():
+    """A watermark-only record carrying an idle lease, read again from an older offset
+    after its carrier said it was active: its stale lease must not make it idle again."""
+    store = DictStore()
+    store.run([Shuffled(0, 1_000, None, [], offset=0), Shuffled(1, 1_000, 10**9, [], offset=1),
+               Shuffled(1, 2_000, None, [], offset=2)], carriers=2)
+    assert read_watermark(store.read) == 1_000
+    store.run([Shuffled(1, 1_000, 10**9, [], offset=1), Shuffled(0, 50_000, None, [], offset=3)],
+              carriers=2)
+    assert read_watermark(store.read) == 2_000  # carrier 1, active at 2_000, holds it

@@ -9,6 +9,7 @@ from decimal import Decimal
 import orjson
 import pytest
 
+from core import shuffle
 from core.aggregate import parse_window_key, read_watermark, total_key
 from core.aggregation import AggregateConfig, apply_batch, close_windows
 from core.aggregation import Clock as AggregateClock
@@ -154,7 +155,9 @@ def window_rows(pipeline: Pipeline) -> dict[tuple, list]:
 
 
 @pytest.mark.parametrize("seed", range(40))
-def test_late_orders_and_windows_are_specs_whatever_the_schedule(seed):
+def test_late_orders_and_windows_are_specs_whatever_the_schedule(seed, monkeypatch):
+    if seed % 4 == 3:  # records split by size: only the last part moves the watermark
+        monkeypatch.setattr(shuffle, "RECORD_LIMIT_BYTES", 700)
     rng = random.Random(seed)
     inputs, meaning = make_input(rng)
     spans = [(w.name, w.size_ms, w.slide_ms) for w in WINDOWS]

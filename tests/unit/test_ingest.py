@@ -218,7 +218,7 @@ def test_a_redo_takes_the_batch_named_first_so_it_decides_as_the_attempt_it_repe
 
     # the attempt: names its batch durably first (nothing was named), decides, dies
     dedup = DictStore()
-    assert may_take("orders:2", 0, dedup.read) == (True, True)
+    assert may_take("orders:2", 0, dedup.read) == (True, True, True)
     dedup.apply(next_batch("orders:2", 0))
     attempt = ingest_partition(2, [a], CONFIG, dedup.read, dedup.scan, Clock(NOW))
     # without the rule, a redo taking B first counts the number twice
@@ -228,10 +228,43 @@ def test_a_redo_takes_the_batch_named_first_so_it_decides_as_the_attempt_it_repe
     # with it: B's batch waits, A's is redone alike, then B is a conflict
     totals = DictStore()
     counted(totals, [attempt])
-    assert may_take("rekey:2", 0, dedup.read) == (False, False)
-    assert may_take("orders:2", 0, dedup.read) == (True, False)
+    assert may_take("rekey:2", 0, dedup.read) == (False, False, False)
+    assert may_take("orders:2", 0, dedup.read) == (True, False, True)
     redo = run(dedup, [a])
     assert shuffled(redo) == shuffled(attempt)
-    assert may_take("rekey:2", 0, dedup.read) == (True, True)
+    assert may_take("rekey:2", 0, dedup.read) == (True, True, True)
     late = run(dedup, [b])
     assert late.conflicts == 1 and counted(totals, [redo, late]) == 1
+
+
+def test_a_redo_cut_shorter_than_the_batch_named_keeps_it_named_until_done():
+    """The attempt named orders[2] up to offset 9; the redo gets 0..4 first: it may go,
+    must not name another batch, and the rekey batch still waits until 9 is done."""
+    from core.ingest import may_take, next_batch
+
+    store = DictStore(next_batch("orders:2", 9))
+    assert may_take("orders:2", 4, store.read) == (True, False, False)
+    store["s|orders:2"] = "4"
+    assert may_take("rekey:2", 0, store.read) == (False, False, False)
+    assert may_take("orders:2", 12, store.read) == (True, True, True)  # past 9: name it
+    store["s|orders:2"] = "9"
+    assert may_take("rekey:2", 0, store.read) == (True, True, True)
+
+
+def test_an_idle_partition_sends_its_own_watermark_not_the_largest_of_its_inputs():
+    """Orders 2 is at 11:00, orders 0 (through the rekey topic) at 12:00, both idle. What
+    dedup 2 sends is idle with its own 11:00 and 12:00 as the largest: when orders 2 is
+    active again, the aggregation must not have taken 12:00 for its watermark."""
+    from core.ingest import WATERMARK_KEY, output_of, via_key
+    from core.watermarks import Channel, encode_channel
+
+    eleven, twelve, lease = 39_600_000, 43_200_000, NOW + 60_000
+    store = DictStore({WATERMARK_KEY: str(eleven), "m|source": str(eleven),
+                       via_key(0): encode_channel(Channel(twelve, lease, twelve))})
+    for q in (1, 3):
+        store[via_key(q)] = encode_channel(Channel(eleven, lease, eleven))
+    idle = ingest_partition(2, [], CONFIG, store.read, store.scan, Clock(NOW, lease))
+    assert idle.output == (eleven, lease, twelve)
+    # active again (its lease is gone): the min over the active inputs, 11:00
+    vias = {q: Channel(twelve if q == 0 else eleven, lease, twelve) for q in (0, 1, 3)}
+    assert output_of(eleven, eleven, vias, Clock(NOW)).watermark_ms == eleven

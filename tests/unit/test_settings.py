@@ -49,6 +49,7 @@ def test_max_future_skew_is_a_duration(monkeypatch):
     ("WINDOW_RETENTION", "10s", "invalid setting WINDOW_RETENTION: must be at least the largest"),
     ("MAX_FUTURE_SKEW", "soon", "invalid setting MAX_FUTURE_SKEW: 'soon' is not a duration like"),
     ("MAX_FUTURE_SKEW", "0s", "invalid setting MAX_FUTURE_SKEW: must be positive"),
+    ("IDLE_TIMEOUT", "500ms", "invalid setting IDLE_TIMEOUT: must be at least 1s"),
 ])
 def test_a_bad_value_names_the_variable(monkeypatch, name, value, expected):
     monkeypatch.setenv(name, value)
