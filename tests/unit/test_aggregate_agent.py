@@ -1,0 +1,115 @@
+"""The aggregate agent's order of sends (agents.aggregate): buyer-totals go out after the
+commit, from the store, so a worker that dies mid-batch and redoes it cut otherwise never
+makes a buyer's published count go back. Real RocksDB stores; the producer is a fake
+that records what it is asked to send and can die on a changelog record."""
+
+import asyncio
+import contextlib
+from decimal import Decimal
+from types import SimpleNamespace
+
+import orjson
+
+from agents.aggregate import apply_partition
+from app.metrics import Metrics
+from app.settings import Settings
+from app.topics import topic_names
+from core.models import Order
+from core.shuffle import Shuffled
+from tables.store import PartitionStore
+
+
+class Died(Exception):
+    """The worker was killed here."""
+
+
+class Producer:
+    def __init__(self, changelog: str) -> None:
+        self.changelog, self.sent, self.die_on_changelog = changelog, [], False
+
+    async def send_all(self, records):  # noqa: ANN001, ANN201
+        records = list(records)
+        if self.die_on_changelog and any(topic == self.changelog for topic, *_ in records):
+            # the changelog record is lost; what went with it to other partitions lands
+            self.die_on_changelog = False
+            self.sent.extend(r for r in records if r[0] != self.changelog)
+            raise Died
+        self.sent.extend(records)
+        return [SimpleNamespace(offset=len(self.sent) + i) for i in range(len(records))]
+
+
+class Stores:
+    def __init__(self, store: PartitionStore, changelog: str) -> None:
+        self.store, self.changelog_topic = store, changelog
+
+    @contextlib.asynccontextmanager
+    async def holding(self, partition):  # noqa: ANN001, ANN201
+        yield self.store
+
+
+def runtime_on(store: PartitionStore) -> SimpleNamespace:
+    settings = Settings(print_sink=False)
+    names = topic_names(settings)
+    return SimpleNamespace(
+        settings=settings, names=names, metrics=Metrics(), dropped_windows=(),
+        partitions={names.orders: 1, names.by_buyer: 1, names.buyer_totals: 1},
+        aggregates=Stores(store, names.aggregate_changelog), all_idle_since={},
+        totals_sent=set(), producer=Producer(names.aggregate_changelog))
+
+
+def batch(*offsets: int) -> list[Shuffled]:
+    orders = [(o, Order(o, Decimal("1.00"), "Ana", "Ruiz", 1_000 + o),
+               None, None) for o in offsets]
+    return [Shuffled(0, 1_000 + max(offsets), None, [("orders:0", orders)])]
+
+
+def published_counts(runtime: SimpleNamespace) -> list[int]:
+    return [orjson.loads(value)["count"] for topic, _, value, _ in runtime.producer.sent
+            if topic == runtime.names.buyer_totals]
+
+
+async def redo_after_a_kill(tmp_path) -> SimpleNamespace:  # noqa: ANN001
+    store = PartitionStore(tmp_path / "0")
+    runtime = runtime_on(store)
+    await apply_partition(runtime, 0, batch(0, 1, 2, 3, 4))  # counts 5
+    runtime.producer.die_on_changelog = True
+    with contextlib.suppress(Died):  # 5, 6 and 7 together: killed before its commit
+        await apply_partition(runtime, 0, batch(5, 6))
+    restarted = runtime_on(store)  # the same store, a new process
+    restarted.producer.sent = runtime.producer.sent
+    await apply_partition(restarted, 0, batch(5))  # the redo, cut shorter
+    await apply_partition(restarted, 0, batch(6))
+    store.close()
+    return restarted
+
+
+def test_a_redo_cut_otherwise_never_makes_a_published_total_go_back(tmp_path):
+
+    runtime = asyncio.run(redo_after_a_kill(tmp_path))
+    counts = published_counts(runtime)
+    assert counts == sorted(counts) and counts[-1] == 7
+    assert counts == [5, 6, 7]  # the killed attempt published nothing
+
+
+def test_after_a_kill_between_the_commit_and_its_totals_the_next_start_sends_them(tmp_path):
+
+    async def run() -> list[int]:
+        store = PartitionStore(tmp_path / "0")
+        runtime = runtime_on(store)
+
+        async def die(records):  # noqa: ANN001, ANN202
+            if any(topic == runtime.names.buyer_totals for topic, *_ in records):
+                raise Died
+            return await Producer.send_all(runtime.producer, records)
+
+        runtime.producer.send_all = die  # the commit lands, its totals do not
+        with contextlib.suppress(Died):
+            await apply_partition(runtime, 0, batch(0, 1))
+        restarted = runtime_on(store)
+        await apply_partition(restarted, 0, [])  # any first call on the partition
+        again = runtime_on(store)  # a clean restart after that repeats nothing
+        await apply_partition(again, 0, [])
+        store.close()
+        return published_counts(restarted) + published_counts(again)
+
+    assert asyncio.run(run()) == [2]
