@@ -25,6 +25,7 @@ from core.ingest import (
     ingest_partition,
     may_take,
     next_batch,
+    only_time,
 )
 from core.sources import applied_offsets
 from tables.store import PartitionStore
@@ -74,20 +75,27 @@ async def ingest_one(runtime: Runtime, partition: int, messages: list[RawMessage
             take = may_take(source, messages[-1].offset, store.get_many)
             if not take.now:
                 return False
-            if take.name_first:
-                await commit_durably(runtime, runtime.dedup, partition, store,
-                                     next_batch(source, messages[-1].offset), [])
         now_ms = wall_ms()
         if any(m.topic == runtime.names.orders for m in messages):
             runtime.sources.heard(partition, now_ms)
         _check_backlog(runtime, partition, store, messages)
         clock = Clock(now_ms, runtime.sources.lease(partition, now_ms))
-        result = ingest_partition(partition, messages, ingest_config(runtime), store.get_many,
-                                  store.scan, clock)
+        config = ingest_config(runtime)
+        result = ingest_partition(partition, messages, config, store.get_many, store.scan,
+                                  clock)
         _count(runtime, result)
         outputs = _outputs(runtime, partition, result, clock)
+        if only_time(messages, result, config):  # watermarks only: this store alone
+            if outputs:
+                await runtime.producer.send_all(outputs)
+            if result.updates:
+                store.commit(result.updates, changelog_offset=store.changelog_offset)
+            return True
+        if take is not None and take.name_first and result.decided:
+            await commit_durably(runtime, runtime.dedup, partition, store,
+                                 next_batch(source, messages[-1].offset), [])
         following = peek() if take is not None and take.name_next and peek else None
-        if result.updates and following is not None:
+        if following is not None:
             result.updates.update(next_batch(*following))  # spares it a commit of its own
         if result.updates:
             await commit_durably(runtime, runtime.dedup, partition, store, result.updates,

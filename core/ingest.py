@@ -122,6 +122,7 @@ class IngestResult:
         default_factory=lambda: defaultdict(list))  # buyer partition -> groups by source
     updates: dict[str, str | None] = field(default_factory=dict)
     read: int = 0  # messages read from the orders topic, replays included
+    decided: int = 0  # orders the dedup step decided on: this batch's order matters
     invalid: int = 0
     duplicates: int = 0
     conflicts: int = 0
@@ -160,6 +161,16 @@ def may_take(source: str, last_offset: int, read: ReadMany) -> Take:
     if due == source:
         return Take(True, last_offset > due_offset, last_offset >= due_offset)
     return Take(False, False, False)  # a redo: the batch named first
+
+
+def only_time(messages: Sequence[RawMessage], result: IngestResult, config: IngestConfig) -> bool:
+    """Whether a batch moved nothing but watermarks and leases: no orders read (the source
+    watermark moves with them), no copy decided, nothing deleted. Such a batch need not be
+    in the changelog: a store restored without it is behind in time only, which its next
+    records make up for, and every receiver keeps the larger watermark."""
+    return (not result.decided and not result.dead_letters and not result.rekeyed
+            and all(m.topic != config.orders_topic for m in messages)
+            and all(value is not None for value in result.updates.values()))
 
 
 def number_partition(order_number: int, partitions: int) -> int:
@@ -205,6 +216,7 @@ def ingest_partition(partition: int, messages: Iterable[RawMessage], config: Ing
             _receive(message, config, read, vias, applied, owned)
         else:
             source_ms = _claim(message, partition, config, clock, source_ms, owned, result)
+    result.decided = len(owned)
     decided = (dedup_batch(owned, config.horizon_ms, watermark_ms, read) if config.dedup
                else DedupResult(accepted=[(tag, order) for tag, order, _ in owned]))
     _record_rejects(decided, config, result)
