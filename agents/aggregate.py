@@ -65,11 +65,7 @@ async def apply_partition(runtime: Runtime, partition: int, items: list[Shuffled
         result = apply_batch(items, config, store.get_many,
                              Clock(now_ms, runtime.all_idle_since.get(partition)))
         _track_idle(runtime, partition, result, now_ms)
-        if result.changed and not (result.counted or result.late):
-            # watermarks only: this store alone (a store restored without them is behind
-            # in time only); closing below puts the watermark it acts on in the changelog
-            store.commit(result.updates, changelog_offset=store.changelog_offset)
-        elif result.changed:
+        if result.changed:
             await commit_durably(runtime, runtime.aggregates, partition, store,
                                  result.updates, _late(runtime, result))
             await _publish_totals(runtime, partition, result.total_changes, printed=True)

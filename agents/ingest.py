@@ -25,7 +25,6 @@ from core.ingest import (
     ingest_partition,
     may_take,
     next_batch,
-    only_time,
 )
 from core.sources import applied_offsets
 from tables.store import PartitionStore
@@ -85,12 +84,8 @@ async def ingest_one(runtime: Runtime, partition: int, messages: list[RawMessage
                                   clock)
         _count(runtime, result)
         outputs = _outputs(runtime, partition, result, clock)
-        if only_time(messages, result, config):  # watermarks only: this store alone
-            if outputs:
-                await runtime.producer.send_all(outputs)
-            if result.updates:
-                store.commit(result.updates, changelog_offset=store.changelog_offset)
-            return True
+        # only a batch that decides copies must be named before its outputs leave: the
+        # order of the others changes no decision
         if take is not None and take.name_first and result.decided:
             await commit_durably(runtime, runtime.dedup, partition, store,
                                  next_batch(source, messages[-1].offset), [])

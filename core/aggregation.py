@@ -139,6 +139,4 @@ def close_windows(config: AggregateConfig, read: ReadMany, scan: ScanFrom) -> Ba
                                        config.retention_ms, pointers, scan)
         result.finals.extend(finals)
         result.updates.update(updates)
-    if result.updates:  # the watermark that made them final goes into the changelog too
-        result.updates[WATERMARK_KEY] = str(watermark)
     return result

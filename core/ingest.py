@@ -163,16 +163,6 @@ def may_take(source: str, last_offset: int, read: ReadMany) -> Take:
     return Take(False, False, False)  # a redo: the batch named first
 
 
-def only_time(messages: Sequence[RawMessage], result: IngestResult, config: IngestConfig) -> bool:
-    """Whether a batch moved nothing but watermarks and leases: no orders read (the source
-    watermark moves with them), no copy decided, nothing deleted. Such a batch need not be
-    in the changelog: a store restored without it is behind in time only, which its next
-    records make up for, and every receiver keeps the larger watermark."""
-    return (not result.decided and not result.dead_letters and not result.rekeyed
-            and all(m.topic != config.orders_topic for m in messages)
-            and all(value is not None for value in result.updates.values()))
-
-
 def number_partition(order_number: int, partitions: int) -> int:
     """The orders partition owning an order number: Kafka's partitioner on its decimal text."""
     return key_partition(str(order_number).encode(), partitions)
