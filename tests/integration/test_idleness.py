@@ -80,6 +80,10 @@ def test_a_silent_partition_stops_holding_the_others_and_its_next_order_is_late_
     wait_for(lambda: {T0, T0 + 10 * SECOND} <= final_starts(broker, env), timeout_s=60,
              what="windows final although partition 3 is behind")
     assert metric(worker, "orders_late_total") == 0
+    gauges = worker.get("/metrics").text
+    # partition 3's one order was at T0 + 3 ms (1.795514400003e+12 in Prometheus' text)
+    assert 'orderstream_source_watermark_ms{partition="3"} 1.795514400003e+12' in gauges
+    assert 'orderstream_source_idle{partition="3"} 1.0' in gauges
     # partition 3 delivers again, for the window [T0, T0+10s) already final: late
     produce(broker, env["ORDERS_TOPIC"], [orders.on(3, T0 + 5 * SECOND)])
     wait_for(lambda: metric(worker, "orders_late_total") == 1, what="the late order")
