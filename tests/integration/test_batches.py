@@ -1,5 +1,6 @@
 """The batch transport (app.transport) end to end: faust's committed offsets reach the end
-of every input, and the ingest's event-time alignment keeps a backlog from turning late."""
+of every input, and a backlog read a partition at a time is not late (per-partition
+watermarks, core.watermarks)."""
 
 import asyncio
 import json
@@ -47,8 +48,8 @@ def test_batches_commit_to_the_end_and_a_backlog_is_not_late(broker, worker_env,
     per_partition = [0] * PARTITIONS
     for key, _ in orders:
         per_partition[(murmur2(key) & 0x7FFFFFFF) % PARTITIONS] += 1
-    # A whole partition arrives in one fetch from tansu (30 s of event time): without
-    # alignment, the partitions read later would be late by far more than 10 s.
+    # A whole partition arrives in one fetch from tansu (30 s of event time): with stream
+    # time as the watermark, the partitions read later would be late by far more than 10 s.
     worker = make_worker({**worker_env, "BATCH_MAX_ORDERS": "25", "ALLOWED_LATENESS": "10s",
                           "PRINT_SINK": "0"})
     worker.wait_ready()

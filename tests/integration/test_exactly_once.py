@@ -45,8 +45,9 @@ def owner(number: int, partitions: int = 4) -> int:
 
 
 def test_dirty_input_lands_where_spec_md_says(broker, worker_env, make_worker):
-    # idle 3 s: every partition at the largest watermark; from 6 s on, event time follows
-    # the clock (tables.idle), which would close hop [T0, T0+60s) at 11 s of silence
+    # idle 3 s: a silent partition holds nobody back; once all have been idle for 3 s more,
+    # event time follows the clock (core.watermarks), which would close hop [T0, T0+60s)
+    # some 65 s after the last order
     worker_env.update(IDLE_TIMEOUT="3s", WINDOWS="tumble:10s,hop:1m/10s")
     worker = make_worker(worker_env)
     worker.wait_ready()
@@ -66,7 +67,7 @@ def test_dirty_input_lands_where_spec_md_says(broker, worker_env, make_worker):
     produce(broker, topic, phase1 + [dup_same_key, dup_other_key, conflict] + invalid)
     wait_for(lambda: metric(worker, "orders_counted_total") == 120, what="phase 1 counted")
 
-    # an order at T0+60s, then silence: the idle rule brings every partition to T0+60s
+    # an order at T0+60s, then silence: idle, the other partitions stop holding it back
     produce(broker, topic, [keyed(500, "Ana", "Ruiz", "1.00", T0 + 60_000)])
     counted.append((500, Decimal("1.00"), ("Ana", "Ruiz"), T0 + 60_000))
     wait_for(lambda: worker.get("/windows/tumble_10s/top", at=T0).json()["final"],
