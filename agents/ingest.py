@@ -57,7 +57,8 @@ def ingest_config(runtime: Runtime) -> IngestConfig:
         buyer_partitions=runtime.partitions[names.by_buyer],
         horizon_ms=settings.dedup_horizon, windows=settings.windows,
         allowed_lateness_ms=settings.allowed_lateness,
-        max_future_skew_ms=settings.max_future_skew, dedup=settings.dedup,
+        max_future_skew_ms=settings.max_future_skew,
+        max_message_bytes=settings.max_message_bytes, dedup=settings.dedup,
     )
 
 

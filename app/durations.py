@@ -15,3 +15,16 @@ def parse_duration_ms(text: str) -> int:
     if match is None:
         raise ValueError(f"{text!r} is not a duration like 500ms, 10s, 5m, 1h or 7d")
     return int(match.group(1)) * _UNIT_MS[match.group(2)]
+
+
+_UNIT_BYTES = {"": 1, "b": 1, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
+_SIZE = re.compile(r"^\s*(\d+)\s*(b|kib|mib|gib|)\s*$", re.IGNORECASE)
+
+
+def parse_size_bytes(text: str) -> int:
+    """A size as written in settings (`1048576`, `512KiB`, `1MiB`) in bytes; ValueError
+    names the accepted forms."""
+    match = _SIZE.match(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a size like 1048576, 512KiB or 1MiB")
+    return int(match.group(1)) * _UNIT_BYTES[match.group(2).lower()]

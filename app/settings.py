@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from app.durations import parse_duration_ms
+from app.durations import parse_duration_ms, parse_size_bytes
 from tables.windows import WindowSpec, parse_window_specs
 
 DEFAULT_BROKER = "127.0.0.1:9092"
@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     window_retention: Duration = 3_600_000
     # An order_time further ahead of the worker's clock than this is invalid (DLQ).
     max_future_skew: Duration = 3_600_000
+    # a larger orders message is invalid (DLQ), and so is a buyer name over 256 characters
+    max_message_bytes: Annotated[int, NoDecode] = 1024 * 1024
     print_sink: bool = True
     # 0 turns deduplication off, for benchmarks: exact repeats then count again (a replay
     # from an old offset still counts nothing twice: offsets are tracked regardless).
@@ -58,6 +60,18 @@ class Settings(BaseSettings):
     @classmethod
     def _duration(cls, value: Any) -> Any:
         return parse_duration_ms(value) if isinstance(value, str) else value
+
+    @field_validator("max_message_bytes", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> Any:
+        return parse_size_bytes(value) if isinstance(value, str) else value
+
+    @field_validator("max_message_bytes")
+    @classmethod
+    def _size_in_range(cls, value: int) -> int:
+        if not 1024 <= value <= 32 * 1024 * 1024:
+            raise ValueError("must be between 1KiB and 32MiB")
+        return value
 
     @field_validator("windows", mode="before")
     @classmethod

@@ -97,6 +97,7 @@ class IngestConfig:
     windows: Sequence[WindowSpec]
     allowed_lateness_ms: int
     max_future_skew_ms: int = 3_600_000
+    max_message_bytes: int = 1024 * 1024
     dedup: bool = True  # off (DEDUP=0, for benchmarks): every order counts where it arrives
 
 
@@ -231,7 +232,8 @@ def _claim(message: RawMessage, partition: int, config: IngestConfig, clock: Clo
     source watermark after it."""
     try:
         order = parse_order(message.value, clock.now_ms + config.max_future_skew_ms,
-                            max_future_skew_ms=config.max_future_skew_ms)
+                            max_future_skew_ms=config.max_future_skew_ms,
+                            max_bytes=config.max_message_bytes)
     except InvalidOrder as error:
         result.invalid += 1
         result.dead_letters.append((message.key, dlq_value(
@@ -319,7 +321,8 @@ def _record_rejects(decided: DedupResult, config: IngestConfig,  # type: ignore[
     for (_, _, origin, _), order in decided.conflicts:
         result.dead_letters.append((origin.key, dlq_value(
             f"conflict: order_number {order.order_number} seen with different content",
-            origin.topic, origin.partition, origin.offset, origin.value)))
+            origin.topic, origin.partition, origin.offset, origin.value, origin.raw_bytes,
+            origin.raw_sha256)))
     for (_, _, origin, _), order in decided.too_old:
         reason = ("older than its partition's watermark minus DEDUP_HORIZON: it can no longer "
                   "be checked for duplicates, so it counts nowhere")

@@ -13,12 +13,20 @@ from typing import Any, NoReturn
 import orjson
 
 from core.models import Order
-from core.timefmt import MAX_MS, MIN_MS, format_duration_ms, format_time_ms, parse_time_ms
+from core.timefmt import (
+    MAX_MS,
+    MIN_MS,
+    format_duration_ms,
+    format_size_bytes,
+    format_time_ms,
+    parse_time_ms,
+)
 
 BIGINT_MIN = -(2**63)
 BIGINT_MAX = 2**63 - 1
 MAX_WHOLE_DIGITS = 30  # DECIMAL(32,2): 32 digits, 2 of them after the point
 MAX_FRACTION_DIGITS = 2
+MAX_NAME_CHARS = 256  # SPEC.md: a longer buyer name is invalid
 
 _MISSING: Any = object()
 # Loose on purpose (any number of digits either side) so that each way of failing gets its
@@ -70,15 +78,20 @@ def _type_name(value: object) -> str:
 
 
 def parse_order(
-    raw: bytes | None, max_time_ms: int | None = None, *, max_future_skew_ms: int | None = None
+    raw: bytes | None, max_time_ms: int | None = None, *, max_future_skew_ms: int | None = None,
+    max_bytes: int | None = None,
 ) -> Order:
     """The order in a message value; raises `InvalidOrder` naming the first problem.
 
     An `order_time_ms` above `max_time_ms` (when given) is one; `max_future_skew_ms` is only
-    for the reason's text.
+    for the reason's text. So is a value over `max_bytes` (MAX_MESSAGE_BYTES), before it is
+    read at all.
     """
     if raw is None:
         raise InvalidOrder("value: missing")
+    if max_bytes is not None and len(raw) > max_bytes:
+        raise InvalidOrder(f"value: {len(raw)} bytes, more than MAX_MESSAGE_BYTES "
+                           f"({format_size_bytes(max_bytes)})")
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -220,6 +233,9 @@ def _name(buyer: dict[str, Any], key: str) -> str:
     """One name, exactly as given; empty or whitespace-only is no name."""
     name = buyer.get(key, _MISSING)
     if type(name) is str and name and not name.isspace():
+        if len(name) > MAX_NAME_CHARS:
+            raise InvalidOrder(f"buyer.{key}: {len(name)} characters, more than "
+                               f"{MAX_NAME_CHARS}")
         return name
     if name is _MISSING:
         raise InvalidOrder(f"buyer.{key}: missing")

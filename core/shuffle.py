@@ -24,19 +24,23 @@ import orjson
 from core import jsonbytes
 from core.models import Order
 from core.partitioning import key_partition
+from core.raw import cut_raw
 
 Positioned = tuple[int, Order, bytes | None, int | None]  # offset, order, key, late clock
 _new_tuple = tuple.__new__  # a NamedTuple without its Python-level __new__: the hot path
 
 
 class Origin(NamedTuple):
-    """Where an order first arrived, for the DLQ and orders-late."""
+    """Where an order first arrived, for the DLQ and orders-late; a value over 64 KiB
+    travels cut, with its size and hash, as a DLQ record would hold it."""
 
     topic: str
     partition: int
     offset: int
     key: bytes | None
     value: bytes
+    raw_bytes: int | None = None
+    raw_sha256: str | None = None
 
 
 class Shuffled(NamedTuple):
@@ -140,12 +144,19 @@ def encode_rekeyed(origin: int, watermark_ms: int, idle_until_ms: int | None,
     """One rekey record (no orders: a watermark-only record)."""
     return jsonbytes.dumps({
         "origin": origin, "watermark": watermark_ms, "idle_until": idle_until_ms,
-        "orders": [
-            (where.topic, where.offset, None if where.key is None else where.key.decode("latin-1"),
-             where.value.decode("utf-8"), o.order_number, str(o.price), o.first_name,
-             o.last_name, o.order_time_ms, before_ms)
-            for where, o, before_ms in orders],
+        "orders": [_copy(where, o, before_ms) for where, o, before_ms in orders],
     })
+
+
+def _copy(where: Origin, o: Order, before_ms: int) -> tuple[object, ...]:
+    """One copy of a rekey record; its raw value cut as a DLQ record would cut it, so that
+    one large order cannot make a record over the broker's limit."""
+    raw, size, digest = (where.value, where.raw_bytes, where.raw_sha256)
+    if size is None:
+        raw, size, digest = cut_raw(raw)
+    return (where.topic, where.offset, None if where.key is None else where.key.decode("latin-1"),
+            raw.decode("utf-8", errors="ignore"), o.order_number, str(o.price), o.first_name,
+            o.last_name, o.order_time_ms, before_ms, size, digest)
 
 
 def decode_rekeyed(value: bytes) -> Rekeyed:
@@ -154,8 +165,8 @@ def decode_rekeyed(value: bytes) -> Rekeyed:
     origin = record["origin"]
     orders = [
         (Origin(topic, origin, offset, None if key is None else key.encode("latin-1"),
-                raw.encode("utf-8")),
+                raw.encode("utf-8"), size, digest),
          _new_tuple(Order, (number, Decimal(price), first, last, time_ms)), before_ms)
-        for topic, offset, key, raw, number, price, first, last, time_ms, before_ms
-        in record["orders"]]
+        for topic, offset, key, raw, number, price, first, last, time_ms, before_ms, size,
+        digest in record["orders"]]
     return Rekeyed(origin, record["watermark"], record["idle_until"], orders)

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from core import jsonbytes
 from core.aggregate import Total, TotalChange
 from core.money import money_str
+from core.raw import cut_raw
 from core.shuffle import buyer_key
 
 
@@ -43,17 +44,37 @@ def buyer_total_records(changes: Iterable[TotalChange]) -> list[tuple[bytes, byt
     ]
 
 
-def dlq_value(error: str, topic: str, partition: int, offset: int, raw: bytes | None) -> bytes:
-    """A dead-letter record: the reason, where it came from and the original value."""
+REASON_LIMIT = 1_000  # characters: a reason quoting a huge field must not be huge itself
+
+
+def dlq_value(error: str, topic: str, partition: int, offset: int, raw: bytes | None,
+              raw_bytes: int | None = None, raw_sha256: str | None = None) -> bytes:
+    """A dead-letter record: the reason, where it came from and the original value, text
+    when it is UTF-8, else base64; a value over 64 KiB is cut, with its size and hash
+    (`raw_bytes`/`raw_sha256` given: `raw` was cut already, on the way here)."""
+    if len(error) > REASON_LIMIT:
+        error = error[:REASON_LIMIT] + "…"
     record: dict[str, object] = {
         "error": error, "topic": topic, "partition": partition, "offset": offset,
     }
     if raw is None:
         record["raw"] = None
-    else:
-        try:
-            record["raw"] = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            record["raw"] = base64.b64encode(raw).decode("ascii")
-            record["raw_encoding"] = "base64"
+        return jsonbytes.dumps(record)
+    if raw_bytes is None:
+        raw, raw_bytes, raw_sha256 = cut_raw(raw)
+    record["raw"], encoding = _as_text(raw, cut=raw_bytes is not None)
+    if encoding:
+        record["raw_encoding"] = encoding
+    if raw_bytes is not None:
+        record["raw_bytes"], record["raw_sha256"] = raw_bytes, raw_sha256
     return jsonbytes.dumps(record)
+
+
+def _as_text(raw: bytes, cut: bool) -> tuple[str, str | None]:
+    """UTF-8 as text; a cut may end inside a character, which is dropped."""
+    for trim in range(4 if cut else 1):
+        try:
+            return raw[:len(raw) - trim].decode("utf-8"), None
+        except UnicodeDecodeError:
+            continue
+    return base64.b64encode(raw).decode("ascii"), "base64"

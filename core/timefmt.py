@@ -61,3 +61,11 @@ def format_duration_ms(ms: int) -> str:
         if ms and ms % size == 0:
             return f"{ms // size}{unit}"
     return f"{ms}ms"
+
+
+def format_size_bytes(size: int) -> str:
+    """`1048576` -> `1MiB`, `1536` -> `1536B`: the largest binary unit that divides it."""
+    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if size % factor == 0:
+            return f"{size // factor}{unit}"
+    return f"{size}B"

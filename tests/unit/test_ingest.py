@@ -205,7 +205,7 @@ def test_a_redo_takes_the_batch_named_first_so_it_decides_as_the_attempt_it_repe
     [number] = owned(2, 1)
     a = RawMessage("orders", 2, 0, str(number).encode(), raw(number, price="1.00"))
     hopped = Origin("orders", 0, 5, b"k", raw(number, price="2.00"))
-    [b_order] = [o for _, o, _ in run(DictStore(), [RawMessage(*hopped)]).rekeyed[2]]
+    [b_order] = [o for _, o, _ in run(DictStore(), [RawMessage(*hopped[:5])]).rekeyed[2]]
     b = RawMessage("rekey", 2, 0, None, encode_rekeyed(0, 0, None, [(hopped, b_order, 0)]))
     aggregation = AggregateConfig(CONFIG.windows, 5_000, 10**12, carriers=4)
 
@@ -268,3 +268,28 @@ def test_an_idle_partition_sends_its_own_watermark_not_the_largest_of_its_inputs
     # active again (its lease is gone): the min over the active inputs, 11:00
     vias = {q: Channel(twelve if q == 0 else eleven, lease, twelve) for q in (0, 1, 3)}
     assert output_of(eleven, eleven, vias, Clock(NOW)).watermark_ms == eleven
+
+
+def test_a_large_copy_hops_cut_and_its_conflict_is_the_dlq_record_its_origin_would_write():
+    """A 100 KiB order (an extra field) keyed otherwise hops to its owner with its value
+    cut to 64 KiB, its size and hash: the record stays small, and the DLQ record of its
+    conflict is the one the origin would have written from the whole value."""
+    import hashlib
+
+    from core.sinks import dlq_value
+
+    [number] = owned(1, 1)
+    owner = DictStore()
+    run(owner, [RawMessage("orders", 1, 0, str(number).encode(), raw(number))])
+    big = orjson.dumps({"order_number": number, "price": "9.99", "order_time": 0,
+                        "buyer": {"first_name": "Ana", "last_name": "Ruiz"},
+                        "note": "n" * 100_000})
+    stray = run(DictStore(), [RawMessage("orders", 3, 7, b"k", big)])
+    rekeyed, _ = channel_records(3, stray, Clock(NOW), Emitter(0), CONFIG)
+    [value] = [v for o, v in rekeyed if o == 1]
+    assert len(value) < 70_000
+    conflict = run(owner, [RawMessage("rekey", 1, 0, None, value)])
+    [(key, record)] = conflict.dead_letters
+    assert key == b"k" and record == dlq_value(
+        f"conflict: order_number {number} seen with different content", "orders", 3, 7, big)
+    assert orjson.loads(record)["raw_sha256"] == hashlib.sha256(big).hexdigest()

@@ -615,3 +615,24 @@ def test_minute_cache_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
         for _ in range(2):  # a miss, then a hit (unless just cleared)
             assert parse_order(encode(message(order_time=iso_z(ms)))).order_time_ms == ms
         assert len(parse._MINUTE_MS) <= 3
+
+
+# MAX_MESSAGE_BYTES and the names' limit (SPEC.md: over 256 characters is invalid)
+
+def test_a_value_over_max_message_bytes_is_invalid_before_it_is_read():
+    value = b'{"padding": "' + b"x" * 2_000 + b'"}'
+    with pytest.raises(InvalidOrder) as error:
+        parse_order(value, max_bytes=1_024)
+    assert str(error.value) == (
+        f"value: {len(value)} bytes, more than MAX_MESSAGE_BYTES (1KiB)")
+
+
+def test_a_buyer_name_over_256_characters_is_invalid_and_256_is_not():
+    def with_name(name: str) -> bytes:
+        return json.dumps({"order_number": 1, "price": "1.00", "order_time": 0,
+                           "buyer": {"first_name": name, "last_name": "Ruiz"}}).encode()
+
+    assert parse_order(with_name("é" * 256)).first_name == "é" * 256
+    with pytest.raises(InvalidOrder) as error:
+        parse_order(with_name("a" * 257))
+    assert str(error.value) == "buyer.first_name: 257 characters, more than 256"

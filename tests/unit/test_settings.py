@@ -35,6 +35,12 @@ def test_environment_and_dotenv(monkeypatch, tmp_path):
     assert (s.allowed_lateness, s.app_id) == (500, "fromdotenv")
 
 
+def test_max_message_bytes_is_a_size(monkeypatch):
+    assert Settings().max_message_bytes == 1_048_576
+    monkeypatch.setenv("MAX_MESSAGE_BYTES", "512KiB")
+    assert Settings().max_message_bytes == 524_288
+
+
 def test_max_future_skew_is_a_duration(monkeypatch):
     monkeypatch.setenv("MAX_FUTURE_SKEW", "30m")
     assert Settings().max_future_skew == 1_800_000
@@ -50,6 +56,8 @@ def test_max_future_skew_is_a_duration(monkeypatch):
     ("MAX_FUTURE_SKEW", "soon", "invalid setting MAX_FUTURE_SKEW: 'soon' is not a duration like"),
     ("MAX_FUTURE_SKEW", "0s", "invalid setting MAX_FUTURE_SKEW: must be positive"),
     ("IDLE_TIMEOUT", "500ms", "invalid setting IDLE_TIMEOUT: must be at least 1s"),
+    ("MAX_MESSAGE_BYTES", "1MB", "invalid setting MAX_MESSAGE_BYTES: '1MB' is not a size like"),
+    ("MAX_MESSAGE_BYTES", "64GiB", "invalid setting MAX_MESSAGE_BYTES: must be between 1KiB"),
 ])
 def test_a_bad_value_names_the_variable(monkeypatch, name, value, expected):
     monkeypatch.setenv(name, value)

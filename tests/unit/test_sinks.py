@@ -32,3 +32,21 @@ def test_dlq_keeps_utf8_as_text_and_other_bytes_as_base64():
     binary = orjson.loads(dlq_value("value: not UTF-8", "orders", 0, 1, b"\xff\x00"))
     assert binary["raw_encoding"] == "base64"
     assert base64.b64decode(binary["raw"]) == b"\xff\x00"
+
+
+def test_a_dlq_record_holds_at_most_64_kib_of_the_value_with_its_size_and_hash():
+    import hashlib
+
+    value = ("€" * 30_000).encode()  # 90,000 bytes; byte 65,536 is inside the 21,846th "€"
+    record = orjson.loads(dlq_value("x", "orders", 0, 7, value))
+    assert record["raw"] == "€" * 21_845  # the cut character is dropped, the rest is text
+    assert (record["raw_bytes"], record["raw_sha256"]) == (
+        90_000, hashlib.sha256(value).hexdigest())
+    small = orjson.loads(dlq_value("x", "orders", 0, 7, b"{}"))
+    assert "raw_bytes" not in small and small["raw"] == "{}"
+
+
+def test_a_reason_quoting_a_huge_field_is_cut():
+    record = orjson.loads(dlq_value("price: not a decimal like 123.45: '" + "9x" * 50_000,
+                                    "orders", 0, 1, b"{}"))
+    assert len(record["error"]) == 1_001 and record["error"].endswith("…")

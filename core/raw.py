@@ -1,0 +1,13 @@
+"""Original message values as the service keeps them in its records: bounded."""
+
+import hashlib
+
+RAW_LIMIT_BYTES = 64 * 1024  # SPEC.md: a DLQ record's raw value is cut to this
+
+
+def cut_raw(raw: bytes) -> tuple[bytes, int | None, str | None]:
+    """A value as a DLQ record holds it: whole, or its first 64 KiB with its size and
+    SHA-256 (hex)."""
+    if len(raw) <= RAW_LIMIT_BYTES:
+        return raw, None, None
+    return raw[:RAW_LIMIT_BYTES], len(raw), hashlib.sha256(raw).hexdigest()

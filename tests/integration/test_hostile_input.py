@@ -1,0 +1,60 @@
+"""Oversized and hostile messages beside valid orders (SPEC.md, The order message): the
+bad ones go to the DLQ as bounded records, every valid order counts, the worker stays up."""
+
+import asyncio
+import hashlib
+import json
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from tests.integration.conftest import consume_all, metric, run_sync, wait_for
+
+pytestmark = pytest.mark.integration
+
+T0 = 1_795_514_400_000
+
+
+def produce_large(broker: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    """Like conftest.produce, with room for values of several MiB."""
+    async def run() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=broker, linger_ms=5,
+                                    max_request_size=8 * 1024 * 1024)
+        await producer.start()
+        try:
+            futures = [await producer.send(topic, value, key=key) for key, value in records]
+            await asyncio.gather(*futures)
+        finally:
+            await producer.stop()
+    run_sync(run())
+
+
+def test_oversized_and_long_named_orders_go_to_the_dlq_bounded_and_the_rest_count(
+        broker, worker_env, make_worker):
+    worker_env.update(PRINT_SINK="0")
+    worker = make_worker(worker_env)
+    worker.wait_ready()
+    valid = [(str(n).encode(), json.dumps({
+        "order_number": n, "price": "1.00", "order_time": T0 + n,
+        "buyer": {"first_name": f"F{n % 5}", "last_name": "L"}}).encode()) for n in range(300)]
+    huge = b"{" + b" " * (2 * 1024 * 1024) + b"}"  # 2 MiB, over MAX_MESSAGE_BYTES
+    long_name = json.dumps({"order_number": 10_000, "price": "1.00", "order_time": T0,
+                            "buyer": {"first_name": "x" * 500_000, "last_name": "L"}}).encode()
+    records = valid[:150] + [(b"huge", huge), (b"long", long_name)] + valid[150:]
+    produce_large(broker, worker_env["ORDERS_TOPIC"], records)
+    wait_for(lambda: metric(worker, "orders_counted_total") == 300, what="every valid order")
+    assert metric(worker, "orders_invalid_total") == 2
+    dlq = {key: (len(value), json.loads(value))
+           for key, value in consume_all(broker, worker_env["ORDERS_TOPIC"] + "-dlq")}
+    size, record = dlq[b"huge"]
+    assert size < 70_000 and record["error"] == (
+        f"value: {len(huge)} bytes, more than MAX_MESSAGE_BYTES (1MiB)")
+    assert (record["raw_bytes"], record["raw_sha256"]) == (
+        len(huge), hashlib.sha256(huge).hexdigest())
+    size, record = dlq[b"long"]
+    assert size < 70_000 and record["error"] == (
+        "buyer.first_name: 500000 characters, more than 256")
+    assert record["raw_bytes"] == len(long_name)
+    totals = consume_all(broker, worker_env["BUYER_TOTALS_TOPIC"])
+    assert max(len(value) for _, value in totals) < 200
+    assert worker.get("/health").status_code == 200
