@@ -1,6 +1,7 @@
 """Dependencies of the routes: the worker's runtime and time parameters (ISO or epoch ms)."""
 
 import hmac
+import re
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Path, Query, Request
@@ -46,12 +47,16 @@ def require_token(
                             headers={"WWW-Authenticate": "Bearer"})
 
 
+_EPOCH_MS = re.compile(r"-?[0-9]{1,16}")  # beyond 16 digits no epoch ms is in range
+
+
 def parse_time_param(name: str, text: str | None) -> int | None:
     """A time query parameter as epoch ms; 422 naming the parameter when malformed."""
     if text is None:
         return None
     try:
-        value = int(text) if text.lstrip("-").isdigit() else parse_time_ms(text)
+        # ASCII digits only: str.isdigit() and int() also take fullwidth and other digits
+        value = int(text) if _EPOCH_MS.fullmatch(text) else parse_time_ms(text)
         if not MIN_MS <= value <= MAX_MS:
             raise ValueError("out of range")
     except ValueError as error:

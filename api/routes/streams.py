@@ -35,16 +35,17 @@ STREAM = {200: {"content": {"text/event-stream": {}}, "description": "server-sen
 
 
 Position = tuple[str, int]  # (source tag, partition)
-_POSITION = re.compile(r"([a-z]?)(\d+):(\d+)")
+_POSITION = re.compile(r"([a-z]?)([0-9]{1,9}):([0-9]{1,19})")  # ASCII, and int() can read it
 
 
 def parse_event_id(text: str | None) -> dict[Position, int]:
     """`0:12,1:7` -> {("", 0): 12, ("", 1): 7}; 400 naming the header when malformed."""
     if not text:
         return {}
-    found = [_POSITION.fullmatch(part) for part in text.split(",")]
+    found = [_POSITION.fullmatch(part) for part in text.split(",", 4096)]
     if not all(found):
-        raise HTTPException(400, f"Last-Event-ID {text!r} is not like 0:12,1:7")
+        shown = text if len(text) <= 100 else text[:100] + "…"
+        raise HTTPException(400, f"Last-Event-ID {shown!r} is not like 0:12,1:7")
     return {(m[1], int(m[2])): int(m[3]) for m in found if m}
 
 

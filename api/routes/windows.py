@@ -3,12 +3,13 @@
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 
 from api.cluster import call, gather, is_local, owner_url, require_ready
 from api.deps import FirstNameFilter, LastNameFilter, RuntimeDep, WindowName, parse_time_param
 from api.schemas import ErrorDetail, WindowInfo, WindowPage, WindowTop
 from app.runtime import Runtime
-from core.timefmt import format_time_ms
+from core.timefmt import MAX_MS, format_time_ms
 from tables.queries import latest_start, rows_of_window, window_final, window_rows
 from tables.windows import WindowSpec, window_starts_ms
 
@@ -86,6 +87,11 @@ async def get_window_top(
     if at_ms is None:
         at_ms = await _latest_everywhere(request, runtime, spec)
     start_ms = window_starts_ms(at_ms, spec.size_ms, spec.slide_ms)[-1]
+    if start_ms + spec.size_ms > MAX_MS:  # the window holding it ends after year 9999
+        raise RequestValidationError([{
+            "loc": ["query", "at"], "type": "value_error", "input": at,
+            "msg": f"at: the {name} window holding it would end after {format_time_ms(MAX_MS)}",
+        }])
     lateness = runtime.settings.allowed_lateness
     items = [row.as_json(spec) for row in rows_of_window(stores, spec, start_ms, lateness)[:k]]
     final = window_final(stores, spec, start_ms, lateness)

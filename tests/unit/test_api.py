@@ -178,7 +178,8 @@ def test_top_ranks_the_window_that_holds_at(data_client):
     assert latest["window_start"] == iso(T0 + 50_000) and latest["final"] is False
 
 
-@pytest.mark.parametrize("value", ["", "2026-02-31T00:00:00Z", "10:15", "1e3"])
+@pytest.mark.parametrize("value", ["", "2026-02-31T00:00:00Z", "10:15", "1e3", "１２",
+                                   "9" * 5_000, "9999-12-31T23:59:59.999Z"])
 def test_a_time_parameter_that_names_no_instant_is_a_422_naming_it(data_client, value):
     answer = authorized(data_client, "/windows/tumble_10s/top", at=value)
     assert answer.status_code == 422 and answer.json()["detail"][0]["loc"] == ["query", "at"]
@@ -191,3 +192,15 @@ def test_time_parameters_take_iso_or_epoch_ms_alike(data_client):
                        end=str(T0 + 30_000)).json()
     assert by_iso == by_ms
     assert {row["window_start"] for row in by_ms["items"]} == {iso(T0 + 20_000)}
+
+
+@pytest.mark.parametrize("value", ["0:" + "9" * 5_000, "０:1", "1:2," * 5_000 + "x"])
+def test_a_last_event_id_that_is_no_position_is_a_400_naming_it(value):
+    from fastapi import HTTPException
+
+    from api.routes.streams import parse_event_id
+
+    with pytest.raises(HTTPException) as error:
+        parse_event_id(value)
+    assert error.value.status_code == 400 and "Last-Event-ID" in error.value.detail
+    assert parse_event_id("u0:12,f3:7") == {("u", 0): 12, ("f", 3): 7}
