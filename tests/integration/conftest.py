@@ -139,10 +139,12 @@ def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
         return pool.submit(asyncio.run, coroutine).result()
 
 
-def produce(broker: str, topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
+def produce(broker: str, topic: str, records: list[tuple[bytes | None, bytes]],
+            max_request_size: int = 1024 * 1024) -> None:
     """Send (key, value) records in order and wait for all of them."""
     async def run() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=broker, linger_ms=5)
+        producer = AIOKafkaProducer(bootstrap_servers=broker, linger_ms=5,
+                                    max_request_size=max_request_size)
         await producer.start()
         try:
             futures = [await producer.send(topic, value, key=key) for key, value in records]

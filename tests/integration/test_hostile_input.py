@@ -1,32 +1,16 @@
 """Oversized and hostile messages beside valid orders (SPEC.md, The order message): the
 bad ones go to the DLQ as bounded records, every valid order counts, the worker stays up."""
 
-import asyncio
 import hashlib
 import json
 
 import pytest
-from aiokafka import AIOKafkaProducer
 
-from tests.integration.conftest import consume_all, metric, run_sync, wait_for
+from tests.integration.conftest import consume_all, metric, produce, wait_for
 
 pytestmark = pytest.mark.integration
 
 T0 = 1_795_514_400_000
-
-
-def produce_large(broker: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
-    """Like conftest.produce, with room for values of several MiB."""
-    async def run() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=broker, linger_ms=5,
-                                    max_request_size=8 * 1024 * 1024)
-        await producer.start()
-        try:
-            futures = [await producer.send(topic, value, key=key) for key, value in records]
-            await asyncio.gather(*futures)
-        finally:
-            await producer.stop()
-    run_sync(run())
 
 
 def test_oversized_and_long_named_orders_go_to_the_dlq_bounded_and_the_rest_count(
@@ -41,7 +25,7 @@ def test_oversized_and_long_named_orders_go_to_the_dlq_bounded_and_the_rest_coun
     long_name = json.dumps({"order_number": 10_000, "price": "1.00", "order_time": T0,
                             "buyer": {"first_name": "x" * 500_000, "last_name": "L"}}).encode()
     records = valid[:150] + [(b"huge", huge), (b"long", long_name)] + valid[150:]
-    produce_large(broker, worker_env["ORDERS_TOPIC"], records)
+    produce(broker, worker_env["ORDERS_TOPIC"], records, max_request_size=8 * 1024 * 1024)
     wait_for(lambda: metric(worker, "orders_counted_total") == 300, what="every valid order")
     assert metric(worker, "orders_invalid_total") == 2
     dlq = {key: (len(value), json.loads(value))
