@@ -84,7 +84,7 @@ async def ingest_one(runtime: Runtime, partition: int, messages: list[RawMessage
         result = ingest_partition(partition, messages, config, store.get_many, store.scan,
                                   clock)
         _count(runtime, result)
-        outputs = _outputs(runtime, partition, result, clock)
+        outputs = _outputs(runtime, partition, result, clock, config)
         # only a batch that decides copies must be named before its outputs leave: the
         # order of the others changes no decision
         if take is not None and take.name_first and result.decided:
@@ -101,13 +101,12 @@ async def ingest_one(runtime: Runtime, partition: int, messages: list[RawMessage
         return True
 
 
-def _outputs(runtime: Runtime, partition: int, result: IngestResult,
-             clock: Clock) -> list[Outgoing]:
+def _outputs(runtime: Runtime, partition: int, result: IngestResult, clock: Clock,
+             config: IngestConfig) -> list[Outgoing]:
     """Dead letters, late orders, and the records of the channels that have orders or are
     due a watermark."""
     names = runtime.names
-    rekeyed, shuffled = channel_records(partition, result, clock, runtime.emitter,
-                                        ingest_config(runtime))
+    rekeyed, shuffled = channel_records(partition, result, clock, runtime.emitter, config)
     return ([(names.dlq, k, v, None) for k, v in result.dead_letters]
             + [(names.late, k, v, None) for k, v in result.late]
             + [(names.rekey, None, v, owner) for owner, v in rekeyed]

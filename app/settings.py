@@ -4,7 +4,7 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.durations import parse_duration_ms, parse_size_bytes
@@ -12,6 +12,16 @@ from tables.windows import WindowSpec, parse_window_specs
 
 DEFAULT_BROKER = "127.0.0.1:9092"
 Duration = Annotated[int, NoDecode]
+
+
+# The smallest value of a duration setting, and what to say below it. IDLE_TIMEOUT: a
+# lease lasts 2 x IDLE_TIMEOUT and is renewed every IDLE_TIMEOUT / 2 across two hops
+# (app.idleness); below a second, renewals could arrive after it ran out.
+_LEAST_MS = {
+    "dedup_horizon": (86_400_000, "must be at least 24h"),
+    "idle_timeout": (1_000, "must be at least 1s"),
+    "max_future_skew": (1, "must be positive"),
+}
 
 
 class Settings(BaseSettings):
@@ -83,27 +93,12 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("dedup_horizon")
+    @field_validator("dedup_horizon", "idle_timeout", "max_future_skew")
     @classmethod
-    def _horizon_at_least_a_day(cls, value: int) -> int:
-        if value < 86_400_000:
-            raise ValueError("must be at least 24h")
-        return value
-
-    @field_validator("idle_timeout")
-    @classmethod
-    def _idle_timeout_at_least_a_second(cls, value: int) -> int:
-        # a lease lasts 2 x IDLE_TIMEOUT and is renewed every IDLE_TIMEOUT / 2 across two
-        # hops (app.idleness): below a second, renewals could arrive after it ran out
-        if value < 1_000:
-            raise ValueError("must be at least 1s")
-        return value
-
-    @field_validator("max_future_skew")
-    @classmethod
-    def _positive(cls, value: int) -> int:
-        if value <= 0:
-            raise ValueError("must be positive")
+    def _at_least(cls, value: int, info: ValidationInfo) -> int:
+        least_ms, message = _LEAST_MS[info.field_name or ""]
+        if value < least_ms:
+            raise ValueError(message)
         return value
 
     @model_validator(mode="after")

@@ -101,14 +101,15 @@ def apply_batch(items: Sequence[Shuffled], config: AggregateConfig, read: ReadMa
                            for c, channel in enumerate(channels) if channel != stored[c]})
     if last_read > read_offset:
         result.updates[READ_KEY] = str(last_read)
+    combined = combine(channels, clock.now_ms)
     if latest != NO_WATERMARK:
         watermark = max(watermark, idle_catch_up_ms(
-            combine(channels, clock.now_ms), clock.all_idle_since_ms, clock.now_ms,
+            combined, clock.all_idle_since_ms, clock.now_ms,
             config.idle_timeout_ms, last_window_final_ms(
                 latest, [(w.size_ms, w.slide_ms) for w in config.windows],
                 config.allowed_lateness_ms)))
     result.watermark_ms = watermark
-    result.all_idle = combine(channels, clock.now_ms).idle_until_ms is not None
+    result.all_idle = combined.idle_until_ms is not None
     if watermark != before:
         result.updates[WATERMARK_KEY] = str(watermark)
     return result

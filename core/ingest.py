@@ -65,6 +65,7 @@ from core.watermarks import (
 from tables.windows import WindowSpec
 
 SOURCE_KEY = "m|source"
+_new_tuple = tuple.__new__  # a NamedTuple without its Python-level __new__: once per order
 WATERMARK_KEY = "m|watermark"
 NEXT_KEY = "m|next"
 
@@ -239,8 +240,8 @@ def _claim(message: RawMessage, partition: int, config: IngestConfig, clock: Clo
         result.dead_letters.append((message.key, dlq_value(
             str(error), message.topic, message.partition, message.offset, message.value)))
         return source_ms
-    origin = Origin(message.topic, message.partition, message.offset, message.key,
-                    message.value or b"")
+    origin = _new_tuple(Origin, (message.topic, message.partition, message.offset,
+                                 message.key, message.value or b"", None, None))
     owner = number_partition(order.order_number, config.orders_partitions)
     if config.dedup and owner != partition:
         result.rekeyed[owner].append((origin, order, source_ms))

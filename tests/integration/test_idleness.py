@@ -8,10 +8,9 @@ import signal
 import time
 
 import pytest
-from aiokafka.partitioner import murmur2
 
 from tests.integration.conftest import consume_all, metric, produce, wait_for
-from tests.integration.test_event_time import start_workers
+from tests.integration.test_event_time import partition_of, start_workers
 
 pytestmark = pytest.mark.integration
 
@@ -22,7 +21,7 @@ SECOND = 1_000
 def number_on(partition: int, start: int) -> int:
     """The first order number from `start` whose decimal key lands on `partition`."""
     number = start
-    while (murmur2(str(number).encode()) & 0x7FFFFFFF) % 4 != partition:
+    while partition_of(str(number).encode()) != partition:
         number += 1
     return number
 
