@@ -37,10 +37,22 @@ class Producer:
             await self._producer.stop()
 
     async def send_all(self, records: Iterable[Outgoing]) -> list[RecordMetadata]:
-        """Send every record, in order per partition; return their metadata once acknowledged."""
+        """Send every record, in order per partition; return their metadata once
+        acknowledged. SendFailed names the first record the broker refused."""
         assert self._producer is not None, "Producer.start() first"
+        records = list(records)
         futures = [
             await self._producer.send(topic, value=value, key=key, partition=partition)
             for topic, key, value, partition in records
         ]
-        return list(await asyncio.gather(*futures))
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        for (topic, key, value, _), result in zip(records, results, strict=True):
+            if isinstance(result, BaseException):
+                size = len(value) + len(key or b"")
+                raise SendFailed(f"the broker refused a {size}-byte record for topic {topic}: "
+                                 f"{result!r}") from result
+        return list(results)  # type: ignore[arg-type]
+
+
+class SendFailed(RuntimeError):
+    """A record of a batch was not acknowledged: the batch is redone after a restart."""

@@ -1,6 +1,8 @@
 """The topics orderstream reads and writes, and creating the missing ones at start."""
 
+import asyncio
 import logging
+import time
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -8,6 +10,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
+CREATED_WITHIN_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -84,4 +87,11 @@ async def _create(settings: Settings, existing: dict[str, int], topics: list[str
         await admin.create_topics([NewTopic(t, partitions, 1) for t in missing])
     finally:
         await admin.close()
+    # a KRaft broker lists a topic some 300 ms after its controller created it
+    deadline = time.monotonic() + CREATED_WITHIN_S
+    while not set(missing) <= set(await existing_topics(settings)):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the broker did not list {', '.join(missing)} "
+                               f"{CREATED_WITHIN_S:.0f} s after creating them")
+        await asyncio.sleep(0.1)
     log.info("created topics %s with %d partitions", ", ".join(missing), partitions)

@@ -15,9 +15,12 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import NewTopic
 
 from app.embedded import free_port
 from app.settings import Settings
+from app.topics import topic_names
+from tests import kafka
 from tests.integration.fresh import REPO, copy_working_tree, make_run_venv, wheel_venv
 
 T = TypeVar("T")
@@ -233,3 +236,41 @@ def metric(worker: Worker, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.split()[1])
     raise AssertionError(f"{name} not in /metrics")
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`host:port` of an Apache Kafka node (KRaft) for this test session only; the test is
+    skipped, with one line saying why, where Java 17+, Maven or the jars cannot be had."""
+    try:
+        java, mvn = kafka.tools()
+        jars = kafka.kafka_jars(mvn)
+    except kafka.Unavailable as why:
+        pytest.skip(f"Apache Kafka tier skipped: {why}")
+    node = kafka.KafkaNode(java, jars, tmp_path_factory.mktemp("kafka")).start()
+    try:
+        yield node.bootstrap
+    finally:
+        node.stop()
+
+
+@pytest.fixture
+def kafka_worker_env(kafka_broker: str, worker_env: dict[str, str]) -> dict[str, str]:
+    """`worker_env` against Apache Kafka: its broker keeps data across worker restarts."""
+    env = {k: v for k, v in worker_env.items() if k != "EMBEDDED_BROKER"}
+    return {**env, "KAFKA_BROKER": kafka_broker}
+
+
+def create_worker_topics(broker: str, env: dict[str, str],
+                         configs: dict[str, dict[str, str]] | None = None) -> None:
+    """Create every topic a worker of `env` uses, as app/topics.py would (TOPIC_PARTITIONS
+    partitions), with `configs` per topic name, before the worker starts: finding them
+    all, it creates none and keeps their configs."""
+    names = topic_names(Settings(_env_file=None, app_id=env["APP_ID"],
+                                 orders_topic=env["ORDERS_TOPIC"],
+                                 buyer_totals_topic=env["BUYER_TOTALS_TOPIC"],
+                                 window_results_topic=env["WINDOW_RESULTS_TOPIC"]))
+    partitions = int(env.get("TOPIC_PARTITIONS", Settings.model_fields["topic_partitions"].default))
+    run_sync(kafka.create_topics(broker, [
+        NewTopic(name, partitions, 1, topic_configs=(configs or {}).get(name, {}))
+        for name in vars(names).values()]))
