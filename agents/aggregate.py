@@ -9,6 +9,7 @@ close the windows the committed watermark passed: publish them to window-results
 commit that too. The batch is acked last. A timer moves the watermark by the idle rule.
 """
 
+import contextlib
 import sys
 from typing import Any
 
@@ -16,10 +17,17 @@ import faust
 
 from agents.batches import commit_durably, each_batch
 from app.producer import Outgoing
-from app.runtime import Runtime, wall_ms
+from app.runtime import BrokerLost, Runtime, wall_ms
 from app.transport import batch_topic
 from core.aggregate import BatchResult
-from core.aggregation import AggregateConfig, Clock, apply_batch, close_windows, outbox
+from core.aggregation import (
+    READ_KEY,
+    AggregateConfig,
+    Clock,
+    apply_batch,
+    close_windows,
+    outbox,
+)
 from core.late import late_value
 from core.shuffle import Shuffled, decode_shuffle
 from core.sinks import buyer_total_records, print_lines
@@ -40,8 +48,9 @@ def register_aggregate(app: faust.App, runtime: Runtime) -> None:
 
     @app.timer(TIMER_INTERVAL_S)
     async def aggregate_watermarks() -> None:
-        for partition in sorted(runtime.aggregates.read_only_view()):
-            await apply_partition(runtime, partition, [])
+        with contextlib.suppress(BrokerLost):  # the runtime stops the worker
+            for partition in sorted(runtime.aggregates.read_only_view()):
+                await apply_partition(runtime, partition, [])
 
 
 def aggregate_config(runtime: Runtime) -> AggregateConfig:
@@ -59,6 +68,11 @@ async def apply_partition(runtime: Runtime, partition: int, items: list[Shuffled
     async with runtime.aggregates.holding(partition) as store:
         if store is None:  # revoked meanwhile: the new owner applies these
             return
+        if not items:
+            runtime.check_backed()
+        else:
+            read = store.get(READ_KEY)
+            runtime.check_read(runtime.names.by_buyer, partition, -1 if read is None else int(read))
         if partition not in runtime.totals_sent:
             await _resend_outbox(runtime, partition, store)
         now_ms = wall_ms()

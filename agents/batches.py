@@ -7,6 +7,7 @@ from typing import Any
 
 import faust
 
+from app.brokerwatch import BrokerLost, Loss
 from app.producer import Outgoing
 from app.runtime import Runtime
 from tables.changelog import encode_updates
@@ -98,6 +99,8 @@ async def each_batch(stream: faust.StreamT[Any], runtime: Runtime, handle: Parti
                 event = await lane.get()
                 if not await run(partition, lane, event):
                     lane.aside.append(event)
+        except BrokerLost:  # the runtime stops the worker, having said why
+            return
         except Exception as error:  # noqa: BLE001 - the worker must stop, not skip it
             runtime.fail(error)
 
@@ -121,8 +124,14 @@ async def commit_durably(runtime: Runtime, stores: StoreManager, partition: int,
     offset it now reflects). A changelog record the broker has means outputs it has too:
     a restore never marks a batch applied whose outputs were lost, and outputs without
     their changelog record are sent again by the redo, which downstream skips."""
+    runtime.check_backed()
     if outputs:
         await runtime.producer.send_all(outputs)
     [sent] = await runtime.producer.send_all(
         [(stores.changelog_topic, None, encode_updates(updates), partition)])
+    if sent.offset <= store.changelog_offset:  # the changelog was emptied or recreated
+        runtime.broker_lost(Loss({stores.changelog_topic: (partition,)}, (
+            f"{stores.changelog_topic}[{partition}] took a record at offset {sent.offset} "
+            f"but the state reflects offset {store.changelog_offset}")))
+        runtime.check_backed()
     store.commit(updates, changelog_offset=sent.offset)

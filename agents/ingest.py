@@ -8,13 +8,14 @@ the store and ack the batch. A timer renews idle leases and sends watermark-only
 to the channels that are due one (core.watermarks).
 """
 
+import contextlib
 from typing import Any
 
 import faust
 
 from agents.batches import Peek, commit_durably, each_batch
 from app.producer import Outgoing
-from app.runtime import Runtime, wall_ms
+from app.runtime import BrokerLost, Runtime, wall_ms
 from app.transport import batch_topic
 from core.ingest import (
     Clock,
@@ -44,8 +45,9 @@ def register_ingest(app: faust.App, runtime: Runtime) -> None:
 
     @app.timer(TIMER_INTERVAL_S)
     async def ingest_watermarks() -> None:
-        for partition in sorted(runtime.dedup.read_only_view()):
-            await ingest_one(runtime, partition, [])  # no batch: no intent to keep
+        with contextlib.suppress(BrokerLost):  # the runtime stops the worker
+            for partition in sorted(runtime.dedup.read_only_view()):
+                await ingest_one(runtime, partition, [])  # no batch: no intent to keep
 
 
 def ingest_config(runtime: Runtime) -> IngestConfig:
@@ -70,8 +72,12 @@ async def ingest_one(runtime: Runtime, partition: int, messages: list[RawMessage
         if store is None:  # revoked meanwhile: the new owner processes these
             return True
         take = None
-        if messages:
+        if not messages:
+            runtime.check_backed()
+        else:
             source = f"{messages[0].topic}:{messages[0].partition}"
+            runtime.check_read(messages[0].topic, messages[0].partition,
+                               applied_offsets([source], store.get_many)[source])
             take = may_take(source, messages[-1].offset, store.get_many)
             if not take.now:
                 return False

@@ -35,6 +35,12 @@ class OrderstreamApp(faust.App):
             raise SystemExit(1) from None
         await super().on_first_start()
 
+    async def on_stop(self) -> None:
+        """A stop (SIGTERM, Ctrl-C, a crash) ends within the runtime's limit, whatever the
+        broker does."""
+        self.runtime.stop_within_limit()
+        await super().on_stop()
+
 
 def faust_settings(settings: Settings) -> dict[str, Any]:
     """faust's own settings: tuned for a job that keeps its state outside faust Tables."""
@@ -80,6 +86,7 @@ def create_app(settings: Settings | None = None) -> OrderstreamApp:
     app = OrderstreamApp(settings.app_id, **faust_settings(settings))
     transport.set_batch_size(app, settings.batch_max_orders)
     app.runtime = Runtime(app, settings)
+    transport.on_rewind(app, app.runtime.rewound)
     register_ingest(app, app.runtime)
     register_aggregate(app, app.runtime)
     register_datagen(app, app.runtime)

@@ -1,18 +1,27 @@
-"""`faust -A app reset-offsets`: rewind the worker group to offset 0 on its input topics.
+"""Two commands for a stopped group.
 
-What `kafka-consumer-groups.sh --reset-offsets --to-earliest` does, with no Kafka tools
-installed: join the (stopped) group as its only member and commit offset 0 on every
+`faust -A app reset-offsets` rewinds the group to offset 0 on its input topics: what
+`kafka-consumer-groups.sh --reset-offsets --to-earliest` does, with no Kafka tools
+installed. It joins the (stopped) group as its only member and commits offset 0 on every
 partition of the orders topic and the two repartition topics. The stores keep the
 offsets they applied, so the replay that follows changes nothing (README, How
 exactly-once works).
+
+`faust -A app reset` starts over from the orders topic, as Kafka Streams' application
+reset tool plus `cleanUp()` do: it deletes the internal topics (repartition and
+changelog) and creates them again empty, rewinds the group, and removes this DATA_DIR's
+stores. It is what a worker names when the broker lost records its state was built from.
 """
 
+import asyncio
+import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import faust
 from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
 from aiokafka.coordinator.protocol import (
     ConsumerProtocolMemberAssignment,
@@ -21,20 +30,25 @@ from aiokafka.coordinator.protocol import (
 
 from app.datagen_cli import DatagenCommand
 from app.settings import Settings
-from app.topics import topic_names
+from app.statecheck import StateDirLock, StateError, discard_state
+from app.topics import ensure_topics, existing_topics, topic_names
 
 JOIN_TIMEOUT_S = 60
 
 
 class TakeAll(AbstractPartitionAssignor):
     """Speaks the workers' protocol name ("faust"), so the broker lets this consumer join
-    their (stopped) group, and assigns every partition to the single member: itself."""
+    their (stopped) group, and assigns every partition to the single member: itself.
+    `members` is how many members the group had when this consumer led it (None: it did
+    not lead: a worker did)."""
 
     name = "faust"
     version = 4
+    members: int | None = None
 
     @classmethod
     def assign(cls, cluster: Any, members: Mapping[str, Any]) -> dict[str, Any]:
+        cls.members = len(members)
         topics = sorted({t for meta in members.values() for t in meta.subscription})
         everything = [(t, sorted(cluster.partitions_for_topic(t) or ())) for t in topics]
         return {member: ConsumerProtocolMemberAssignment(cls.version, everything, b"")
@@ -49,10 +63,12 @@ class TakeAll(AbstractPartitionAssignor):
         pass
 
 
-async def reset_offsets(settings: Settings) -> list[str]:
-    """Commit offset 0 for APP_ID on every input partition; the `topic[p]` lines reset."""
-    names = topic_names(settings)
-    topics = [names.orders, names.rekey, names.by_buyer]
+@contextlib.asynccontextmanager
+async def alone_in_group(settings: Settings, topics: list[str]) -> AsyncIterator[
+        AIOKafkaConsumer]:
+    """A consumer that joined the group as its only member, with every partition of
+    `topics`; StateError when a worker is still in the group."""
+    TakeAll.members = None
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.broker_urls, group_id=settings.app_id,
         enable_auto_commit=False, session_timeout_ms=10_000, rebalance_timeout_ms=3_000,
@@ -63,22 +79,87 @@ async def reset_offsets(settings: Settings) -> list[str]:
         deadline = time.monotonic() + JOIN_TIMEOUT_S
         while not consumer.assignment():
             if time.monotonic() > deadline:
-                raise TimeoutError(f"could not join group {settings.app_id}: are workers "
-                                   "still running? stop them first")
+                raise StateError(f"could not join group {settings.app_id}: are workers still "
+                                 f"running? stop them first")
             await consumer.getmany(timeout_ms=200, max_records=1)
-        assigned = sorted(consumer.assignment())
-        await consumer.commit(dict.fromkeys(assigned, 0))
-        return [f"{tp.topic}[{tp.partition}] -> 0" for tp in assigned]
+        if TakeAll.members != 1:
+            raise StateError(f"group {settings.app_id} has workers running: stop every "
+                             f"worker first")
+        yield consumer
     finally:
         await consumer.stop()
 
 
+async def reset_offsets(settings: Settings) -> list[str]:
+    """Commit offset 0 for APP_ID on every input partition; the `topic[p]` lines reset."""
+    names = topic_names(settings)
+    async with alone_in_group(settings, [names.orders, names.rekey, names.by_buyer]) as consumer:
+        assigned = sorted(consumer.assignment())
+        await consumer.commit(dict.fromkeys(assigned, 0))
+        return [f"{tp.topic}[{tp.partition}] -> 0" for tp in assigned]
+
+
+async def delete_internal_topics(settings: Settings) -> list[str]:
+    """Delete the repartition and changelog topics there are; wait until they are gone."""
+    names = topic_names(settings)
+    internal = [names.rekey, names.by_buyer, names.dedup_changelog, names.aggregate_changelog]
+    present = [t for t in internal if t in await existing_topics(settings)]
+    if not present:
+        return []
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker_urls, request_timeout_ms=30_000)
+    await admin.start()
+    try:
+        await admin.delete_topics(present)
+    finally:
+        await admin.close()
+    deadline = time.monotonic() + JOIN_TIMEOUT_S
+    while set(present) & set(await existing_topics(settings)):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the broker did not delete {', '.join(present)}")
+        await asyncio.sleep(0.2)
+    return present
+
+
+async def reset_all(settings: Settings) -> list[str]:
+    """Start over from the orders topic; what was done, a line each."""
+    lock = StateDirLock(settings.state_dir)
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    lock.acquire()  # no worker runs on this DATA_DIR
+    try:
+        await ensure_topics(settings)  # the orders topic, for the group to join on
+        async with alone_in_group(settings, [topic_names(settings).orders]):
+            pass  # no worker runs in the group: the topics can go
+        done = [f"deleted {topic}" for topic in await delete_internal_topics(settings)]
+        await ensure_topics(settings)
+        done += await reset_offsets(settings)
+        discard_state(settings)
+        done.append(f"removed the stores in {settings.state_dir}")
+        return done
+    finally:
+        lock.release()
+
+
 def register_reset_command(app: faust.App, settings: Settings) -> None:
-    """Add `reset-offsets` to `faust -A app`."""
+    """Add `reset-offsets` and `reset` to `faust -A app`."""
+
+    @app.command(base=DatagenCommand, settings=settings, name="reset")
+    async def reset_command(self: DatagenCommand) -> None:
+        """Start over from the orders topic: recreate the internal topics empty, rewind the
+        group, remove this DATA_DIR's state (stop every worker first)."""
+        try:
+            lines = await reset_all(self.settings)
+        except StateError as error:
+            raise SystemExit(f"orderstream: {error}") from None
+        for line in lines:
+            self.say(line)
 
     @app.command(base=DatagenCommand, settings=settings, name="reset-offsets")
     async def reset_offsets_command(self: DatagenCommand) -> None:
         """Rewind this app's consumer group to offset 0 (stop every worker first)."""
-        for line in await reset_offsets(self.settings):
+        try:
+            lines = await reset_offsets(self.settings)
+        except StateError as error:
+            raise SystemExit(f"orderstream: {error}") from None
+        for line in lines:
             self.say(line)
 

@@ -6,7 +6,11 @@ consumer joins the group. It stops last.
 """
 
 import asyncio
+import contextlib
 import logging
+import os
+import sys
+import threading
 import time
 from typing import Any
 
@@ -14,6 +18,8 @@ import faust
 from mode import Service
 
 from api.server import ApiServer, PortTaken
+from app import logthrottle
+from app.brokerwatch import CHECK_INTERVAL_S, UNREACHABLE_AFTER_S, BrokerLost, Loss, Watch
 from app.idleness import SourceIdleness
 from app.metrics import Metrics
 from app.producer import Producer
@@ -22,8 +28,12 @@ from app.statecheck import (
     StateDirLock,
     StateError,
     check_orders_partitions,
+    discard_state,
+    lost_message,
+    merge_positions,
     reconcile,
     reconcile_windows,
+    stage_positions,
 )
 from app.topics import ensure_topics, topic_names
 from core.aggregate import read_watermark
@@ -34,6 +44,12 @@ from tables.manager import StoreManager
 # At most one watermark-only record per channel this often, and a quarter of IDLE_TIMEOUT
 # at most, so that a renewed idle lease always reaches the receivers before the last ends.
 WATERMARK_INTERVAL_MS = 1000
+# A stop that takes longer (a broker that does not answer: consumer commits and producer
+# flushes wait out their timeouts) ends the process: nothing is lost by it, as every
+# batch is redone from the broker after any stop (agents.batches), so it is a kill -9
+# with a line saying so. 6 s keeps within a 10 s terminationGracePeriod.
+STOP_LIMIT_S = 6.0
+LOSS_503_S = 1.0  # after a loss, how long /ready says so before the process ends
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +78,9 @@ class Runtime(Service):
         self.all_idle_since: dict[int, int] = {}
         self.totals_sent: set[int] = set()  # aggregation partitions whose outbox was sent
         self.status = "starting"
+        self.watch = Watch(settings.broker_urls)
+        self.loss: Loss | None = None  # what the broker lost, once noticed: then it stops
+        self._stop_timer: threading.Timer | None = None
         self.partitions: dict[str, int] = {}
         self.dropped_windows: tuple[str, ...] = ()
         self.state_lock = StateDirLock(settings.state_dir)
@@ -85,6 +104,7 @@ class Runtime(Service):
         # DATA_DIR first (the app checked it is writable before its services start): a
         # second worker on it is refused for that, whatever its port
         self.state_lock.acquire()
+        logthrottle.install()
         await self.api.start()
         log.info("API on http://%s:%d (docs at /docs)", self.settings.api_host,
                  self.settings.api_port)
@@ -96,13 +116,27 @@ class Runtime(Service):
             log.info("TOPIC_PARTITIONS is %d but %s has %d partitions: existing topics keep "
                      "their count, and the state is partitioned by it",
                      self.settings.topic_partitions, self.names.by_buyer, by_buyer)
-        await reconcile(self.settings, {
-            stage: (changelog, self.partitions[changelog])
-            for stage, changelog in (("dedup", self.names.dedup_changelog),
-                                     ("aggregate", self.names.aggregate_changelog))})
+        await reconcile(self.settings)
         await self.producer.start()
 
+    def stop_within_limit(self) -> None:
+        """From the first step of a stop: end the process if it takes over STOP_LIMIT_S."""
+        if self._stop_timer is None:
+            self._stop_timer = threading.Timer(STOP_LIMIT_S, self._out_of_time)
+            self._stop_timer.daemon = True
+            self._stop_timer.start()
+
+    def _out_of_time(self) -> None:
+        log.warning("stopping took over %.0f s (the broker at %s does not answer): exiting now",
+                    STOP_LIMIT_S, ",".join(self.settings.broker_urls))
+        if self.loss is not None:
+            self._after_loss()
+        logging.shutdown()
+        os._exit(0)
+
     async def on_stop(self) -> None:
+        self.stop_within_limit()
+        await self.watch.stop()
         await self.dedup.close_all()
         await self.aggregates.close_all()
         await self.producer.stop()
@@ -131,11 +165,89 @@ class Runtime(Service):
 
     @property
     def readiness(self) -> str:
-        """`ready`, or why not: `starting`, `rebalancing`, `restoring`."""
+        """`ready`, or why not: `starting`, `rebalancing`, `restoring`, `broker-lost`."""
+        if self.loss is not None or self.watch.unreachable_s > UNREACHABLE_AFTER_S:
+            return "broker-lost"
         if self.status != "assigned":
             return self.status
         restoring = self.dedup.restoring or self.aggregates.restoring
         return "restoring" if restoring else "ready"
+
+    @property
+    def readiness_reason(self) -> str | None:
+        """What `broker-lost` means here: what the broker lacks, or since when it is silent."""
+        if self.loss is not None:
+            return f"{self.loss.detail} (lost: {self.loss.topics})"
+        unreachable = self.watch.unreachable_s
+        if unreachable > UNREACHABLE_AFTER_S:
+            return (f"the broker at {','.join(self.settings.broker_urls)} has not answered "
+                    f"for {unreachable:.0f} s")
+        return None
+
+    @Service.timer(CHECK_INTERVAL_S)
+    async def _check_broker(self) -> None:
+        """Does the broker still end past every position the state holds?"""
+        if self.loss is None and (loss := await self.watch.poll(self.held_positions())):
+            self.broker_lost(loss)
+
+    def held_positions(self) -> dict[tuple[str, int], int]:
+        """The last offset of each partition the restored stores hold a position in:
+        their changelog records and the input records they applied."""
+        held: dict[tuple[str, int], int] = {}
+        for stage, read_topic in ((self.dedup, None), (self.aggregates, self.names.by_buyer)):
+            for partition, store in stage.read_only_view().items():
+                merge_positions(held, stage_positions(store, stage.changelog_topic,
+                                                      read_topic, partition))
+        return held
+
+    def check_read(self, topic: str, partition: int, applied: int) -> None:
+        """Before a batch is applied: the broker must still have the record at the store's
+        position (`applied`), or what it now delivers would be skipped as applied."""
+        highwater = self.app.consumer.highwater(faust.types.TP(topic, partition))
+        if self.loss is None and highwater is not None and highwater <= applied:
+            self.broker_lost(Loss({topic: (partition,)}, (
+                f"{topic}[{partition}] ends at offset {highwater} but the state applied "
+                f"offset {applied}")))
+        self.check_backed()
+
+    def rewound(self, tp: faust.types.TP, expected: int, got: int) -> None:
+        """The consumer was reset to an offset before what it had read (app.transport)."""
+        self.broker_lost(Loss({tp.topic: (tp.partition,)}, (
+            f"{tp.topic}[{tp.partition}] went back from offset {expected} to {got}")))
+
+    def check_backed(self) -> None:
+        """Raise BrokerLost once a loss is known: nothing more may be applied or sent."""
+        if self.loss is not None:
+            raise BrokerLost(self.loss.detail)
+
+    def broker_lost(self, loss: Loss) -> None:
+        """Stop applying, answer 503, and stop the worker (see `_after_loss`)."""
+        if self.loss is not None:
+            return
+        self.loss = loss
+        if not self.settings.embedded_broker:
+            log.error("orderstream: %s", lost_message(self.settings, loss, "stopping"))
+        asyncio.get_running_loop().call_later(LOSS_503_S, self._after_loss)
+
+    def _after_loss(self) -> None:
+        """End the process, a moment after a loss: nothing of it is worth a graceful stop
+        (nothing more is applied, sent or committed). On the embedded broker, which keeps
+        nothing: discard the state and start again, clean, in this process (one WARNING).
+        On another broker: exit 1, having said what was lost and how to start over."""
+        assert self.loss is not None
+        if not self.settings.embedded_broker:
+            logging.shutdown()
+            os._exit(1)
+        discard_state(self.settings)
+        log.warning("the embedded broker at %s restarted empty (%s): removed the state in %s "
+                    "and starting clean", ",".join(self.settings.broker_urls), self.loss.detail,
+                    self.settings.state_dir)
+        logging.shutdown()
+        for fd in map(int, os.listdir("/proc/self/fd")):  # the API socket above all
+            if fd > 2:
+                with contextlib.suppress(OSError):
+                    os.set_inheritable(fd, False)
+        os.execv(sys.executable, [sys.executable, *sys.argv])
 
     def members(self) -> dict[str, set[int]]:
         """Every worker of the group (advertised URL) and its aggregation partitions."""
@@ -175,4 +287,4 @@ def wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-__all__ = ["Runtime", "StateError", "wall_ms"]
+__all__ = ["BrokerLost", "Runtime", "StateError", "wall_ms"]

@@ -8,10 +8,12 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
+from app.brokerwatch import Loss, Positions, Watch
 from app.settings import Settings
 from app.topics import topic_names
-from tables.changelog import end_offsets
-from tables.store import read_changelog_offset
+from core.aggregation import READ_KEY
+from core.sources import held_offsets
+from tables.store import PartitionStore
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +23,7 @@ class StateError(RuntimeError):
 
 
 MIN_FREE_BYTES = 64 * 1024 * 1024
+STAGES = ("dedup", "aggregate")  # the state dirs of the partition stores
 
 
 def check_writable(state_dir: Path) -> None:
@@ -60,17 +63,55 @@ def reconcile_windows(settings: Settings) -> tuple[str, ...]:
     return tuple(dropped)
 
 
-def local_offsets(stage_dir: Path) -> dict[int, int]:
-    """Changelog offset each partition store on disk reflects (only stores with data)."""
-    if not stage_dir.is_dir():
-        return {}
-    found = {}
-    for path in stage_dir.iterdir():
-        if path.name.isdigit():
-            offset = read_changelog_offset(path)
-            if offset >= 0:
-                found[int(path.name)] = offset
-    return found
+def stage_positions(store: PartitionStore, changelog: str, read_topic: str | None,
+                    partition: int) -> dict[tuple[str, int], int]:
+    """Every position on the broker one store reflects: its changelog offset, the input
+    records it applied, and (`read_topic`) the last repartition record it read."""
+    held = dict(held_offsets(store.scan))
+    if store.changelog_offset >= 0:
+        held[(changelog, partition)] = store.changelog_offset
+    if read_topic is not None and (read := store.get(READ_KEY)) is not None:
+        held[(read_topic, partition)] = int(read)
+    return held
+
+
+def merge_positions(into: dict[tuple[str, int], int], held: Positions) -> None:
+    """Keep the larger offset per partition."""
+    for tp, offset in held.items():
+        into[tp] = max(offset, into.get(tp, -1))
+
+
+def local_positions(settings: Settings) -> dict[tuple[str, int], int]:
+    """The positions every store on disk reflects (each opened briefly)."""
+    names = topic_names(settings)
+    held: dict[tuple[str, int], int] = {}
+    for stage, changelog, read_topic in (("dedup", names.dedup_changelog, None),
+                                         ("aggregate", names.aggregate_changelog,
+                                          names.by_buyer)):
+        stage_dir = settings.state_dir / stage
+        for path in sorted(stage_dir.iterdir()) if stage_dir.is_dir() else ():
+            if path.name.isdigit():
+                store = PartitionStore(path)
+                try:
+                    merge_positions(held, stage_positions(store, changelog, read_topic,
+                                                          int(path.name)))
+                finally:
+                    store.close()
+    return held
+
+
+def lost_message(settings: Settings, loss: Loss, doing: str) -> str:
+    """The one line that says what the broker lost and the one command that starts over."""
+    return (f"the broker at {','.join(settings.broker_urls)} lacks records the state in "
+            f"{settings.state_dir} reflects: {loss.detail} (lost: {loss.topics}); {doing}. "
+            f"To start over from the orders topic: stop every worker, then run "
+            f"`faust -A app reset` where each worker's DATA_DIR is")
+
+
+def discard_state(settings: Settings) -> None:
+    """Remove the stores of every stage (the broker lock and markers stay)."""
+    for stage in STAGES:
+        shutil.rmtree(settings.state_dir / stage, ignore_errors=True)
 
 
 def _built_on_embedded(settings: Settings) -> bool:
@@ -107,59 +148,37 @@ def check_orders_partitions(settings: Settings, partitions: Mapping[str, int]) -
             old = old if differ else last + 1
     if not seen:
         return
-    internal = ", ".join((names.rekey, names.dedup_changelog, names.by_buyer,
-                          names.aggregate_changelog))
     raise StateError(
         f"the orders topic {names.orders} has {new} partitions but the state was built for "
         f"{old} ({'; '.join(seen)}): dedup state cannot move between partition counts. To "
-        f"start over from the orders topic: stop every worker, reset the group with "
-        f"`faust -A app reset-offsets`, delete the topics {internal} and every worker's "
-        f"DATA_DIR/{settings.app_id} (`rm -rf {settings.state_dir}` here), and start again"
+        f"start over from the orders topic: stop every worker, then run `faust -A app "
+        f"reset` where each worker's DATA_DIR is"
     )
 
 
-async def _ahead(settings: Settings, stage: str, changelog: str,
-                 partitions: int) -> dict[int, int]:
-    """Partitions of a stage whose store reflects changelog records the broker lacks."""
-    local = local_offsets(settings.state_dir / stage)
-    present = [p for p in local if p < partitions]
-    ends = await end_offsets(settings.broker_urls, changelog, present) if present else {}
-    return {p: o for p, o in local.items() if o >= ends.get(p, 0)}
-
-
-async def reconcile(settings: Settings, stages: dict[str, tuple[str, int]]) -> None:
-    """Discard (embedded broker) or refuse (external broker) state the changelogs lost.
-
-    `stages` maps a stage's directory to its changelog topic and partition count.
-    """
-    lost = {stage: (changelog, ahead) for stage, (changelog, partitions) in stages.items()
-            if (ahead := await _ahead(settings, stage, changelog, partitions))}
+async def reconcile(settings: Settings) -> None:
+    """Discard (embedded broker) or refuse (external broker) state the broker lost."""
+    held = local_positions(settings)
     built_on_embedded = _built_on_embedded(settings)
     marker = settings.state_dir / "broker.json"
     marker.write_text(json.dumps({"embedded": settings.embedded_broker,
                                   "brokers": settings.broker_urls}))
-    if not lost:
+    watch = Watch(settings.broker_urls)
+    try:
+        loss = await watch.poll(held) if held else None
+    finally:
+        await watch.stop()
+    if loss is None:
         return
-    broker = ",".join(settings.broker_urls)
-    topics = ", ".join(changelog for changelog, _ in lost.values())
-    dirs = " ".join(str(settings.state_dir / stage) for stage in lost)
     if settings.embedded_broker or built_on_embedded:
-        for stage in lost:
-            shutil.rmtree(settings.state_dir / stage, ignore_errors=True)
+        discard_state(settings)
         why = ("the embedded broker keeps nothing across restarts" if settings.embedded_broker
                else "that state was built on the embedded broker, which keeps nothing")
-        log.warning(
-            "the broker at %s has lost changelog %s (%s) while %s held state built from it: "
-            "removed %s and starting clean", broker, topics, why, settings.data_dir, dirs,
-        )
+        log.warning("the broker at %s has lost %s (%s) while %s held state built from it: "
+                    "removed it and starting clean", ",".join(settings.broker_urls),
+                    loss.topics, why, settings.state_dir)
         return
-    noun = "changelog topics" if len(lost) > 1 else "changelog topic"
-    raise StateError(
-        f"{noun} {topics} on {broker} lack records that the state in "
-        f"{settings.state_dir} reflects; refusing to start on inconsistent state. To start "
-        f"over from the orders topic: stop every worker, run `rm -rf {dirs}` and reset the "
-        f"group with `faust -A app reset-offsets`"
-    )
+    raise StateError(lost_message(settings, loss, "refusing to start on inconsistent state"))
 
 
 LOCK_FILE = "worker.lock"

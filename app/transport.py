@@ -22,7 +22,7 @@ The broker URL scheme `orderstream://` selects it (`register()` adds the scheme)
 
 import asyncio
 from collections import defaultdict, deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import faust
@@ -65,6 +65,13 @@ def batch_topic(app: faust.App, *names: str) -> faust.TopicT:
 def set_batch_size(app: faust.App, size: int) -> None:
     """At most `size` records per batch; faust takes turns between partitions' batches."""
     app._orderstream_batch_size = size  # type: ignore[attr-defined]
+
+
+def on_rewind(app: faust.App, callback: Callable[[TP, int, int], None]) -> None:
+    """Call `callback(tp, expected, got)` when a partition's fetch starts before where the
+    previous one ended, with no seek or rebalance between: the consumer was reset (out of
+    range), so the broker's log was truncated or recreated. That fetch is not delivered."""
+    app._orderstream_on_rewind = callback  # type: ignore[attr-defined]
 
 
 def batch_size(app: AppT) -> int:
@@ -122,6 +129,11 @@ class Consumer(faust_aiokafka.Consumer):
             return
         size = batch_size(self.app)
         start = self._next_start.get(tp)
+        if start is not None and fetched[0].offset < start:
+            rewound = getattr(self.app, "_orderstream_on_rewind", None)
+            if rewound is not None:
+                rewound(tp, start, fetched[0].offset)
+                return
         if start is None:  # the first fetch after a seek: from the read position
             read = self._read_offset[tp]
             start = fetched[0].offset if read is None else min(read + 1, fetched[0].offset)

@@ -43,3 +43,20 @@ def skip_applied(messages: Sequence[M], read: ReadMany) -> tuple[list[M], dict[s
             applied[source] = moved[source] = message.offset
             fresh.append(message)
     return fresh, {source_key(s): str(o) for s, o in moved.items()}
+
+
+Scan = Callable[[str], Iterable[tuple[str, str]]]
+
+
+def held_offsets(scan: Scan) -> dict[tuple[str, int], int]:
+    """Every input partition a store applied records of, and the last offset applied.
+
+    Labels of hopped orders (`orders:p>q`) name a route, not a partition of their own:
+    their origin is held under its own label too.
+    """
+    held = {}
+    for key, value in scan("s|"):
+        topic, _, partition = key[2:].rpartition(":")
+        if topic and partition.isascii() and partition.isdigit():
+            held[(topic, int(partition))] = int(value)
+    return held

@@ -16,8 +16,11 @@ async def health() -> Status:
 
 
 @router.get("/ready", response_model=Status,
-            responses={503: {"model": Status, "description": "starting, restoring or rebalancing"}})
+            responses={503: {"model": Status,
+                             "description": "starting, restoring, rebalancing or broker-lost"}})
 async def ready(runtime: RuntimeDep) -> JSONResponse:
-    """`ready` once this worker's state is restored and it consumes; 503 with the reason before."""
-    status = runtime.readiness
-    return JSONResponse({"status": status}, status_code=200 if status == "ready" else 503)
+    """`ready` once this worker's state is restored and it consumes; 503 with the reason
+    before, and when the broker no longer backs the state (`broker-lost`, with `reason`)."""
+    status, reason = runtime.readiness, runtime.readiness_reason
+    body = {"status": status} if reason is None else {"status": status, "reason": reason}
+    return JSONResponse(body, status_code=200 if status == "ready" else 503)

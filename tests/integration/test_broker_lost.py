@@ -1,12 +1,20 @@
 """The broker comes back empty while DATA_DIR still holds state."""
 
 import json
+import os
+import signal
+import subprocess
+import threading
+import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from app.embedded import free_port, start_tansu, stop_process
-from tests.integration.conftest import metric, produce, wait_for
+from tests.integration.conftest import FAUST, metric, produce, run_sync, wait_for
+from tests.integration.fresh import REPO
 
 pytestmark = pytest.mark.integration
 
@@ -54,7 +62,7 @@ def test_embedded_broker_restarted_empty_starts_clean_with_one_warning(
     log = worker.log()
     warnings = [line for line in log.splitlines() if "WARNING" in line]
     assert len(warnings) == 1, warnings
-    assert "has lost changelog" in warnings[0] and "starting clean" in warnings[0]
+    assert "has lost" in warnings[0] and "starting clean" in warnings[0]
     assert "ConsistencyError" not in log and "Traceback" not in log
 
 
@@ -70,10 +78,13 @@ def test_external_broker_missing_changelog_stops_and_names_it(
     assert worker.process.wait(timeout=60) == 1
     errors = [line for line in worker.log().splitlines() if "ERROR" in line]
     assert len(errors) == 1
-    app_id = env["APP_ID"]
-    assert (f"changelog topics {app_id}-dedup-changelog, {app_id}-aggregate-changelog on "
-            f"{broker} lack records") in errors[0]
-    assert "rm -rf" in errors[0] and "faust -A app reset-offsets" in errors[0]
+    app_id, orders = env["APP_ID"], env["ORDERS_TOPIC"]
+    assert f"the broker at {broker} lacks records the state in" in errors[0]
+    # every topic the state held a position in; 2 orders reach 1 or 2 of the 4 partitions
+    for topic in (f"{app_id}-aggregate-changelog[", f"{app_id}-dedup-changelog[",
+                  f"{app_id}-orders-by-buyer[", f"{orders}["):
+        assert topic in errors[0], topic
+    assert "refusing to start" in errors[0] and "`faust -A app reset`" in errors[0]
     assert "Traceback" not in worker.log()
 
 
@@ -99,3 +110,141 @@ def test_state_built_on_the_embedded_broker_is_discarded_on_another_broker(
     worker.wait_ready()
     warnings = [line for line in worker.log().splitlines() if "WARNING" in line]
     assert len(warnings) == 1 and "built on the embedded broker" in warnings[0]
+
+
+class ReadyWatch:
+    """Polls /ready (and a data route) every 50 ms in a thread, keeping what it saw."""
+
+    def __init__(self, worker) -> None:  # noqa: ANN001
+        self.worker, self.seen, self._stop = worker, [], threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                ready = httpx.get(f"{self.worker.url}/ready", timeout=1)
+                data = httpx.get(f"{self.worker.url}/buyers", timeout=1)
+                self.seen.append((ready.status_code, ready.json(), data.status_code))
+            except httpx.HTTPError as error:
+                self.seen.append(type(error).__name__)
+            time.sleep(0.05)
+
+    def stop(self) -> list:
+        self._stop.set()
+        self._thread.join(5)
+        return self.seen
+
+
+def _create_orders_topic(broker: str, topic: str) -> None:
+    async def run() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=broker, request_timeout_ms=10_000)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(topic, 4, 1)])
+        finally:
+            await admin.close()
+    run_sync(run())
+
+
+def _restart_empty_with_orders(own_broker: dict, tmp_path, env: dict, down_s: float) -> None:
+    """The broker killed, down for `down_s`, back empty; 100 new orders sent at once."""
+    stop_process(own_broker["process"], timeout_s=5)
+    time.sleep(down_s)
+    own_broker["process"] = start_tansu("127.0.0.1", own_broker["port"], tmp_path / "tansu.log")
+    broker = f"127.0.0.1:{own_broker['port']}"
+    _create_orders_topic(broker, env["ORDERS_TOPIC"])
+    produce(broker, env["ORDERS_TOPIC"], [_order(n) for n in range(1000, 1100)])
+
+
+def test_an_external_broker_back_empty_at_run_time_stops_the_worker_and_reset_recovers(
+        own_broker, worker_env, make_worker, tmp_path):
+    broker = f"127.0.0.1:{own_broker['port']}"
+    env = {**worker_env, "KAFKA_BROKER": broker, "PRINT_SINK": "0"}
+    env.pop("EMBEDDED_BROKER")
+    worker = make_worker(env)
+    worker.wait_ready()
+    produce(broker, env["ORDERS_TOPIC"], [_order(n) for n in range(50)])
+    wait_for(lambda: metric(worker, "orders_counted_total") == 50, what="orders counted")
+    watch = ReadyWatch(worker)
+    _restart_empty_with_orders(own_broker, tmp_path, env, down_s=8)
+
+    assert worker.process.wait(timeout=60) == 1, worker.log()[-3000:]
+    seen = [s for s in watch.stop() if isinstance(s, tuple)]  # not the refused connections
+    before = next((i for i, s in enumerate(seen) if s[0] == 503), None)  # outage noticed
+    assert before is not None, watch.seen
+    assert all(s[0] == 200 for s in seen[:before])
+    after = seen[before:]
+    # once the outage is noticed, never ready again and no data route answers from stale
+    # state: silent broker, then a rebalance with the empty one, then what it lost
+    assert [s for s in after if s[0] != 503 or s[2] != 503] == []
+    assert {s[1]["status"] for s in after} <= {"broker-lost", "rebalancing", "restoring"}
+    assert "has not answered" in after[0][1]["reason"]
+    assert after[-1][1]["status"] == "broker-lost" and "lost:" in after[-1][1]["reason"]
+    log = worker.log()
+    errors = [line for line in log.splitlines() if "ERROR" in line]
+    assert len(errors) == 1, errors
+    app_id = env["APP_ID"]
+    assert f"the broker at {broker} lacks records the state in" in errors[0]
+    assert "stopping" in errors[0] and "`faust -A app reset`" in errors[0]
+    assert "Traceback" not in log
+
+    # the refusal at the next start names the same command, and the command works
+    refused = make_worker(env, "refused")
+    assert refused.process.wait(timeout=60) == 1
+    [line] = [li for li in refused.log().splitlines() if "ERROR" in li]
+    assert f"{app_id}-dedup-changelog[" in line and "`faust -A app reset`" in line
+    reset = subprocess.run([str(FAUST), "-A", "app", "reset"], cwd=REPO, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert reset.returncode == 0, reset.stderr
+    again = make_worker(env, "again")
+    again.wait_ready()
+    # the 100 orders sent to the empty broker count, each once; the old 50 are gone with it
+    wait_for(lambda: metric(again, "orders_counted_total") == 100, what="new orders counted")
+    assert again.get("/buyers/Ana/Ruiz").json() == {
+        "buyer": {"first_name": "Ana", "last_name": "Ruiz"}, "count": 100,
+        "total_price": "250.00"}
+
+
+def test_the_embedded_broker_back_empty_at_run_time_restarts_the_worker_clean(
+        own_broker, worker_env, make_worker, tmp_path):
+    broker = f"127.0.0.1:{own_broker['port']}"
+    env = {**worker_env, "KAFKA_BROKER": broker, "EMBEDDED_BROKER": "1", "PRINT_SINK": "0"}
+    worker = make_worker(env)
+    worker.wait_ready()
+    produce(broker, env["ORDERS_TOPIC"], [_order(n) for n in range(50)])
+    wait_for(lambda: metric(worker, "orders_counted_total") == 50, what="orders counted")
+    _restart_empty_with_orders(own_broker, tmp_path, env, down_s=1)
+
+    # the same process (exec), clean: the 100 new orders count, each once
+    wait_for(lambda: "starting clean" in worker.log(), what="the restart")
+    worker.wait_ready()
+    wait_for(lambda: metric(worker, "orders_counted_total") == 100, what="new orders counted")
+    assert worker.get("/buyers/Ana/Ruiz").json()["count"] == 100
+    assert worker.process.poll() is None
+    log = worker.log()
+    # the Kafka client's retries while the broker was away say so, throttled
+    warnings = [line for line in log.splitlines()
+                if "WARNING" in line and "kafka client:" not in line]
+    assert len(warnings) == 1 and "restarted empty" in warnings[0], warnings
+    assert "ERROR" not in log and "Traceback" not in log
+
+
+def test_sigterm_while_the_broker_is_down_stops_the_worker_within_10_s(
+        own_broker, worker_env, make_worker):
+    broker = f"127.0.0.1:{own_broker['port']}"
+    env = {**worker_env, "KAFKA_BROKER": broker}
+    env.pop("EMBEDDED_BROKER")
+    worker = make_worker(env)
+    worker.wait_ready()
+    produce(broker, env["ORDERS_TOPIC"], [_order(n) for n in range(20)])
+    wait_for(lambda: metric(worker, "orders_counted_total") == 20, what="orders counted")
+    stop_process(own_broker["process"], timeout_s=5)
+    wait_for(lambda: worker.get("/ready").status_code == 503, what="the outage noticed")
+    assert worker.get("/ready").json()["status"] == "broker-lost"
+    assert "has not answered" in worker.get("/ready").json()["reason"]
+
+    os.killpg(worker.process.pid, signal.SIGTERM)
+    started = time.monotonic()
+    worker.process.wait(timeout=30)
+    assert time.monotonic() - started < 10

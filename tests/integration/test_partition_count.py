@@ -1,11 +1,13 @@
 """A changed partition count of the orders topic against existing state stops the worker."""
 
 import asyncio
+import subprocess
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from tests.integration.conftest import produce, run_sync, wait_for
+from tests.integration.conftest import FAUST, produce, run_sync, wait_for
+from tests.integration.fresh import REPO
 from tests.integration.test_exactly_once import T0, keyed
 
 pytestmark = pytest.mark.integration
@@ -51,6 +53,15 @@ def test_a_changed_orders_partition_count_stops_the_worker_in_one_line(broker, w
     assert (f"orderstream: the orders topic {orders} has 4 partitions but the state was "
             f"built for 2 ({app_id}-dedup-changelog and {app_id}-orders-by-number have 2): "
             ) in errors[0]
-    assert "`faust -A app reset-offsets`" in errors[0]
-    assert f"DATA_DIR/{app_id}" in errors[0]
+    assert "run `faust -A app reset` where each worker's DATA_DIR is" in errors[0]
     assert "Traceback" not in second.log()
+
+    # the command named: internal topics recreated with the orders topic's 4 partitions
+    reset = subprocess.run([str(FAUST), "-A", "app", "reset"], cwd=REPO, env=worker_env,
+                           capture_output=True, text=True, timeout=120)
+    assert reset.returncode == 0, reset.stderr
+    third = make_worker(worker_env, "third")
+    third.wait_ready()
+    produce(broker, orders, [ORDER])  # the recreated orders topic is empty
+    wait_for(lambda: third.get("/buyers/Ana/Ruiz").status_code == 200
+             and third.get("/buyers/Ana/Ruiz").json()["count"] == 1, what="the order again")

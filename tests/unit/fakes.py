@@ -43,6 +43,7 @@ class FakeRuntime:
         self.aggregates = Stores()
         self.metrics = Metrics()
         self.readiness = readiness
+        self.readiness_reason: str | None = None
 
     def members(self) -> dict[str, set[int]]:
         return {self.settings.advertised_url: set(self.aggregates.assigned)}

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import orjson
 
 from agents.aggregate import apply_partition
+from app.brokerwatch import BrokerLost
 from app.metrics import Metrics
 from app.settings import Settings
 from app.topics import topic_names
@@ -54,7 +55,8 @@ def runtime_on(store: PartitionStore) -> SimpleNamespace:
         settings=settings, names=names, metrics=Metrics(), dropped_windows=(),
         partitions={names.orders: 1, names.by_buyer: 1, names.buyer_totals: 1},
         aggregates=Stores(store, names.aggregate_changelog), all_idle_since={},
-        totals_sent=set(), producer=Producer(names.aggregate_changelog))
+        totals_sent=set(), producer=Producer(names.aggregate_changelog),
+        check_read=lambda topic, partition, applied: None, check_backed=lambda: None)
 
 
 def batch(*offsets: int) -> list[Shuffled]:
@@ -113,3 +115,31 @@ def test_after_a_kill_between_the_commit_and_its_totals_the_next_start_sends_the
         return published_counts(restarted) + published_counts(again)
 
     assert asyncio.run(run()) == [2]
+
+
+def test_a_changelog_that_went_back_stops_the_batch_before_the_store_commits(tmp_path):
+
+    async def run() -> tuple[list, int, int]:
+        store = PartitionStore(tmp_path / "0")
+        runtime = runtime_on(store)
+        await apply_partition(runtime, 0, batch(0, 1))  # changelog offset 1 or more
+        reflected = store.changelog_offset
+        losses: list = []
+
+        def lost(loss):  # noqa: ANN001, ANN202
+            losses.append(loss)
+            runtime.check_backed = lambda: (_ for _ in ()).throw(BrokerLost(loss.detail))
+
+        runtime.broker_lost = lost
+        runtime.producer.sent = []  # an emptied broker: offsets start at 0 again
+        with contextlib.suppress(BrokerLost):
+            await apply_partition(runtime, 0, batch(2))
+        offset = store.changelog_offset
+        store.close()
+        return losses, reflected, offset
+
+    losses, reflected, offset = asyncio.run(run())
+    assert offset == reflected  # the store did not take the batch
+    [loss] = losses
+    assert list(loss.behind) == [topic_names(Settings()).aggregate_changelog]
+    assert f"but the state reflects offset {reflected}" in loss.detail

@@ -1,0 +1,153 @@
+"""Noticing, while the worker runs, that the broker no longer backs the local state.
+
+A store reflects positions on the broker: the changelog offset of its last record, and
+the last offset it applied of each input partition. A broker that has every record the
+store was built from ends past all of them. One that ends at or below any of them was
+emptied, truncated or had the topic recreated, and what the store says was applied is
+no longer there: an order read now at an offset the store holds as applied would be
+skipped, and a new changelog record would carry an offset the store already reflects.
+
+Three checks find it, the first to see it wins:
+- `Watch.poll`, every CHECK_INTERVAL_S: the end offsets (ListOffsets) of every
+  partition the restored stores hold a position in, asked after the positions were
+  read, so a batch committed meanwhile cannot make it look behind; a topic the broker no
+  longer has is behind too;
+- before a batch is applied: the fetch's high watermark against the store's position;
+- after a changelog record is sent: its offset against the store's changelog offset.
+A broker that does not answer the poll for UNREACHABLE_AFTER_S makes /ready 503 too,
+without stopping anything: the state is still the broker's, just not growing.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError, OffsetOutOfRangeError
+
+log = logging.getLogger(__name__)
+
+CHECK_INTERVAL_S = 2.0
+UNREACHABLE_AFTER_S = 6.0
+ASK_TIMEOUT_S = 5.0
+
+Positions = Mapping[tuple[str, int], int]  # (topic, partition) -> last offset held
+
+
+class BrokerLost(RuntimeError):
+    """The broker no longer backs the state: nothing more may be applied or sent."""
+
+
+@dataclass(frozen=True)
+class Loss:
+    """What the broker lacks: per topic, the partitions it ends at or below the state."""
+
+    behind: Mapping[str, tuple[int, ...]]
+    detail: str
+
+    @property
+    def topics(self) -> str:
+        """`orders[0,1], app-dedup-changelog[0]`, topics in name order."""
+        return ", ".join(f"{topic}[{','.join(map(str, parts))}]"
+                         for topic, parts in sorted(self.behind.items()))
+
+
+def behind(positions: Positions, ends: Mapping[tuple[str, int], int | None]) -> Loss | None:
+    """The partitions whose end (None: the topic is gone) is at or below a held position."""
+    lacking: dict[str, list[int]] = {}
+    worst = None
+    for (topic, partition), held in sorted(positions.items()):
+        end = ends.get((topic, partition))
+        if end is None or end <= held:
+            lacking.setdefault(topic, []).append(partition)
+            worst = worst or (topic, partition, held, end)
+    if worst is None:
+        return None
+    topic, partition, held, end = worst
+    where = "has no such partition" if end is None else f"ends at offset {end}"
+    return Loss({t: tuple(p) for t, p in lacking.items()},
+                f"{topic}[{partition}] {where} but the state applied offset {held}")
+
+
+class Watch:
+    """End offsets of the partitions the state holds positions in, from one consumer
+    outside any group, and since when the broker has not answered."""
+
+    def __init__(self, bootstrap: list[str]) -> None:
+        self._bootstrap = bootstrap
+        self._reader: AIOKafkaConsumer | None = None
+        self.answered = time.monotonic()
+
+    async def stop(self) -> None:
+        if self._reader is not None:
+            await self._reader.stop()
+            self._reader = None
+
+    @property
+    def unreachable_s(self) -> float:
+        """Seconds since the broker last answered a poll."""
+        return time.monotonic() - self.answered
+
+    async def poll(self, positions: Positions) -> Loss | None:
+        """The loss, if the broker ends below the positions; None also when it did not
+        answer (`unreachable_s` grows)."""
+        try:
+            ends = await asyncio.wait_for(self._ends(positions), ASK_TIMEOUT_S)
+        except (KafkaError, OSError, TimeoutError) as error:
+            log.debug("broker check failed: %r", error)
+            await self.stop()  # a new connection next time
+            return None
+        self.answered = time.monotonic()
+        return behind(positions, ends)
+
+    async def _ends(self, positions: Positions) -> dict[tuple[str, int], int | None]:
+        reader = self._reader
+        if reader is None:
+            reader = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, group_id=None,
+                                      enable_auto_commit=False, auto_offset_reset="none",
+                                      fetch_max_bytes=64 * 1024,
+                                      max_partition_fetch_bytes=64 * 1024,
+                                      request_timeout_ms=int(ASK_TIMEOUT_S * 1000))
+            self._reader = reader
+            await reader.start()
+        # fresh metadata of every topic each time: a deleted or recreated topic shows
+        metadata = await reader._client.fetch_all_metadata()  # noqa: SLF001
+        present = {(t, p) for t, p in positions
+                   if p in (metadata.partitions_for_topic(t) or ())}
+        tps = [TopicPartition(t, p) for t, p in sorted(present)]
+        found = await reader.end_offsets(tps) if tps else {}
+        ends: dict[tuple[str, int], int | None] = {
+            (tp.topic, tp.partition): found[tp] for tp in tps}
+        suspects = {tp: positions[(tp.topic, tp.partition)] for tp in tps
+                    if found[tp] <= positions[(tp.topic, tp.partition)]}
+        for tp in await self._holding_records(reader, suspects):
+            ends[(tp.topic, tp.partition)] = suspects[tp] + 1
+        return ends
+
+    async def _holding_records(self, reader: AIOKafkaConsumer,
+                               suspects: Mapping[TopicPartition, int]) -> set[TopicPartition]:
+        """Those of the partitions where a fetch at the offset given finds it, or the high
+        watermark is past it. tansu answers ListOffsets with the first offset of the last
+        record batch, not the log end: behind by a batch, and only a fetch tells."""
+        if not suspects:
+            return set()
+        reader.assign(list(suspects))
+        for tp, offset in suspects.items():
+            reader.seek(tp, offset)
+        holding: set[TopicPartition] = set()
+        pending = set(suspects)
+        deadline = time.monotonic() + ASK_TIMEOUT_S / 2
+        while pending and time.monotonic() < deadline:
+            try:
+                fetched = await reader.getmany(*pending, timeout_ms=200, max_records=1)
+            except OffsetOutOfRangeError as error:
+                pending -= set(error.args[0]) if error.args else pending
+                continue
+            for tp in list(pending):
+                if fetched.get(tp) or (reader.highwater(tp) or 0) > suspects[tp]:
+                    holding.add(tp)
+                    pending.discard(tp)
+        reader.assign([])
+        return holding

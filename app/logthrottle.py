@@ -1,0 +1,46 @@
+"""One line per kind of client error while the broker is away, not one per retry.
+
+aiokafka logs each failed connect, metadata update and fetch at ERROR, several times a
+second per connection: a 30 s outage wrote thousands of lines. They are the broker's
+trouble, not the worker's (the worker says what it does about it: /ready, and one line
+if it stops), so they go out as WARNING marked `kafka client:`, each kind at most once
+per INTERVAL_S with a count of those held back.
+"""
+
+import logging
+import time
+
+INTERVAL_S = 30.0
+
+
+class ClientErrorThrottle(logging.Filter):
+    """For records of the Kafka client: WARNING, and each message template once per
+    interval."""
+
+    def __init__(self, prefixes: tuple[str, ...] = ("aiokafka",)) -> None:
+        super().__init__()
+        self._prefixes = prefixes
+        self._last: dict[tuple[str, object], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self._prefixes) or record.levelno < logging.WARNING:
+            return True
+        if record.levelno == logging.ERROR:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        key = (record.name, record.msg)
+        now = time.monotonic()
+        since, held = self._last.get(key, (-INTERVAL_S, 0))
+        if now - since < INTERVAL_S:
+            self._last[key] = (since, held + 1)
+            return False
+        self._last[key] = (now, 0)
+        record.msg = f"kafka client: {record.msg}" + (
+            f" ({held} more like it held back)" if held else "")
+        return True
+
+
+def install() -> None:
+    """Throttle on every handler of the root logger (filters on a logger miss children)."""
+    throttle = ClientErrorThrottle()
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(throttle)

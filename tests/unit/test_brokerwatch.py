@@ -1,0 +1,44 @@
+"""What counts as the broker no longer backing the state, and the client log throttle."""
+
+import logging
+
+from app.brokerwatch import behind
+from app.logthrottle import ClientErrorThrottle
+from core.sources import held_offsets
+
+
+def test_a_broker_ending_past_every_held_position_backs_the_state():
+    held = {("orders", 0): 41, ("app-dedup-changelog", 0): 9}
+    assert behind(held, {("orders", 0): 42, ("app-dedup-changelog", 0): 10}) is None
+
+
+def test_an_end_at_or_below_a_held_offset_or_a_missing_partition_is_a_loss():
+    held = {("orders", 0): 41, ("orders", 1): 5, ("orders", 2): 7, ("app-changelog", 3): 9}
+    loss = behind(held, {("orders", 0): 41, ("orders", 1): 6, ("orders", 2): 0})
+    assert loss is not None
+    assert dict(loss.behind) == {"app-changelog": (3,), "orders": (0, 2)}
+    assert loss.topics == "app-changelog[3], orders[0,2]"
+    assert loss.detail == ("app-changelog[3] has no such partition but the state applied "
+                           "offset 9")
+
+
+def test_held_offsets_are_the_plain_partition_labels_of_a_store():
+    keys = [("s|orders:0", "12"), ("s|orders:0>3", "12"), ("s|app-orders-by-number:3", "4"),
+            ("s|orders:２", "1")]
+    assert held_offsets(lambda prefix: [kv for kv in keys if kv[0].startswith(prefix)]) == {
+        ("orders", 0): 12, ("app-orders-by-number", 3): 4}
+
+
+def record(name: str, level: int, msg: str) -> logging.LogRecord:
+    return logging.LogRecord(name, level, __file__, 1, msg, None, None)
+
+
+def test_client_errors_become_one_marked_warning_per_kind_and_interval():
+    throttle = ClientErrorThrottle()
+    first = record("aiokafka.conn", logging.ERROR, "Unable connect to node %s")
+    assert throttle.filter(first)
+    assert (first.levelname, first.msg) == ("WARNING", "kafka client: Unable connect to node %s")
+    assert not throttle.filter(record("aiokafka.conn", logging.ERROR, "Unable connect to node %s"))
+    assert throttle.filter(record("aiokafka.client", logging.ERROR, "Unable to update metadata"))
+    ours = record("app.runtime", logging.ERROR, "orderstream: the broker lacks records")
+    assert throttle.filter(ours) and ours.levelname == "ERROR"
