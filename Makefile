@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test chromium bench bench-state lint clean
+.PHONY: run test test-soak chromium bench bench-state lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,12 @@ bench: $(VENV)/.installed-test,bench
 # 1M orders (scripts/bench_state.py; STATE_ARGS="--only latency" for one of them).
 bench-state: $(VENV)/.installed-test
 	$(BIN)/python scripts/bench_state.py $(STATE_ARGS)
+
+# 30 minutes at 2,000 orders/s, 100 live-push clients, 10 lookups/s, kill -9 every 5 min;
+# then lost/doubled/went-back checks and the RSS slope (scripts/soak.py; SOAK_ARGS="--minutes 5").
+# Not in CI.
+test-soak: $(VENV)/.installed-test
+	$(BIN)/python scripts/soak.py $(SOAK_ARGS)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/pip install -q ruff
