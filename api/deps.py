@@ -1,4 +1,8 @@
-"""Dependencies of the routes: the worker's runtime and time parameters (ISO or epoch ms)."""
+"""Dependencies of the routes: the worker's runtime and time parameters (ISO or epoch ms).
+
+The dependencies are `async def`: FastAPI runs a plain `def` one in its thread pool, a
+hop per dependency and request.
+"""
 
 import hmac
 import re
@@ -12,7 +16,7 @@ from app.runtime import Runtime
 from core.timefmt import MAX_MS, MIN_MS, parse_time_ms
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     """The runtime of the worker serving this request."""
     runtime: Runtime = request.app.state.runtime
     return runtime
@@ -33,7 +37,7 @@ LastNameFilter = Annotated[str | None, Query(description="exact match", examples
 _bearer = HTTPBearer(auto_error=False, description="API_TOKEN, when the worker has one")
 
 
-def require_token(
+async def require_token(
     runtime: RuntimeDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:

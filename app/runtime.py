@@ -17,6 +17,7 @@ from typing import Any
 import faust
 from mode import Service
 
+from api.fanout import raise_fd_limit
 from api.server import ApiServer, PortTaken
 from app import logthrottle
 from app.brokerwatch import CHECK_INTERVAL_S, UNREACHABLE_AFTER_S, BrokerLost, Loss, Watch
@@ -105,6 +106,7 @@ class Runtime(Service):
         # second worker on it is refused for that, whatever its port
         self.state_lock.acquire()
         logthrottle.install()
+        raise_fd_limit()  # a file descriptor per live-push client
         await self.api.start()
         log.info("API on http://%s:%d (docs at /docs)", self.settings.api_host,
                  self.settings.api_port)

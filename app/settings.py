@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     embedded_broker: bool = False
     # Largest number of orders handed to the job at once.
     batch_max_orders: int = Field(1000, ge=1, le=100_000)
+    # Live-push clients per worker (each holds a socket); beyond it the streams answer 503.
+    sse_max_clients: int = Field(1000, ge=1, le=100_000)
 
     @field_validator(
         "allowed_lateness", "idle_timeout", "dedup_horizon", "window_retention", "max_future_skew",

@@ -8,33 +8,51 @@ with `Last-Event-ID` resumes exactly there, so it misses nothing still in the to
 Without it a stream starts at the end (live). Window streams read the aggregation
 changelog, whose records hold every row a batch changed (event `update`), and
 `window-results` (event `final`): row updates cost no extra record.
-Each client reads at its own pace through its own consumer; one that falls more than
-MAX_BEHIND records behind is dropped (logged and counted), so no client slows the worker.
+
+One consumer per worker reads for every client (api.fanout): a client is a position in
+a shared ring of recent records, and a record is decoded once for all clients. A client
+further back than the ring (resumed from an old id, or too slow for the ring) reads
+through a short-lived catch-up consumer of its own (a few at a time) until it is back on
+the ring. One more than MAX_BEHIND records behind is dropped (counted in
+orderstream_sse_dropped_total, logged at most once a minute), so no client slows the
+worker or the others. At most SSE_MAX_CLIENTS streams are open; beyond, and while the
+worker stops, `503` with `Retry-After`. Connecting and leaving log nothing.
 """
 
-import logging
+import asyncio
 import re
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import Annotated, Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from fastapi import APIRouter, Header, HTTPException, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Request
 from fastapi.responses import StreamingResponse
 
 from api.deps import FirstNameFilter, LastNameFilter, RuntimeDep, WindowName
-from app.runtime import Runtime
+from api.fanout import (
+    HubStopped,
+    HubUnavailable,
+    Lease,
+    Position,
+    StreamEnded,
+    StreamHub,
+    raise_fd_limit,
+)
+from api.fanout_ring import Entry
+from api.schemas import ErrorDetail
 from core.aggregate import parse_window_key, window_prefix
 from core.closing import row_json
 from tables.changelog import decode_updates
+from tables.windows import WindowSpec
 
-log = logging.getLogger(__name__)
 router = APIRouter(tags=["streams"])
-MAX_BEHIND = 100_000
-STREAM = {200: {"content": {"text/event-stream": {}}, "description": "server-sent events"}}
+KEEPALIVE_S = 1.0  # a comment after this long without an event
+RETRY_AFTER_S = 5  # clients leave one by one: a full worker frees a place slowly
+STREAM: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {}}, "description": "server-sent events"},
+    503: {"model": ErrorDetail,
+          "description": "SSE_MAX_CLIENTS streams are open, or the broker does not answer"}}
 
-
-Position = tuple[str, int]  # (source tag, partition)
 _POSITION = re.compile(r"([a-z]?)([0-9]{1,9}):([0-9]{1,19})")  # ASCII, and int() can read it
 
 
@@ -53,73 +71,114 @@ def event_id(positions: Mapping[Position, int]) -> str:
     return ",".join(f"{tag}{p}:{o}" for (tag, p), o in sorted(positions.items()))
 
 
-async def _open(runtime: Runtime, sources: Mapping[str, str],
-                positions: dict[Position, int]) -> AIOKafkaConsumer:
-    """A consumer on every partition of the sources (tag -> topic), at the positions given,
-    else at the end."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=runtime.settings.broker_urls, group_id=None,
-                                enable_auto_commit=False)
-    await consumer.start()
-    tps = {TopicPartition(topic, p): tag for tag, topic in sources.items()
-           for p in sorted(consumer.partitions_for_topic(topic) or ())}
-    consumer.assign(list(tps))
-    ends = await consumer.end_offsets(list(tps))
-    for tp, tag in tps.items():
-        consumer.seek(tp, positions.get((tag, tp.partition), ends[tp]))
-        positions.setdefault((tag, tp.partition), ends[tp])
-    return consumer
+async def get_hub(request: Request, runtime: RuntimeDep) -> StreamHub:
+    """The API's stream hub, made on the API's loop with its first stream (async: a plain
+    function would run in the thread pool, and the hub belongs to the loop)."""
+    hub: StreamHub | None = getattr(request.app.state, "sse_hub", None)
+    if hub is None:
+        raise_fd_limit()
+        settings = runtime.settings
+        hub = request.app.state.sse_hub = StreamHub(
+            settings.broker_urls, runtime.metrics, settings.sse_max_clients,
+            stopping=lambda: bool(getattr(runtime, "should_stop", False)))  # a mode Service
+    return hub
 
 
-Expand = Callable[[Any], list[dict[str, Any]]]  # a record -> the events it holds
+HubDep = Annotated[StreamHub, Depends(get_hub)]
+# ASGI's types as starlette spells them (starlette comes with fastapi, not declared itself)
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+Event = tuple[bytes, bytes]  # (event name, data as JSON)
+Expand = Callable[[Entry], list[Event]]  # a record -> the events it holds for one client
 
 
-async def _events(request: Request, runtime: Runtime, sources: Mapping[str, str],
-                  expand: Mapping[str, Expand],
-                  positions: dict[Position, int]) -> AsyncIterator[bytes]:
-    """Events of the sources (tag -> topic), as each tag's `expand` reads its records.
+class EventStream(StreamingResponse):
+    """A stream that gives its client's place back however it ends, even unstarted."""
+
+    def __init__(self, content: AsyncIterator[bytes], lease: Lease) -> None:
+        super().__init__(content, media_type="text/event-stream",
+                         headers={"Cache-Control": "no-cache"})
+        self._lease = lease
+
+    async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._lease.close()
+
+
+async def _open(hub: StreamHub, sources: Mapping[str, str],
+                positions: Mapping[Position, int], expand: Mapping[str, Expand]) -> EventStream:
+    """A client's stream (tag -> topic), once its start is fixed; 503 when it cannot be."""
+    retry = {"Retry-After": str(RETRY_AFTER_S)}
+    try:
+        lease = hub.admit(sources)
+    except HubUnavailable as error:  # full, or stopping
+        raise HTTPException(503, str(error), headers=retry) from None
+    try:
+        await lease.start(positions)
+    except HubUnavailable as error:
+        lease.close()
+        raise HTTPException(503, str(error), headers=retry) from None
+    except BaseException:
+        lease.close()
+        raise
+    return EventStream(_events(hub, lease, expand), lease)
+
+
+async def _events(hub: StreamHub, lease: Lease,
+                  expand: Mapping[str, Expand]) -> AsyncIterator[bytes]:
+    """`: connected`, then the client's events, a chunk per read, and keep-alives."""
+    clock = asyncio.get_running_loop().time
+    try:
+        yield b": connected\n\n"
+        written = clock()
+        while True:
+            entries = await lease.read(max(0.0, written + KEEPALIVE_S - clock()))
+            chunk = _render(lease, entries, expand)
+            # asyncio runs a timer up to its clock's resolution early: allow for it
+            if chunk or clock() - written >= KEEPALIVE_S * 0.95:
+                yield chunk or b": keep-alive\n\n"
+                written = clock()
+    except StreamEnded as error:
+        hub.ended(error)
+    except HubStopped:
+        pass
+    finally:
+        lease.close()
+
+
+def _render(lease: Lease, entries: list[Entry], expand: Mapping[str, Expand]) -> bytes:
+    """The events of `entries`, moving the client's positions past each.
 
     Events of one record but its last carry the position of the record itself, so a
     client resuming from one of them reads the record again: at least once, never lost.
     """
-    metrics = runtime.metrics
-    tags = {topic: tag for tag, topic in sources.items()}
-    consumer = await _open(runtime, sources, positions)
-    metrics.sse_clients.inc()
-    try:
-        yield b": connected\n\n"
-        while not await request.is_disconnected():
-            batch = await consumer.getmany(timeout_ms=1000, max_records=500)
-            if not batch:
-                yield b": keep-alive\n\n"
-                continue
-            for tp, records in batch.items():
-                behind = (consumer.highwater(tp) or 0) - records[-1].offset
-                if behind > MAX_BEHIND:
-                    log.warning("dropped a slow %s stream client %d records behind",
-                                tp.topic, behind)
-                    metrics.sse_dropped.inc()
-                    return
-                tag = tags[tp.topic]
-                for record in records:
-                    items = expand[tag](record)
-                    for index, item in enumerate(items):
-                        last = index == len(items) - 1
-                        positions[(tag, tp.partition)] = record.offset + (1 if last else 0)
-                        yield (f"id: {event_id(positions)}\nevent: {item['event']}\n"
-                               f"data: {orjson.dumps(item).decode()}\n\n").encode()
-                    positions[(tag, tp.partition)] = record.offset + 1
-    finally:
-        metrics.sse_clients.dec()
-        await consumer.stop()
+    positions, out = lease.positions, []
+    for entry in entries:
+        tag = lease.tags[entry.topic]
+        key = (tag, entry.partition)
+        events = expand[tag](entry)
+        for index, (name, data) in enumerate(events):
+            positions[key] = entry.offset + (1 if index == len(events) - 1 else 0)
+            out.append(b"id: %s\nevent: %s\ndata: %s\n\n"
+                       % (event_id(positions).encode(), name, data))
+        positions[key] = entry.offset + 1
+    return b"".join(out)
 
 
 def _named(first_name: str | None, last_name: str | None, first: str, last: str) -> bool:
     return (first_name is None or first == first_name) and (last_name is None or last == last_name)
 
 
+def _with_event(value: bytes, name: str) -> bytes:
+    return orjson.dumps({**orjson.loads(value), "event": name})
+
+
 @router.get("/buyers/stream", response_class=StreamingResponse, responses=STREAM)
 async def stream_buyers(
-    request: Request, runtime: RuntimeDep,
+    runtime: RuntimeDep, hub: HubDep,
     first_name: FirstNameFilter = None, last_name: LastNameFilter = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
@@ -127,20 +186,45 @@ async def stream_buyers(
     buyer; optionally one buyer's only."""
     positions = parse_event_id(last_event_id)
 
-    def updates(record: Any) -> list[dict[str, Any]]:
-        first, last = orjson.loads(record.key)
+    def updates(entry: Entry) -> list[Event]:
+        if entry.key is None or entry.value is None:
+            return []
+        first, last = entry.memoized("buyer", lambda: tuple(orjson.loads(entry.key or b"")))
         if not _named(first_name, last_name, first, last):
             return []
-        return [{**orjson.loads(record.value), "event": "update"}]
+        value = entry.value
+        return [(b"update", entry.memoized("update", lambda: _with_event(value, "update")))]
 
-    return StreamingResponse(
-        _events(request, runtime, {"": runtime.names.buyer_totals}, {"": updates}, positions),
-        media_type="text/event-stream")
+    return await _open(hub, {"": runtime.names.buyer_totals}, positions, {"": updates})
+
+
+Row = tuple[str, str, str, str]  # first name, last name, store key, store value
+
+
+def _window_rows(entry: Entry, specs: Iterable[WindowSpec]) -> dict[str, list[Row]]:
+    """The rows of each window a changelog record set (deleted ones left out)."""
+    prefixes = {spec.name: window_prefix(spec.name) for spec in specs}
+    rows: dict[str, list[Row]] = {name: [] for name in prefixes}
+    for key, value in decode_updates(entry.value or b"{}").items():
+        name = next((n for n, prefix in prefixes.items() if key.startswith(prefix)), None)
+        if value is not None and name is not None:
+            _, _, (first, last) = parse_window_key(key)
+            rows[name].append((first, last, key, value))
+    return rows
+
+
+def _rendered_rows(entry: Entry, spec: WindowSpec,
+                   specs: Iterable[WindowSpec]) -> list[tuple[str, str, bytes]]:
+    """(first, last, data) of each row of one window a changelog record set."""
+    rows = entry.memoized("rows", lambda: _window_rows(entry, specs))[spec.name]
+    return [(first, last, orjson.dumps({**row_json(spec, key, value, final=False),
+                                        "event": "update"}))
+            for first, last, key, value in rows]
 
 
 @router.get("/windows/{name}/stream", response_class=StreamingResponse, responses=STREAM)
 async def stream_window(
-    request: Request, runtime: RuntimeDep, name: WindowName,
+    runtime: RuntimeDep, hub: HubDep, name: WindowName,
     first_name: FirstNameFilter = None, last_name: LastNameFilter = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
@@ -149,27 +233,24 @@ async def stream_window(
     specs = {w.name: w for w in runtime.settings.windows}
     if name not in specs:
         raise HTTPException(404, f"unknown window {name!r}")
-    spec, prefix = specs[name], window_prefix(name)
+    spec = specs[name]
     positions = parse_event_id(last_event_id)
 
-    def updates(record: Any) -> list[dict[str, Any]]:
+    def updates(entry: Entry) -> list[Event]:
         """Rows of the window a batch changed, from its changelog record."""
-        items = []
-        for key, value in decode_updates(record.value).items():
-            if value is not None and key.startswith(prefix):
-                _, _, (first, last) = parse_window_key(key)
-                if _named(first_name, last_name, first, last):
-                    items.append({**row_json(spec, key, value, final=False), "event": "update"})
-        return items
+        rows = entry.memoized(f"rows:{name}", lambda: _rendered_rows(entry, spec, specs.values()))
+        return [(b"update", data) for first, last, data in rows
+                if _named(first_name, last_name, first, last)]
 
-    def finals(record: Any) -> list[dict[str, Any]]:
-        window, _, first, last = orjson.loads(record.key)
+    def finals(entry: Entry) -> list[Event]:
+        if entry.key is None or entry.value is None:
+            return []
+        window, _, first, last = entry.memoized("final", lambda: orjson.loads(entry.key or b""))
         if window != name or not _named(first_name, last_name, first, last):
             return []
-        return [{**orjson.loads(record.value), "event": "final"}]
+        value = entry.value
+        return [(b"final", entry.memoized("data", lambda: _with_event(value, "final")))]
 
     names = runtime.names
-    return StreamingResponse(
-        _events(request, runtime, {"u": names.aggregate_changelog, "f": names.window_results},
-                {"u": updates, "f": finals}, positions),
-        media_type="text/event-stream")
+    return await _open(hub, {"u": names.aggregate_changelog, "f": names.window_results},
+                       positions, {"u": updates, "f": finals})

@@ -81,3 +81,39 @@ def test_a_window_stream_sends_updates_then_the_final_row(broker, worker_env, ma
     reader.join(60)  # after 1 s of silence the idle rule closes the window
     assert [(d["event"], d["count"], d["sum_price"], d["final"]) for _, d in got] == [
         ("update", 1, "1.00", False), ("update", 2, "3.00", False), ("final", 2, "3.00", True)]
+
+
+def test_a_stream_resumed_from_before_the_shared_consumer_catches_up(broker, worker_env,
+                                                                      make_worker):
+    worker_env.update(PRINT_SINK="0")
+    worker = make_worker(worker_env)
+    worker.wait_ready()
+    topic = worker_env["ORDERS_TOPIC"]
+    for n in range(3):  # before any stream: the worker's shared consumer is not running
+        produce(broker, topic, [keyed(n, "Ana", "Ruiz", "1.50", T0 + n)])
+        wait_for(lambda n=n: metric(worker, "orders_counted_total") == n + 1, what="batch")
+    url = f"{worker.url}/buyers/stream?first_name=Ana&last_name=Ruiz"
+    # the shared consumer starts at the end with these clients: the one resuming from the
+    # start of every partition reads the first three changes through a catch-up consumer
+    # of its own, then the next two from the shared one; the other starts at the end
+    start = ",".join(f"{p}:0" for p in range(4))
+    resumed: list = []
+    live: list = []
+    opened = [threading.Event(), threading.Event()]
+    readers = [
+        threading.Thread(target=lambda: resumed.extend(
+            read_events(url, 5, headers={"Last-Event-ID": start}, opened=opened[0]))),
+        threading.Thread(target=lambda: live.extend(read_events(url, 2, opened=opened[1]))),
+    ]
+    for reader in readers:
+        reader.start()
+    assert all(event.wait(30) for event in opened)
+    for n in range(3, 5):
+        produce(broker, topic, [keyed(n, "Ana", "Ruiz", "1.50", T0 + n)])
+        wait_for(lambda n=n: metric(worker, "orders_counted_total") == n + 1, what="more")
+    for reader in readers:
+        reader.join(60)
+    assert [data["count"] for _, data in resumed] == [1, 2, 3, 4, 5]
+    assert [data["count"] for _, data in live] == [4, 5]
+    assert resumed[-1][0] == live[-1][0]  # both at the same position in every partition
+    assert metric(worker, "orderstream_sse_dropped_total") == 0
