@@ -37,8 +37,8 @@ chromium: | $(BIN)/python
 bench: $(VENV)/.installed-test,bench
 	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
 
-# Query latency under full-speed ingest, recovery with ~1M window rows, worker RSS after
-# 1M orders (scripts/bench_state.py; STATE_ARGS="--only latency" for one of them).
+# Query latency under full-speed ingest, lookups/s at 50 connections, recovery with ~1M
+# window rows, worker RSS after 1M orders (scripts/bench_state.py; STATE_ARGS="--only latency" for one of them).
 bench-state: $(VENV)/.installed-test
 	$(BIN)/python scripts/bench_state.py $(STATE_ARGS)
 

@@ -1,10 +1,35 @@
-"""Response models: what /docs and /openapi.json describe, field for field as in SPEC.md."""
+"""Response models: what /docs and /openapi.json describe, field for field as in SPEC.md.
 
+Routes that are hot (and whose dicts are built field for field by core/ and tables/)
+answer with `json_response`: FastAPI then neither validates them against the model nor
+serializes them a second time. The schema fuzz (tests/unit/test_api_fuzz.py) checks every
+answer against these models instead.
+"""
+
+from typing import Any
+
+import orjson
+from fastapi import Response
 from pydantic import BaseModel, Field
+
+
+def json_response(content: Any, status_code: int = 200) -> Response:
+    """JSON bytes as Starlette's JSONResponse renders them (compact, UTF-8), via orjson."""
+    return Response(orjson.dumps(content), status_code, media_type="application/json")
+
+
+def checked(model: type[BaseModel], content: Any, *, from_peers: bool) -> Response:
+    """`content` as JSON; validated against `model` first when other workers' answers are
+    in it (they are input like any other: a bad one is a 500, never passed on)."""
+    if from_peers:
+        content = model.model_validate(content).model_dump(mode="json")
+    return json_response(content)
 
 
 class Status(BaseModel):
     status: str = Field(examples=["ok"])
+    reason: str | None = Field(None, description="with broker-lost: what the broker lacks, "
+                                                 "or since when it has not answered")
 
 
 class Buyer(BaseModel):

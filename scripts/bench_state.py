@@ -1,6 +1,6 @@
-"""State benchmarks: query latency under ingest, recovery time, worker memory.
+"""State benchmarks: query latency under ingest, recovery time, worker memory, lookups/s.
 
-Three measurements, each on its own embedded broker (tansu, in memory, on a free port) with
+Four measurements, each on its own embedded broker (tansu, in memory, on a free port) with
 pre-produced orders and real `faust -A app worker` subprocesses (print sink off, fresh APP_ID
 and DATA_DIR), as scripts/bench.py does:
 
@@ -25,6 +25,18 @@ memory    One worker ingests N orders (default 1,000,000 over 100,000 buyers, ev
           applies after ~37% of it); the worker's RSS (/proc/<pid>/status VmRSS) is sampled
           every second. Reports peak (and the kernel's VmHWM), final, samples, and the
           growth after retention applies. Goal: <= 500 MB.
+throughput One worker ingests N orders (default 300,000 over `--throughput-buyers` 10,000
+          buyers) while `--connections` (50) kept-alive connections ask
+          `GET /buyers/{first}/{last}` for random buyers of the input's first 5% (counted
+          before the load starts), one request in flight per connection: closed loop (ask
+          again on each answer: the most it serves) and open loop (`--open-rate` 1,000/s
+          in all, latency from each request's due time, so a stall counts in full), each
+          `--load-seconds` (10) after 1 s of warm-up, during ingest (from 15% counted on)
+          and once ingest is over and the worker is quiet (its CPU under 5% of a core).
+          Reports requests/s, p50/p90/p99/max, statuses, errors, the worker's CPU and the
+          ingest rate meanwhile. The load generator is an asyncio client of its own in a
+          subprocess, measured first against a trivial server: its ceiling and its CPU per
+          request are in the results. Goal: idle >= 1,000/s and p99 <= 50 ms.
 
 Run it (from the repository root; no make needed):
 
@@ -32,11 +44,12 @@ Run it (from the repository root; no make needed):
     .venv/bin/python scripts/bench_state.py --orders 20000 --rows 100000   # a quick look
     .venv/bin/python scripts/bench_state.py --only latency --orders 200000 --buyers 10000
     .venv/bin/python scripts/bench_state.py --only recovery --only memory
+    .venv/bin/python scripts/bench_state.py --only throughput --load-seconds 5
     .venv/bin/python scripts/bench_state.py --commit HEAD         # the committed code only
     .venv/bin/python scripts/bench_state.py --summary bench/results/bench-state-<stamp>.json
 
-`--orders` sets N of the latency and memory runs (and of the recovery run, which otherwise
-derives it from `--rows`). `--commit REV` runs the workers from `git archive REV` (the
+`--orders` sets N of the latency, memory and throughput runs (and of the recovery run, which
+otherwise derives it from `--rows`). `--commit REV` runs the workers from `git archive REV` (the
 working tree can hold others' unfinished edits). Results go to
 `bench/results/bench-state-<UTC stamp>.json`, a summary to stdout, progress to stderr.
 Exit code 0 when every measurement ran, 1 when one failed, 130 on Ctrl-C.
@@ -832,6 +845,339 @@ def run_memory(args: argparse.Namespace, workdir: Path, code: Code) -> dict[str,
     }
 
 
+# --- measurement 6: key lookups/s at 50 connections -------------------------------------------
+#
+# The load generator is a lean asyncio client in a process of its own (it must not share the
+# bench's GIL): one asyncio.Protocol per kept-alive connection, one request in flight on each
+# (no pipelining), answers cut by Content-Length, latencies from perf_counter. Against the
+# trivial server below it shows what it can do and what it costs per request; both are in
+# the results, so a reader can see that it was not the bottleneck.
+
+TRIVIAL_BODY = b'{"buyer":{"first_name":"Ana","last_name":"Ruiz"},"count":1,"total_price":"1.00"}'
+TRIVIAL_ANSWER = (b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
+                  + str(len(TRIVIAL_BODY)).encode() + b"\r\n\r\n" + TRIVIAL_BODY)
+
+
+class _Exchange(asyncio.Protocol):
+    """One kept-alive HTTP/1.1 connection with one request in flight at a time."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.waiter: asyncio.Future[int] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0 or self.waiter is None or self.waiter.done():
+            return
+        head = bytes(self.buffer[:end]).lower()
+        at = head.find(b"\r\ncontent-length:")
+        if at < 0:  # every answer of the API has one; anything else is an error
+            self.waiter.set_exception(ConnectionError("an answer without content-length"))
+            return
+        stop = head.find(b"\r\n", at + 2)
+        length = int(head[at + 17:stop if stop >= 0 else len(head)])
+        if len(self.buffer) >= end + 4 + length:
+            del self.buffer[:end + 4 + length]
+            self.waiter.set_result(int(head[9:12]))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(exc or ConnectionError("closed by the server"))
+
+    async def ask(self, request: bytes, timeout_s: float) -> int:
+        """Send one request, the status of its answer (TimeoutError after timeout_s)."""
+        assert self.transport is not None
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[int] = loop.create_future()
+        self.waiter = waiter
+        # a timer, not asyncio.wait_for: that costs a task per request, in the client's CPU
+        timer = loop.call_later(timeout_s, _expire, waiter)
+        self.transport.write(request)
+        try:
+            return await waiter
+        finally:
+            timer.cancel()
+
+
+def _expire(waiter: asyncio.Future[int]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError("no answer"))
+
+
+@dataclass
+class _Tally:
+    """What the connections of one load run saw, after the warm-up."""
+
+    latencies_ms: list[float] = field(default_factory=list)
+    statuses: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    unsent: int = 0  # open loop: requests due before the end that a slow answer held back
+    answered: int = 0  # answers that arrived within the measured seconds
+
+
+async def _connection(host: str, port: int, requests: list[bytes], index: int, spec: dict[str, Any],
+                      began: float, tally: _Tally) -> None:
+    """One connection's loop: closed (ask again at once) or open (at `rate`/connections)."""
+    loop = asyncio.get_running_loop()
+    rng = random.Random(SEED + index)
+    warm_until, until = began + spec["warmup_s"], began + spec["warmup_s"] + spec["seconds"]
+    interval = spec["connections"] / spec["rate"] if spec["rate"] else None
+    exchange: _Exchange | None = None
+    k = 0
+    while True:
+        now = time.perf_counter()
+        intended = now if interval is None else (
+            began + (index / spec["connections"] + k) * interval)
+        if now >= until or intended >= until:  # a backlog left at the end is `unsent`
+            tally.unsent += max(0, math.ceil((until - intended) / interval)) if interval else 0
+            break
+        k += 1
+        if interval is not None and intended > time.perf_counter():
+            await asyncio.sleep(intended - time.perf_counter())
+        try:
+            if exchange is None:
+                _, exchange = await loop.create_connection(_Exchange, host, port)
+            status = await exchange.ask(rng.choice(requests), 30)
+        except OSError as error:  # TimeoutError and ConnectionError too
+            if intended >= warm_until:
+                tally.errors[type(error).__name__] += 1
+            if exchange is not None and exchange.transport is not None:
+                exchange.transport.close()
+            exchange = None
+            continue
+        # from the intended start: a connection that fell behind counts its wait too
+        done = time.perf_counter()
+        if intended >= warm_until:
+            tally.latencies_ms.append((done - intended) * 1000)
+            tally.statuses[str(status)] += 1
+        if warm_until <= done <= until:
+            tally.answered += 1
+    if exchange is not None and exchange.transport is not None:
+        exchange.transport.close()
+
+
+async def _load(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run one load as `spec` says; requests/s, percentiles, statuses, the client's CPU."""
+    host, port = spec["host"], spec["port"]
+    requests = [f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{spec['headers']}\r\n".encode()
+                for path in spec["paths"]]
+    tally = _Tally()
+    cpu, began = time.process_time(), time.perf_counter() + 0.05
+    await asyncio.gather(*(_connection(host, port, requests, i, spec, began, tally)
+                           for i in range(spec["connections"])))
+    cpu = time.process_time() - cpu
+    ordered = sorted(tally.latencies_ms)
+    done = len(ordered) + sum(tally.errors.values())
+    return {
+        "connections": spec["connections"], "offered_rate": spec["rate"],
+        "seconds": spec["seconds"], "requests": len(ordered),
+        "requests_per_s": round(tally.answered / spec["seconds"], 1),
+        **{f"p{p}_ms": round(percentile(ordered, p), 2) if ordered else None
+           for p in (50, 90, 99)},
+        "max_ms": round(ordered[-1], 2) if ordered else None,
+        "statuses": dict(tally.statuses), "errors": dict(tally.errors),
+        "unsent": tally.unsent, "client_cpu_s": round(cpu, 2),
+        "client_cpu_us_per_request": round(cpu / done * 1e6, 1) if done else None,
+    }
+
+
+def load_client_main(source: str) -> int:
+    """`bench_state.py --load-client -`: one load run as the JSON on stdin says, its result
+    as JSON on stdout."""
+    spec = json.loads(sys.stdin.read() if source == "-" else Path(source).read_text())
+    print(json.dumps(asyncio.run(_load(spec))), flush=True)
+    return 0
+
+
+async def _trivial_server(port: int) -> None:
+    class Answer(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            assert isinstance(transport, asyncio.Transport)
+            self.transport, self.buffer = transport, b""
+
+        def data_received(self, data: bytes) -> None:
+            self.buffer += data
+            while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
+                self.buffer = self.buffer[end + 4:]
+                self.transport.write(TRIVIAL_ANSWER)
+
+    server = await asyncio.get_running_loop().create_server(Answer, HOST, port)
+    async with server:
+        await server.serve_forever()
+
+
+def trivial_server_main(port: str) -> int:
+    """`bench_state.py --trivial-server PORT`: a fixed 200 for every request, until killed."""
+    asyncio.run(_trivial_server(int(port)))
+    return 0
+
+
+def run_load(url: str, paths: list[str], args: argparse.Namespace, rate: float | None,
+             headers: str = "") -> dict[str, Any]:
+    """One load run in a subprocess of its own, against `url`."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    spec = {"host": host, "port": int(port), "paths": paths, "connections": args.connections,
+            "seconds": args.load_seconds, "warmup_s": 1.0, "rate": rate, "headers": headers}
+    try:
+        out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--load-client",
+                              "-"], input=json.dumps(spec).encode(), capture_output=True,
+                             timeout=args.load_seconds + 120)
+    except subprocess.TimeoutExpired:
+        raise BenchFailed(f"the load client did not finish in {args.load_seconds + 120:.0f}s"
+                          ) from None
+    if out.returncode != 0:
+        raise BenchFailed(f"the load client failed: {out.stderr.decode()[-2000:]}")
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
+def proc_cpu_s(pid: int) -> float | None:
+    """User plus system CPU seconds of a process so far (/proc/<pid>/stat)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def calibrate_client(args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
+    """The client at full speed against the trivial server: its ceiling on this machine."""
+    port = free_port(HOST)
+    server = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--trivial-server",
+                               str(port)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket_ok = httpx.get(f"http://{HOST}:{port}/", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                socket_ok = False
+            if socket_ok:
+                break
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise BenchFailed("the trivial server did not start")
+            time.sleep(0.1)
+        cpu = proc_cpu_s(server.pid)
+        result = run_load(f"http://{HOST}:{port}", ["/buyers/Ana/Ruiz"], args, None)
+        after = proc_cpu_s(server.pid)
+        if cpu is not None and after is not None:
+            result["server_cpu_s"] = round(after - cpu, 2)
+        return result
+    finally:
+        stop_process(server, timeout_s=2)
+
+
+def lookup_paths(orders: int, buyers: int, event_rate: float, share: float) -> list[str]:
+    """`/buyers/{first}/{last}` of the buyers in the first `share` of the input, so they are
+    counted by the time the load starts."""
+    seen: set[tuple[str, str]] = set()
+    for _ in datagen_orders(max(1, int(orders * share)), buyers, event_rate, seen):
+        pass
+    return [f"/buyers/{quote(first, safe='')}/{quote(last, safe='')}"
+            for first, last in sorted(seen)]
+
+
+def wait_counted(worker: Worker, client: httpx.Client, at_least: int, stall_s: float) -> float:
+    """Poll /metrics until `at_least` orders are counted; the orders counted then."""
+    last_change, last = time.monotonic(), -1.0
+    while True:
+        ensure_alive(worker)
+        counted = (counters(client) or {}).get("orders_counted_total", 0.0)
+        if counted >= at_least:
+            return counted
+        if counted != last:
+            last, last_change = counted, time.monotonic()
+        elif time.monotonic() - last_change > stall_s:
+            raise BenchFailed(f"no progress for {stall_s:.0f}s at {counted:,.0f} counted")
+        time.sleep(POLL_S)
+
+
+def wait_quiet(worker: Worker, timeout_s: float, below: float = 0.05) -> float:
+    """Wait until the worker uses under `below` of a core over a second (after the last order
+    is counted it still closes windows and publishes them for a while); the seconds waited."""
+    started = time.monotonic()
+    cpu = proc_cpu_s(worker.process.pid)
+    while time.monotonic() - started < timeout_s:
+        time.sleep(1.0)
+        ensure_alive(worker)
+        now = proc_cpu_s(worker.process.pid)
+        if cpu is None or now is None or now - cpu < below:
+            return time.monotonic() - started
+        cpu = now
+    raise BenchFailed(f"the worker was still busy {timeout_s:.0f}s after ingest")
+
+
+def loaded_phase(worker: Worker, client: httpx.Client, paths: list[str],
+                 args: argparse.Namespace, rate: float | None) -> dict[str, Any]:
+    """One load run, with the orders the worker counted and the CPU it used meanwhile."""
+    before, cpu = (counters(client) or {}).get("orders_counted_total", 0.0), proc_cpu_s(
+        worker.process.pid)
+    started = time.monotonic()
+    result = run_load(worker.url, paths, args, rate)
+    seconds = time.monotonic() - started
+    after, cpu_after = (counters(client) or {}).get("orders_counted_total", 0.0), proc_cpu_s(
+        worker.process.pid)
+    result.update(counted_before=before, counted_after=after,
+                  ingest_orders_per_s=round((after - before) / seconds, 1))
+    if cpu is not None and cpu_after is not None:
+        result["worker_cpu_share"] = round((cpu_after - cpu) / seconds, 2)  # 1.0 = one core
+    return result
+
+
+def run_throughput(args: argparse.Namespace, workdir: Path, code: Code) -> dict[str, Any]:
+    """Measurement 6: key lookups at `--connections` connections, during ingest and idle."""
+    run_dir = workdir / "throughput"
+    run_dir.mkdir()
+    orders, buyers, rate = args.orders_throughput, args.throughput_buyers, args.latency_event_rate
+    calibration = calibrate_client(args, run_dir)
+    say(f"throughput: the client alone: {calibration['requests_per_s']:,.0f} requests/s at "
+        f"{calibration['client_cpu_us_per_request']} us of CPU each")
+    paths = lookup_paths(orders, buyers, rate, 0.05)
+    phases_: dict[str, Any] = {}
+    with embedded_broker(run_dir) as broker:
+        topic = f"bench-orders-{uuid.uuid4().hex[:8]}"
+        fill_topic(broker, topic, args.partitions, datagen_orders(orders, buyers, rate), orders)
+        app_id, port = f"bench-{uuid.uuid4().hex[:8]}", free_port(HOST)
+        env = worker_env(broker, topic, app_id, run_dir / "data", port, code,
+                         WINDOWS=args.windows, ALLOWED_LATENESS=args.allowed_lateness)
+        worker = start_worker(env, run_dir / "worker.log", code, "warn")
+        try:
+            with httpx.Client(base_url=worker.url, timeout=10, trust_env=False) as client:
+                wait_ready(worker, client, args.stall_timeout)
+                wait_counted(worker, client, int(orders * 0.15), args.stall_timeout)
+                for name, offered in (("ingest_closed", None), ("ingest_open", args.open_rate)):
+                    say(f"throughput: {name} ({args.load_seconds:.0f}s)")
+                    phases_[name] = loaded_phase(worker, client, paths, args, offered)
+                    phases_[name]["ingest_ran_throughout"] = phases_[name]["counted_after"] < orders
+                watch = watch_ingest(worker, client, orders, "throughput: rest of ingest",
+                                     args.stall_timeout)
+                quiet_after_s = wait_quiet(worker, args.stall_timeout)
+                say(f"throughput: the worker is quiet {quiet_after_s:.1f}s after ingest")
+                for name, offered in (("idle_closed", None), ("idle_open", args.open_rate)):
+                    say(f"throughput: {name} ({args.load_seconds:.0f}s)")
+                    phases_[name] = loaded_phase(worker, client, paths, args, offered)
+                counted_sum = buyer_count_sum(client)
+        finally:
+            code_, _ = stop_worker(worker)
+    if counted_sum != orders:
+        raise BenchFailed(f"/buyers counts add up to {counted_sum:,}, not {orders:,}")
+    return {
+        "orders": orders, "buyers": buyers, "lookup_buyers": len(paths),
+        "partitions": args.partitions, "connections": args.connections,
+        "load_seconds": args.load_seconds, "open_rate": args.open_rate,
+        "client_calibration": calibration, "phases": phases_, "counters": watch.last,
+        "quiet_after_ingest_s": round(quiet_after_s, 1),
+        "worker_exit_code": code_, "worker_log": str(worker.log_path), "app_id": app_id,
+    }
+
+
 # --- summary --------------------------------------------------------------------------------
 
 def fmt(value: float | None, spec: str = ",.0f", unit: str = "") -> str:
@@ -911,8 +1257,31 @@ def summary_memory(r: dict[str, Any]) -> list[str]:
     return lines
 
 
-SUMMARIES = {"latency": summary_latency, "recovery": summary_recovery, "memory": summary_memory}
-RUNNERS = {"latency": run_latency, "recovery": run_recovery, "memory": run_memory}
+def summary_throughput(r: dict[str, Any]) -> list[str]:
+    c = r["client_calibration"]
+    lines = [f"6. Key lookups at {r['connections']} connections: /buyers/{{first}}/{{last}} of "
+             f"{r['lookup_buyers']:,} known buyers, {r['orders']:,} orders over "
+             f"{r['buyers']:,} buyers; {r['load_seconds']:.0f} s per phase "
+             f"(goal idle: >= 1,000/s, p99 <= 50 ms)",
+             f"   the client alone (trivial server): {c['requests_per_s']:,.0f}/s, "
+             f"{c['client_cpu_us_per_request']} us of client CPU per request"]
+    for name, p in r["phases"].items():
+        offered = "as fast as answered" if p["offered_rate"] is None else (
+            f"offered {p['offered_rate']:,.0f}/s")
+        ingest = (f", ingest {p['ingest_orders_per_s']:,.0f} orders/s"
+                  + ("" if p.get("ingest_ran_throughout", True) else " (ended meanwhile)"))
+        lines.append(f"   {name:<13} {p['requests_per_s']:7,.0f}/s  p50 {fmt(p['p50_ms'], '.1f')}"
+                     f"  p99 {fmt(p['p99_ms'], '.1f')}  max {fmt(p['max_ms'], '.1f')} ms  "
+                     f"{p['statuses']} errors {p['errors']} ({offered}; client CPU "
+                     f"{p['client_cpu_us_per_request']} us/request, worker "
+                     f"{p.get('worker_cpu_share', 0):.2f} cores{ingest})")
+    return lines
+
+
+SUMMARIES = {"latency": summary_latency, "recovery": summary_recovery, "memory": summary_memory,
+             "throughput": summary_throughput}
+RUNNERS = {"latency": run_latency, "recovery": run_recovery, "memory": run_memory,
+           "throughput": run_throughput}
 
 
 def summary(document: dict[str, Any]) -> str:
@@ -957,10 +1326,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                      epilog=__doc__.split("\n\n", 1)[1])
     add = parser.add_argument
     add("--only", action="append", choices=list(RUNNERS),
-        help="run only this measurement (repeatable; default: all three)")
+        help="run only this measurement (repeatable; default: all four)")
     add("--orders", type=positive_int, default=None,
-        help="N of the latency (default 200,000) and memory (default 1,000,000) runs, and of "
-             "the recovery run (default: enough for --rows)")
+        help="N of the latency (default 200,000), memory (default 1,000,000) and throughput "
+             "(default 300,000) runs, and of the recovery run (default: enough for --rows)")
     add("--buyers", type=positive_int, default=100_000,
         help="buyers in the latency and memory runs (default 100,000)")
     add("--partitions", type=positive_int, default=4, help="input partitions (default 4)")
@@ -981,6 +1350,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="latency: orders per second of event time (default 1000, as make bench)")
     add("--idle-seconds", type=positive_float, default=5.0,
         help="latency: seconds of queries after ingest, for comparison (default 5)")
+    add("--throughput-buyers", type=positive_int, default=10_000,
+        help="throughput: buyers of the input (default 10,000)")
+    add("--connections", type=positive_int, default=50,
+        help="throughput: concurrent kept-alive connections (default 50)")
+    add("--load-seconds", type=positive_float, default=10.0,
+        help="throughput: seconds of each load phase, after 1 s of warm-up (default 10)")
+    add("--open-rate", type=positive_float, default=1000.0,
+        help="throughput: requests/s offered in the open-loop phases (default 1000)")
     add("--memory-event-rate", type=positive_float, default=100.0,
         help="memory: orders per second of event time (default 100: 1M orders span 2.8 h)")
     add("--memory-retention", default="1h", help="memory: WINDOW_RETENTION (default 1h)")
@@ -1013,6 +1390,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.orders_latency = args.orders or 200_000
     args.orders_memory = args.orders or 1_000_000
     args.orders_recovery = args.orders
+    args.orders_throughput = args.orders or 300_000
     ms = {}
     for name in ("recovery_retention", "recovery_lateness", "memory_retention",
                  "allowed_lateness"):
@@ -1029,10 +1407,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def summary_main(path: str) -> int:
+    """`bench_state.py --summary FILE`: a past run's summary."""
+    print(summary(json.loads(Path(path).read_text())))
+    return 0
+
+
+# not options of a run: the summary of a past one, and the subprocesses of measurement 6
+HELPER_MODES = {"--summary": summary_main, "--load-client": load_client_main,
+                "--trivial-server": trivial_server_main}
+
+
 def main(argv: list[str] | None = None) -> int:
-    if argv is None and sys.argv[1:2] == ["--summary"] and len(sys.argv) == 3:
-        print(summary(json.loads(Path(sys.argv[2]).read_text())))  # a past run's summary
-        return 0
+    if argv is None and len(sys.argv) == 3 and sys.argv[1] in HELPER_MODES:
+        return HELPER_MODES[sys.argv[1]](sys.argv[2])
     args = parse_args(argv)
     interrupt_on_stop_signals()
     stamp = datetime.now(UTC).replace(microsecond=0)

@@ -2,7 +2,7 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from api.cluster import call, gather, is_local, owner_url, require_ready, unavailable
 from api.deps import (
@@ -12,15 +12,16 @@ from api.deps import (
     LastNameQuery,
     RuntimeDep,
 )
-from api.schemas import BuyerPage, BuyerTotal, ErrorDetail
+from api.schemas import BuyerPage, BuyerTotal, ErrorDetail, checked, json_response
 from app.runtime import Runtime
 from core.shuffle import buyer_partition
 from core.sinks import total_json
 from tables.queries import all_totals, one_total
 
 router = APIRouter(tags=["buyers"])
-NOT_FOUND = {404: {"model": ErrorDetail, "description": "buyer never seen"},
-             503: {"model": ErrorDetail, "description": "partitions moving: retry"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorDetail, "description": "buyer never seen"},
+    503: {"model": ErrorDetail, "description": "partitions moving: retry"}}
 
 
 def _rank(item: dict[str, Any]) -> tuple[int, str, str]:
@@ -35,20 +36,22 @@ async def list_buyers(
     limit: Annotated[int, Query(ge=0, le=10_000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
     upto: Annotated[int | None, Query(ge=0, include_in_schema=False)] = None,
-) -> BuyerPage:
+) -> Response:
     """Buyers by count descending, then last name, then first name (code points)."""
     require_ready(runtime)
     totals = all_totals(runtime.aggregates.read_only_view())
     if is_local(request):  # another worker gathers: its first `upto` items, all counted
         page = [total_json(*buyer, total) for buyer, total in totals[:upto]]
-        return BuyerPage.model_validate({"items": page, "total": len(totals)})
+        return json_response({"items": page, "total": len(totals)})
     items = [total_json(*buyer, total) for buyer, total in totals[:offset + limit]]
     total = len(totals)
-    for answer in await gather(request, runtime, "/buyers", {"upto": offset + limit}):
+    answers = await gather(request, runtime, "/buyers", {"upto": offset + limit})
+    for answer in answers:
         items.extend(answer["items"])
         total += answer["total"]
     items.sort(key=_rank)
-    return BuyerPage.model_validate({"items": items[offset:offset + limit], "total": total})
+    return checked(BuyerPage, {"items": items[offset:offset + limit], "total": total},
+                   from_peers=bool(answers))
 
 
 @router.get("/buyers/{first_name}/{last_name}", response_model=BuyerTotal, responses=NOT_FOUND)
@@ -57,7 +60,7 @@ async def get_buyer(
     runtime: RuntimeDep,
     first_name: FirstNamePath,
     last_name: LastNamePath,
-) -> BuyerTotal:
+) -> Response:
     """One buyer's count and total price."""
     return await _lookup(request, runtime, first_name, last_name)
 
@@ -68,24 +71,24 @@ async def get_buyer_by_query(
     runtime: RuntimeDep,
     first_name: FirstNameQuery,
     last_name: LastNameQuery,
-) -> BuyerTotal:
+) -> Response:
     """The same as /buyers/{first_name}/{last_name}, for names a path cannot carry."""
     return await _lookup(request, runtime, first_name, last_name)
 
 
 async def _lookup(request: Request, runtime: Runtime, first_name: str,
-                  last_name: str) -> BuyerTotal:
+                  last_name: str) -> Response:
     require_ready(runtime)
     if not is_local(request):
         url = owner_url(runtime, first_name, last_name)
         if url is not None:  # one hop to the owner
             answer = await call(request, url, "/buyer",
                                 {"first_name": first_name, "last_name": last_name})
-            return BuyerTotal.model_validate(answer)
+            return checked(BuyerTotal, answer, from_peers=True)
     partitions = runtime.partitions[runtime.names.by_buyer]
     if buyer_partition(first_name, last_name, partitions) not in runtime.aggregates.assigned:
         raise unavailable("the buyer's partition moved: retry")
     total = one_total(runtime.aggregates.read_only_view(), (first_name, last_name), partitions)
     if total is None:
         raise HTTPException(404, f"buyer {first_name} {last_name} never seen")
-    return BuyerTotal.model_validate(total_json(first_name, last_name, total))
+    return json_response(total_json(first_name, last_name, total))

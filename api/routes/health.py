@@ -9,7 +9,7 @@ from api.schemas import Status
 router = APIRouter(tags=["health"])
 
 
-@router.get("/health", response_model=Status)
+@router.get("/health", response_model=Status, response_model_exclude_none=True)
 async def health() -> Status:
     """`ok` while the process lives."""
     return Status(status="ok")

@@ -2,20 +2,21 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 
 from api.cluster import call, gather, is_local, owner_url, require_ready
 from api.deps import FirstNameFilter, LastNameFilter, RuntimeDep, WindowName, parse_time_param
-from api.schemas import ErrorDetail, WindowInfo, WindowPage, WindowTop
+from api.schemas import ErrorDetail, WindowInfo, WindowPage, WindowTop, checked
 from app.runtime import Runtime
 from core.timefmt import MAX_MS, format_time_ms
 from tables.queries import latest_start, rows_of_window, window_final, window_rows
 from tables.windows import WindowSpec, window_starts_ms
 
 router = APIRouter(prefix="/windows", tags=["windows"])
-NOT_FOUND = {404: {"model": ErrorDetail, "description": "unknown window, or no data"},
-             503: {"model": ErrorDetail, "description": "partitions moving: retry"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorDetail, "description": "unknown window, or no data"},
+    503: {"model": ErrorDetail, "description": "partitions moving: retry"}}
 
 
 @router.get("", response_model=list[WindowInfo])
@@ -48,7 +49,7 @@ async def get_window_rows(
     start: Annotated[str | None, Query(description="ISO-8601 UTC or epoch ms")] = None,
     end: Annotated[str | None, Query(description="ISO-8601 UTC or epoch ms")] = None,
     limit: Annotated[int, Query(ge=0, le=10_000)] = 1000,
-) -> WindowPage:
+) -> Response:
     """Rows of windows overlapping [start, end), by window start, then last, first name."""
     spec = _spec(runtime, name)
     start_ms, end_ms = parse_time_param("start", start), parse_time_param("end", end)
@@ -59,16 +60,19 @@ async def get_window_rows(
     if not is_local(request) and first_name is not None and last_name is not None:
         url = owner_url(runtime, first_name, last_name)
         if url is not None:  # one buyer: one hop to its owner
-            return WindowPage.model_validate(await call(request, url, f"/windows/{name}", params))
+            answer = await call(request, url, f"/windows/{name}", params)
+            return checked(WindowPage, answer, from_peers=True)
     rows = window_rows(runtime.aggregates.read_only_view(), spec,
                        runtime.settings.allowed_lateness, start_ms=start_ms, end_ms=end_ms,
                        first_name=first_name, last_name=last_name)
     items = [row.as_json(spec) for row in rows[:limit]]
-    if not is_local(request):
-        for answer in await gather(request, runtime, f"/windows/{name}", params):
-            items.extend(answer["items"])
+    answers = [] if is_local(request) else await gather(request, runtime, f"/windows/{name}",
+                                                         params)
+    for answer in answers:
+        items.extend(answer["items"])
+    if answers:
         items.sort(key=_by_start)
-    return WindowPage.model_validate({"items": items[:limit]})
+    return checked(WindowPage, {"items": items[:limit]}, from_peers=bool(answers))
 
 
 @router.get("/{name}/top", response_model=WindowTop, responses=NOT_FOUND)
@@ -78,7 +82,7 @@ async def get_window_top(
     name: WindowName,
     at: Annotated[str | None, Query(description="ISO-8601 UTC or epoch ms")] = None,
     k: Annotated[int, Query(ge=1, le=10_000)] = 10,
-) -> WindowTop:
+) -> Response:
     """The k buyers with the most orders in the latest window holding `at` (or with data)."""
     spec = _spec(runtime, name)
     at_ms = parse_time_param("at", at)
@@ -95,17 +99,18 @@ async def get_window_top(
     lateness = runtime.settings.allowed_lateness
     items = [row.as_json(spec) for row in rows_of_window(stores, spec, start_ms, lateness)[:k]]
     final = window_final(stores, spec, start_ms, lateness)
-    if not is_local(request):
-        for answer in await gather(request, runtime, f"/windows/{name}/top",
-                                   {"at": start_ms, "k": k}):
-            items.extend(answer["items"])
-            final = final and answer["final"]
+    answers = [] if is_local(request) else await gather(
+        request, runtime, f"/windows/{name}/top", {"at": start_ms, "k": k})
+    for answer in answers:
+        items.extend(answer["items"])
+        final = final and answer["final"]
+    if answers:
         items.sort(key=_rank)
-    return WindowTop.model_validate({
+    return checked(WindowTop, {
         "window_start": format_time_ms(start_ms),
         "window_end": format_time_ms(start_ms + spec.size_ms),
         "final": final, "items": items[:k],
-    })
+    }, from_peers=bool(answers))
 
 
 @router.get("/{name}/latest-start", include_in_schema=False)
