@@ -47,6 +47,13 @@ class Loss:
     behind: Mapping[str, tuple[int, ...]]
     detail: str
 
+    def merged(self, other: "Loss") -> "Loss":
+        """Both losses' partitions, with this one's detail."""
+        behind = {t: set(p) for t, p in self.behind.items()}
+        for topic, parts in other.behind.items():
+            behind.setdefault(topic, set()).update(parts)
+        return Loss({t: tuple(sorted(p)) for t, p in behind.items()}, self.detail)
+
     @property
     def topics(self) -> str:
         """`orders[0,1], app-dedup-changelog[0]`, topics in name order."""
@@ -78,7 +85,7 @@ class Watch:
     def __init__(self, bootstrap: list[str]) -> None:
         self._bootstrap = bootstrap
         self._reader: AIOKafkaConsumer | None = None
-        self.answered = time.monotonic()
+        self.answered: float | None = None
 
     async def stop(self) -> None:
         if self._reader is not None:
@@ -87,18 +94,23 @@ class Watch:
 
     @property
     def unreachable_s(self) -> float:
-        """Seconds since the broker last answered a poll."""
-        return time.monotonic() - self.answered
+        """Seconds since the broker last answered a poll (0 before the first)."""
+        return 0.0 if self.answered is None else time.monotonic() - self.answered
 
     async def poll(self, positions: Positions) -> Loss | None:
         """The loss, if the broker ends below the positions; None also when it did not
         answer (`unreachable_s` grows)."""
         try:
-            ends = await asyncio.wait_for(self._ends(positions), ASK_TIMEOUT_S)
+            return await self.ask(positions)
         except (KafkaError, OSError, TimeoutError) as error:
             log.debug("broker check failed: %r", error)
             await self.stop()  # a new connection next time
             return None
+
+    async def ask(self, positions: Positions) -> Loss | None:
+        """The loss, if the broker ends below the positions; raises when it does not
+        answer."""
+        ends = await asyncio.wait_for(self._ends(positions), ASK_TIMEOUT_S)
         self.answered = time.monotonic()
         return behind(positions, ends)
 
@@ -137,17 +149,21 @@ class Watch:
         for tp, offset in suspects.items():
             reader.seek(tp, offset)
         holding: set[TopicPartition] = set()
-        pending = set(suspects)
+        pending, out_of_range = set(suspects), set()
         deadline = time.monotonic() + ASK_TIMEOUT_S / 2
         while pending and time.monotonic() < deadline:
             try:
                 fetched = await reader.getmany(*pending, timeout_ms=200, max_records=1)
             except OffsetOutOfRangeError as error:
-                pending -= set(error.args[0]) if error.args else pending
+                gone = set(error.args[0]) if error.args else set(pending)
+                out_of_range |= gone
+                pending -= gone
                 continue
             for tp in list(pending):
                 if fetched.get(tp) or (reader.highwater(tp) or 0) > suspects[tp]:
                     holding.add(tp)
                     pending.discard(tp)
+        # only an answer says behind: a fetch that did not come back in time says nothing
+        holding |= {tp for tp in pending if reader.highwater(tp) is None}
         reader.assign([])
         return holding

@@ -3,8 +3,8 @@
 aiokafka logs each failed connect, metadata update and fetch at ERROR, several times a
 second per connection: a 30 s outage wrote thousands of lines. They are the broker's
 trouble, not the worker's (the worker says what it does about it: /ready, and one line
-if it stops), so they go out as WARNING marked `kafka client:`, each kind at most once
-per INTERVAL_S with a count of those held back.
+if it stops), so they go out as INFO marked `kafka client:`, each kind at most once per
+INTERVAL_S with a count of those held back.
 """
 
 import logging
@@ -14,7 +14,7 @@ INTERVAL_S = 30.0
 
 
 class ClientErrorThrottle(logging.Filter):
-    """For records of the Kafka client: WARNING, and each message template once per
+    """For records of the Kafka client: INFO, and each message template once per
     interval."""
 
     def __init__(self, prefixes: tuple[str, ...] = ("aiokafka",)) -> None:
@@ -25,8 +25,7 @@ class ClientErrorThrottle(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not record.name.startswith(self._prefixes) or record.levelno < logging.WARNING:
             return True
-        if record.levelno == logging.ERROR:
-            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.levelno, record.levelname = logging.INFO, "INFO"
         key = (record.name, record.msg)
         now = time.monotonic()
         since, held = self._last.get(key, (-INTERVAL_S, 0))

@@ -109,9 +109,13 @@ async def delete_internal_topics(settings: Settings) -> list[str]:
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker_urls, request_timeout_ms=30_000)
     await admin.start()
     try:
-        await admin.delete_topics(present)
+        response = await admin.delete_topics(present)
     finally:
         await admin.close()
+    refused = [(topic, code) for topic, code, *_ in response.topic_error_codes if code]
+    if refused:
+        raise StateError("the broker refused to delete " + ", ".join(
+            f"{topic} (error {code})" for topic, code in refused))
     deadline = time.monotonic() + JOIN_TIMEOUT_S
     while set(present) & set(await existing_topics(settings)):
         if time.monotonic() > deadline:
@@ -128,15 +132,22 @@ async def reset_all(settings: Settings) -> list[str]:
     try:
         await ensure_topics(settings)  # the orders topic, for the group to join on
         async with alone_in_group(settings, [topic_names(settings).orders]):
-            pass  # no worker runs in the group: the topics can go
-        done = [f"deleted {topic}" for topic in await delete_internal_topics(settings)]
-        await ensure_topics(settings)
-        done += await reset_offsets(settings)
-        discard_state(settings)
-        done.append(f"removed the stores in {settings.state_dir}")
+            # no worker runs in the group, and none joins while this member holds it
+            done = [f"deleted {topic}" for topic in await delete_internal_topics(settings)]
+        done += await start_over(settings)
         return done
     finally:
         lock.release()
+
+
+async def start_over(settings: Settings) -> list[str]:
+    """Internal topics there again (empty), the group at offset 0, no local stores."""
+    done = [f"deleted {topic}" for topic in await delete_internal_topics(settings)]
+    await ensure_topics(settings)
+    done += await reset_offsets(settings)
+    discard_state(settings)
+    done.append(f"removed the stores in {settings.state_dir}")
+    return done
 
 
 def register_reset_command(app: faust.App, settings: Settings) -> None:

@@ -24,6 +24,7 @@ from app.brokerwatch import CHECK_INTERVAL_S, UNREACHABLE_AFTER_S, BrokerLost, L
 from app.idleness import SourceIdleness
 from app.metrics import Metrics
 from app.producer import Producer
+from app.reset_cli import start_over
 from app.settings import Settings
 from app.statecheck import (
     StateDirLock,
@@ -40,6 +41,7 @@ from app.topics import ensure_topics, topic_names
 from core.aggregate import read_watermark
 from core.ingest import SOURCE_KEY
 from core.watermarks import NO_WATERMARK, Emitter
+from tables.changelog import StoreAheadOfChangelog
 from tables.manager import StoreManager
 
 # At most one watermark-only record per channel this often, and a quarter of IDLE_TIMEOUT
@@ -51,6 +53,7 @@ WATERMARK_INTERVAL_MS = 1000
 # with a line saying so. 6 s keeps within a 10 s terminationGracePeriod.
 STOP_LIMIT_S = 6.0
 LOSS_503_S = 1.0  # after a loss, how long /ready says so before the process ends
+CLEAN_START_ENV = "ORDERSTREAM_CLEAN_START"  # set across the exec after a loss
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +85,7 @@ class Runtime(Service):
         self.watch = Watch(settings.broker_urls)
         self.loss: Loss | None = None  # what the broker lost, once noticed: then it stops
         self._stop_timer: threading.Timer | None = None
+        self._doubt = False  # after an outage: not ready until a check passes
         self.partitions: dict[str, int] = {}
         self.dropped_windows: tuple[str, ...] = ()
         self.state_lock = StateDirLock(settings.state_dir)
@@ -111,6 +115,8 @@ class Runtime(Service):
         log.info("API on http://%s:%d (docs at /docs)", self.settings.api_host,
                  self.settings.api_port)
         self.dropped_windows = reconcile_windows(self.settings)
+        if os.environ.pop(CLEAN_START_ENV, None) and self.settings.embedded_broker:
+            await start_over(self.settings)
         self.partitions = await ensure_topics(self.settings)
         check_orders_partitions(self.settings, self.partitions)
         by_buyer = self.partitions[self.names.by_buyer]
@@ -120,6 +126,7 @@ class Runtime(Service):
                      self.settings.topic_partitions, self.names.by_buyer, by_buyer)
         await reconcile(self.settings)
         await self.producer.start()
+        self.watch.answered = time.monotonic()
 
     def stop_within_limit(self) -> None:
         """From the first step of a stop: end the process if it takes over STOP_LIMIT_S."""
@@ -168,7 +175,7 @@ class Runtime(Service):
     @property
     def readiness(self) -> str:
         """`ready`, or why not: `starting`, `rebalancing`, `restoring`, `broker-lost`."""
-        if self.loss is not None or self.watch.unreachable_s > UNREACHABLE_AFTER_S:
+        if self.readiness_reason is not None:
             return "broker-lost"
         if self.status != "assigned":
             return self.status
@@ -177,20 +184,31 @@ class Runtime(Service):
 
     @property
     def readiness_reason(self) -> str | None:
-        """What `broker-lost` means here: what the broker lacks, or since when it is silent."""
+        """What `broker-lost` means here: what the broker lacks, since when it is silent,
+        or that it is back and not yet checked against the state."""
         if self.loss is not None:
             return f"{self.loss.detail} (lost: {self.loss.topics})"
         unreachable = self.watch.unreachable_s
         if unreachable > UNREACHABLE_AFTER_S:
+            self._doubt = True  # until a check against restored stores passes
             return (f"the broker at {','.join(self.settings.broker_urls)} has not answered "
                     f"for {unreachable:.0f} s")
+        if self._doubt:
+            return "the broker is back after an outage: checking it still has the state"
         return None
 
     @Service.timer(CHECK_INTERVAL_S)
     async def _check_broker(self) -> None:
         """Does the broker still end past every position the state holds?"""
-        if self.loss is None and (loss := await self.watch.poll(self.held_positions())):
+        if self.loss is not None:
+            return
+        held = self.held_positions()
+        loss = await self.watch.poll(held)
+        if loss is not None:
             self.broker_lost(loss)
+        elif self.status == "assigned" and self.watch.unreachable_s < CHECK_INTERVAL_S and not (
+                self.dedup.restoring or self.aggregates.restoring):
+            self._doubt = False  # every restored store checked against the broker
 
     def held_positions(self) -> dict[tuple[str, int], int]:
         """The last offset of each partition the restored stores hold a position in:
@@ -223,24 +241,37 @@ class Runtime(Service):
             raise BrokerLost(self.loss.detail)
 
     def broker_lost(self, loss: Loss) -> None:
-        """Stop applying, answer 503, and stop the worker (see `_after_loss`)."""
+        """Stop applying at once and answer 503; then say what was lost and end the process
+        (`_report_loss`, `_after_loss`)."""
         if self.loss is not None:
             return
         self.loss = loss
+        asyncio.ensure_future(self._report_loss(loss))
+
+    async def _report_loss(self, first: Loss) -> None:
+        """One full check, so the line names every partition lost, not only the first seen."""
+        with contextlib.suppress(Exception):
+            if (full := await self.watch.poll(self.held_positions())) is not None:
+                self.loss = first = full.merged(first)
         if not self.settings.embedded_broker:
-            log.error("orderstream: %s", lost_message(self.settings, loss, "stopping"))
-        asyncio.get_running_loop().call_later(LOSS_503_S, self._after_loss)
+            log.error("orderstream: %s", lost_message(self.settings, first, "stopping"))
+        await asyncio.sleep(LOSS_503_S)
+        self._after_loss()
 
     def _after_loss(self) -> None:
-        """End the process, a moment after a loss: nothing of it is worth a graceful stop
-        (nothing more is applied, sent or committed). On the embedded broker, which keeps
-        nothing: discard the state and start again, clean, in this process (one WARNING).
-        On another broker: exit 1, having said what was lost and how to start over."""
+        """End the process after a loss: nothing of it is worth a graceful stop (nothing
+        more is applied, sent or committed). On the embedded broker, which keeps nothing:
+        discard the state and start again, clean, in this process (one WARNING), unless
+        the worker is being stopped anyway. On another broker: exit 1, having said what was
+        lost and how to start over."""
         assert self.loss is not None
         if not self.settings.embedded_broker:
             logging.shutdown()
             os._exit(1)
         discard_state(self.settings)
+        if self._stop_timer is not None:  # SIGTERM or Ctrl-C meanwhile: stop, clean
+            logging.shutdown()
+            os._exit(0)
         log.warning("the embedded broker at %s restarted empty (%s): removed the state in %s "
                     "and starting clean", ",".join(self.settings.broker_urls), self.loss.detail,
                     self.settings.state_dir)
@@ -249,7 +280,10 @@ class Runtime(Service):
             if fd > 2:
                 with contextlib.suppress(OSError):
                     os.set_inheritable(fd, False)
-        os.execv(sys.executable, [sys.executable, *sys.argv])
+        # the new process recreates the internal topics: records this one sent to the
+        # empty broker before it noticed (buffered sends, timers) must not come back
+        os.environ[CLEAN_START_ENV] = "1"
+        os.execv(sys.executable, sys.orig_argv)
 
     def members(self) -> dict[str, set[int]]:
         """Every worker of the group (advertised URL) and its aggregation partitions."""
@@ -280,6 +314,9 @@ class Runtime(Service):
 
     def fail(self, error: BaseException) -> None:
         """Stop the worker on an error it must not continue past."""
+        if isinstance(error, StoreAheadOfChangelog):  # found while restoring a store
+            self.broker_lost(Loss({error.topic: (error.partition,)}, str(error)))
+            return
         log.error("orderstream: %s", error)
         asyncio.ensure_future(self.app.crash(error))
 

@@ -8,6 +8,8 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
+from aiokafka.errors import KafkaError
+
 from app.brokerwatch import Loss, Positions, Watch
 from app.settings import Settings
 from app.topics import topic_names
@@ -165,7 +167,10 @@ async def reconcile(settings: Settings) -> None:
                                   "brokers": settings.broker_urls}))
     watch = Watch(settings.broker_urls)
     try:
-        loss = await watch.poll(held) if held else None
+        loss = await watch.ask(held) if held else None
+    except (KafkaError, OSError, TimeoutError) as error:
+        raise StateError(f"the broker at {','.join(settings.broker_urls)} did not answer the "
+                         f"state check: {error!r}") from None
     finally:
         await watch.stop()
     if loss is None:

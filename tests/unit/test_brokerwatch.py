@@ -37,7 +37,7 @@ def test_client_errors_become_one_marked_warning_per_kind_and_interval():
     throttle = ClientErrorThrottle()
     first = record("aiokafka.conn", logging.ERROR, "Unable connect to node %s")
     assert throttle.filter(first)
-    assert (first.levelname, first.msg) == ("WARNING", "kafka client: Unable connect to node %s")
+    assert (first.levelname, first.msg) == ("INFO", "kafka client: Unable connect to node %s")
     assert not throttle.filter(record("aiokafka.conn", logging.ERROR, "Unable connect to node %s"))
     assert throttle.filter(record("aiokafka.client", logging.ERROR, "Unable to update metadata"))
     ours = record("app.runtime", logging.ERROR, "orderstream: the broker lacks records")
