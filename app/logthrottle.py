@@ -17,9 +17,12 @@ class ClientErrorThrottle(logging.Filter):
     """For records of the Kafka client: INFO, and each message template once per
     interval."""
 
-    def __init__(self, prefixes: tuple[str, ...] = ("aiokafka",)) -> None:
+    def __init__(self, marks: dict[str, str] | None = None) -> None:
         super().__init__()
-        self._prefixes = prefixes
+        # logger name prefix -> the mark its lines get; mode's timers warn each time a
+        # timer runs past its interval, which a loaded machine does every few seconds
+        self._marks = marks or {"aiokafka": "kafka client", "mode.timers": "timer"}
+        self._prefixes = tuple(self._marks)
         self._last: dict[tuple[str, object], tuple[float, int]] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -33,7 +36,8 @@ class ClientErrorThrottle(logging.Filter):
             self._last[key] = (since, held + 1)
             return False
         self._last[key] = (now, 0)
-        record.msg = f"kafka client: {record.msg}" + (
+        mark = next(m for p, m in self._marks.items() if record.name.startswith(p))
+        record.msg = f"{mark}: {record.msg}" + (
             f" ({held} more like it held back)" if held else "")
         return True
 

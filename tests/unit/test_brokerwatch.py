@@ -40,5 +40,8 @@ def test_client_errors_become_one_marked_warning_per_kind_and_interval():
     assert (first.levelname, first.msg) == ("INFO", "kafka client: Unable connect to node %s")
     assert not throttle.filter(record("aiokafka.conn", logging.ERROR, "Unable connect to node %s"))
     assert throttle.filter(record("aiokafka.client", logging.ERROR, "Unable to update metadata"))
+    timer = record("mode.timers", logging.WARNING, "Timer %s is overlapping")
+    assert throttle.filter(timer) and (timer.levelname, timer.msg) == (
+        "INFO", "timer: Timer %s is overlapping")
     ours = record("app.runtime", logging.ERROR, "orderstream: the broker lacks records")
     assert throttle.filter(ours) and ours.levelname == "ERROR"
