@@ -7,7 +7,7 @@ from typing import Any
 
 import faust
 
-from app.brokerwatch import BrokerLost, Loss
+from app.brokerwatch import BrokerLost
 from app.producer import Outgoing
 from app.runtime import Runtime
 from tables.changelog import encode_updates
@@ -129,9 +129,6 @@ async def commit_durably(runtime: Runtime, stores: StoreManager, partition: int,
         await runtime.producer.send_all(outputs)
     [sent] = await runtime.producer.send_all(
         [(stores.changelog_topic, None, encode_updates(updates), partition)])
-    if sent.offset <= store.changelog_offset:  # the changelog was emptied or recreated
-        runtime.broker_lost(Loss({stores.changelog_topic: (partition,)}, (
-            f"{stores.changelog_topic}[{partition}] took a record at offset {sent.offset} "
-            f"but the state reflects offset {store.changelog_offset}")))
-        runtime.check_backed()
+    runtime.check_written(stores.changelog_topic, partition, sent.offset,
+                          store.changelog_offset)
     store.commit(updates, changelog_offset=sent.offset)

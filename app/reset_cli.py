@@ -16,7 +16,7 @@ stores. It is what a worker names when the broker lost records its state was bui
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import Any
 
 import faust
@@ -133,16 +133,18 @@ async def reset_all(settings: Settings) -> list[str]:
         await ensure_topics(settings)  # the orders topic, for the group to join on
         async with alone_in_group(settings, [topic_names(settings).orders]):
             # no worker runs in the group, and none joins while this member holds it
-            done = [f"deleted {topic}" for topic in await delete_internal_topics(settings)]
-        done += await start_over(settings)
-        return done
+            deleted = await delete_internal_topics(settings)
+        return await start_over(settings, deleted)
     finally:
         lock.release()
 
 
-async def start_over(settings: Settings) -> list[str]:
-    """Internal topics there again (empty), the group at offset 0, no local stores."""
-    done = [f"deleted {topic}" for topic in await delete_internal_topics(settings)]
+async def start_over(settings: Settings, deleted: list[str] | None = None) -> list[str]:
+    """Internal topics there again (empty), the group at offset 0, no local stores;
+    `deleted`: the internal topics already deleted."""
+    if deleted is None:
+        deleted = await delete_internal_topics(settings)
+    done = [f"deleted {topic}" for topic in deleted]
     await ensure_topics(settings)
     done += await reset_offsets(settings)
     discard_state(settings)
@@ -153,24 +155,21 @@ async def start_over(settings: Settings) -> list[str]:
 def register_reset_command(app: faust.App, settings: Settings) -> None:
     """Add `reset-offsets` and `reset` to `faust -A app`."""
 
+    async def say_lines(command: DatagenCommand, lines: Awaitable[list[str]]) -> None:
+        """What a reset did, a line each; a refusal in one line, exit 1."""
+        try:
+            for line in await lines:
+                command.say(line)
+        except StateError as error:
+            raise SystemExit(f"orderstream: {error}") from None
+
     @app.command(base=DatagenCommand, settings=settings, name="reset")
     async def reset_command(self: DatagenCommand) -> None:
         """Start over from the orders topic: recreate the internal topics empty, rewind the
         group, remove this DATA_DIR's state (stop every worker first)."""
-        try:
-            lines = await reset_all(self.settings)
-        except StateError as error:
-            raise SystemExit(f"orderstream: {error}") from None
-        for line in lines:
-            self.say(line)
+        await say_lines(self, reset_all(self.settings))
 
     @app.command(base=DatagenCommand, settings=settings, name="reset-offsets")
     async def reset_offsets_command(self: DatagenCommand) -> None:
         """Rewind this app's consumer group to offset 0 (stop every worker first)."""
-        try:
-            lines = await reset_offsets(self.settings)
-        except StateError as error:
-            raise SystemExit(f"orderstream: {error}") from None
-        for line in lines:
-            self.say(line)
-
+        await say_lines(self, reset_offsets(self.settings))

@@ -230,6 +230,15 @@ class Runtime(Service):
                 f"offset {applied}")))
         self.check_backed()
 
+    def check_written(self, topic: str, partition: int, offset: int, reflected: int) -> None:
+        """After a changelog record is sent: it must land past what the store reflects, or
+        the changelog was emptied or recreated."""
+        if offset <= reflected:
+            self.broker_lost(Loss({topic: (partition,)}, (
+                f"{topic}[{partition}] took a record at offset {offset} but the state "
+                f"reflects offset {reflected}")))
+        self.check_backed()
+
     def rewound(self, tp: faust.types.TP, expected: int, got: int) -> None:
         """The consumer was reset to an offset before what it had read (app.transport)."""
         self.broker_lost(Loss({tp.topic: (tp.partition,)}, (

@@ -13,6 +13,7 @@ import orjson
 from agents.aggregate import apply_partition
 from app.brokerwatch import BrokerLost
 from app.metrics import Metrics
+from app.runtime import Runtime
 from app.settings import Settings
 from app.topics import topic_names
 from core.models import Order
@@ -56,7 +57,8 @@ def runtime_on(store: PartitionStore) -> SimpleNamespace:
         partitions={names.orders: 1, names.by_buyer: 1, names.buyer_totals: 1},
         aggregates=Stores(store, names.aggregate_changelog), all_idle_since={},
         totals_sent=set(), producer=Producer(names.aggregate_changelog),
-        check_read=lambda topic, partition, applied: None, check_backed=lambda: None)
+        check_read=lambda topic, partition, applied: None, check_backed=lambda: None,
+        check_written=lambda topic, partition, offset, reflected: None)
 
 
 def batch(*offsets: int) -> list[Shuffled]:
@@ -131,6 +133,8 @@ def test_a_changelog_that_went_back_stops_the_batch_before_the_store_commits(tmp
             runtime.check_backed = lambda: (_ for _ in ()).throw(BrokerLost(loss.detail))
 
         runtime.broker_lost = lost
+        runtime.check_written = lambda topic, partition, offset, reflected: (
+            Runtime.check_written(runtime, topic, partition, offset, reflected))
         runtime.producer.sent = []  # an emptied broker: offsets start at 0 again
         with contextlib.suppress(BrokerLost):
             await apply_partition(runtime, 0, batch(2))
