@@ -108,7 +108,11 @@ async def _read_to_end(
             if on_progress:
                 on_progress(tp.partition, len(records))
         for tp in list(pending):
-            # tansu's ListOffsets can lag the log end: trust the fetch high watermark too.
-            ends[tp] = max(ends[tp], reader.highwater(tp) or 0)
+            # Once a fetch has answered, its high watermark is the end. tansu's ListOffsets
+            # can lag the log end, and right after a topic is deleted and recreated it can
+            # still give the old topic's end: waiting for that would never finish.
+            highwater = reader.highwater(tp)
+            if highwater is not None:
+                ends[tp] = highwater
             if await reader.position(tp) >= ends[tp]:
                 pending.discard(tp)

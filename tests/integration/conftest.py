@@ -50,15 +50,19 @@ class Worker:
     def wait_ready(self, timeout_s: float = 90) -> None:
         """Hang guard only: poll /ready until 200."""
         deadline = time.monotonic() + timeout_s
+        last = "no answer"
         while time.monotonic() < deadline:
             assert self.process is not None and self.process.poll() is None, self.log()[-3000:]
             try:
-                if httpx.get(f"{self.url}/ready", timeout=1).status_code == 200:
+                answer = httpx.get(f"{self.url}/ready", timeout=1)
+                if answer.status_code == 200:
                     return
-            except httpx.HTTPError:
-                pass
+                last = f"{answer.status_code} {answer.text}"
+            except httpx.HTTPError as error:
+                last = repr(error)
             time.sleep(0.2)
-        raise AssertionError(f"worker not ready after {timeout_s}s:\n{self.log()[-3000:]}")
+        raise AssertionError(f"worker not ready after {timeout_s}s (/ready: {last}):\n"
+                             f"{self.log()[-3000:]}")
 
     def get(self, path: str, **params: object) -> httpx.Response:
         """GET a route, with the bearer token when the worker has API_TOKEN."""
