@@ -8,19 +8,28 @@ offsets they applied, so the replay that follows changes nothing (README, How
 exactly-once works).
 
 `faust -A app reset` starts over from the orders topic, as Kafka Streams' application
-reset tool plus `cleanUp()` do: it deletes the internal topics (repartition and
-changelog) and creates them again empty, rewinds the group, and removes this DATA_DIR's
-stores. It is what a worker names when the broker lost records its state was built from.
+reset tool plus `cleanUp()` do: it empties the internal topics (repartition and
+changelog), rewinds the group, and removes this DATA_DIR's stores. It is what a worker
+names when the broker lost records its state was built from.
+
+An internal topic is emptied in effect, not deleted: tansu keeps a deleted topic's
+records and refuses new ones at their offsets (UnknownError), so a topic deleted and
+created again there is broken for good. Each changelog partition gets a tombstone for
+every key its records leave (a restore from it then yields an empty store), and the
+group resumes the repartition topics at their end. Only an internal topic whose
+partition count is no longer the one it would be created with is deleted and created
+again.
 """
 
 import asyncio
 import contextlib
+import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import Any
 
 import faust
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
 from aiokafka.coordinator.protocol import (
@@ -29,9 +38,13 @@ from aiokafka.coordinator.protocol import (
 )
 
 from app.datagen_cli import DatagenCommand
+from app.producer import Producer
 from app.settings import Settings
 from app.statecheck import StateDirLock, StateError, discard_state
 from app.topics import ensure_topics, existing_topics, topic_names
+from core.shuffle import chunked
+from tables.changelog import encode_updates, restore
+from tables.store import PartitionStore
 
 JOIN_TIMEOUT_S = 60
 
@@ -90,20 +103,51 @@ async def alone_in_group(settings: Settings, topics: list[str]) -> AsyncIterator
         await consumer.stop()
 
 
-async def reset_offsets(settings: Settings) -> list[str]:
-    """Commit offset 0 for APP_ID on every input partition; the `topic[p]` lines reset."""
+async def reset_offsets(settings: Settings, void: bool = False) -> list[str]:
+    """Commit offset 0 for APP_ID on every input partition, or with `void` the end of the
+    repartition topics (what they hold is void); the `topic[p] -> offset` lines."""
     names = topic_names(settings)
     async with alone_in_group(settings, [names.orders, names.rekey, names.by_buyer]) as consumer:
         assigned = sorted(consumer.assignment())
-        await consumer.commit(dict.fromkeys(assigned, 0))
-        return [f"{tp.topic}[{tp.partition}] -> 0" for tp in assigned]
+        offsets = dict.fromkeys(assigned, 0)
+        if void:
+            offsets.update(await log_ends(consumer, [tp for tp in assigned
+                                                     if tp.topic != names.orders]))
+        await consumer.commit(offsets)
+        return [f"{tp.topic}[{tp.partition}] -> {offset}" for tp, offset in offsets.items()]
+
+
+async def log_ends(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> dict[
+        TopicPartition, int]:
+    """The log end of each partition, from a fetch's high watermark: tansu answers
+    ListOffsets with the first offset of the last record batch, short of the end."""
+    listed = await consumer.end_offsets(tps)
+    for tp in tps:
+        consumer.seek(tp, listed[tp])
+    deadline = time.monotonic() + JOIN_TIMEOUT_S
+    while unknown := [tp for tp in tps if consumer.highwater(tp) is None]:
+        if time.monotonic() > deadline:
+            raise StateError("the broker did not answer a fetch of " + ", ".join(
+                f"{tp.topic}[{tp.partition}]" for tp in unknown))
+        await consumer.getmany(*unknown, timeout_ms=200, max_records=1)
+    return {tp: consumer.highwater(tp) for tp in tps}
+
+
+def _counts_due(settings: Settings, existing: Mapping[str, int]) -> dict[str, int]:
+    """The partition count each internal topic is created with (`topics.ensure_topics`)."""
+    names = topic_names(settings)
+    co_partitioned = existing.get(names.orders, settings.topic_partitions)
+    return {names.rekey: co_partitioned, names.dedup_changelog: co_partitioned,
+            names.by_buyer: settings.topic_partitions,
+            names.aggregate_changelog: settings.topic_partitions}
 
 
 async def delete_internal_topics(settings: Settings) -> list[str]:
-    """Delete the repartition and changelog topics there are; wait until they are gone."""
-    names = topic_names(settings)
-    internal = [names.rekey, names.by_buyer, names.dedup_changelog, names.aggregate_changelog]
-    present = [t for t in internal if t in await existing_topics(settings)]
+    """Delete the internal topics whose partition count is not the one they would be
+    created with; wait until they are gone."""
+    existing = await existing_topics(settings)
+    present = [t for t, count in _counts_due(settings, existing).items()
+               if t in existing and existing[t] != count]
     if not present:
         return []
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker_urls, request_timeout_ms=30_000)
@@ -124,6 +168,41 @@ async def delete_internal_topics(settings: Settings) -> list[str]:
     return present
 
 
+async def void_changelogs(settings: Settings) -> list[str]:
+    """A tombstone for every key the changelogs' records leave, so that a restore from
+    them yields empty stores; a line per changelog. Their records are read into scratch
+    stores in DATA_DIR, as a restore does."""
+    names = topic_names(settings)
+    existing = await existing_topics(settings)
+    scratch = settings.state_dir / "reset-scratch"
+    producer = Producer(settings.broker_urls)
+    await producer.start()
+    done = []
+    try:
+        for topic in (names.dedup_changelog, names.aggregate_changelog):
+            stores = {p: PartitionStore(scratch / topic / str(p))
+                      for p in range(existing[topic])}
+            try:
+                await restore(settings.broker_urls, topic, stores)
+                deleted = 0
+                for partition, store in stores.items():
+                    keys = [key for key, _ in store.scan("") if not key.startswith("~")]
+                    records = chunked(keys, lambda chunk, _last: encode_updates(
+                        dict.fromkeys(chunk)))
+                    if keys:
+                        await producer.send_all([(topic, None, record, partition)
+                                                 for record in records])
+                    deleted += len(keys)
+            finally:
+                for store in stores.values():
+                    store.close()
+            done.append(f"emptied {topic}: {deleted} keys deleted")
+    finally:
+        await producer.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
+    return done
+
+
 async def reset_all(settings: Settings) -> list[str]:
     """Start over from the orders topic; what was done, a line each."""
     lock = StateDirLock(settings.state_dir)
@@ -140,13 +219,15 @@ async def reset_all(settings: Settings) -> list[str]:
 
 
 async def start_over(settings: Settings, deleted: list[str] | None = None) -> list[str]:
-    """Internal topics there again (empty), the group at offset 0, no local stores;
-    `deleted`: the internal topics already deleted."""
+    """Internal topics empty in effect, the group at offset 0 of the orders topic and at
+    the end of the repartition topics, no local stores; `deleted`: the internal topics
+    already deleted."""
     if deleted is None:
         deleted = await delete_internal_topics(settings)
     done = [f"deleted {topic}" for topic in deleted]
     await ensure_topics(settings)
-    done += await reset_offsets(settings)
+    done += await void_changelogs(settings)
+    done += await reset_offsets(settings, void=True)
     discard_state(settings)
     done.append(f"removed the stores in {settings.state_dir}")
     return done

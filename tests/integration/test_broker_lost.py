@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from app.embedded import free_port, start_tansu, stop_process
@@ -257,3 +258,83 @@ def test_sigterm_while_the_broker_is_down_stops_the_worker_within_10_s(
     started = time.monotonic()
     worker.process.wait(timeout=30)
     assert time.monotonic() - started < 10
+
+
+def _state_in_changelog(broker: str, topic: str) -> dict[int, dict[str, str]]:
+    """What a restore from an empty store would hold, per partition: every record of the
+    changelog folded in order (a JSON object of updates, null deletes a key)."""
+    async def run() -> dict[int, dict[str, str]]:
+        reader = AIOKafkaConsumer(bootstrap_servers=broker, group_id=None,
+                                  enable_auto_commit=False, auto_offset_reset="earliest")
+        await reader.start()
+        try:
+            tps = [TopicPartition(topic, p) for p in sorted(await _partitions(reader, topic))]
+            reader.assign(tps)
+            await reader.seek_to_beginning(*tps)
+            state: dict[int, dict[str, str]] = {tp.partition: {} for tp in tps}
+            quiet = 0
+            while quiet < 3:  # three empty fetches in a row: the end (tansu's ListOffsets lags)
+                fetched = await reader.getmany(timeout_ms=300)
+                quiet = 0 if fetched else quiet + 1
+                for tp, records in fetched.items():
+                    for record in records:
+                        for key, value in json.loads(record.value).items():
+                            if value is None:
+                                state[tp.partition].pop(key, None)
+                            else:
+                                state[tp.partition][key] = value
+            return state
+        finally:
+            await reader.stop()
+    return run_sync(run())
+
+
+async def _partitions(reader: AIOKafkaConsumer, topic: str) -> set[int]:
+    await reader._client.force_metadata_update()  # noqa: SLF001
+    return reader.partitions_for_topic(topic) or set()
+
+
+def _reset_with_records_in_every_internal_topic(make_worker, env: dict, broker: str) -> None:
+    """30 orders counted, the worker stopped, `faust -A app reset`: the changelogs fold to
+    nothing, nothing is deleted, and a worker started after it counts the 30 again from
+    the orders topic, once each, and takes new ones."""
+    _run_some_orders(make_worker, env, broker, 30)
+    changelogs = [f"{env['APP_ID']}-dedup-changelog", f"{env['APP_ID']}-aggregate-changelog"]
+    assert all(any(_state_in_changelog(broker, t).values()) for t in changelogs)
+
+    reset = subprocess.run([str(FAUST), "-A", "app", "reset"], cwd=REPO, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert reset.returncode == 0, reset.stderr
+    assert "deleted" not in reset.stdout.replace("keys deleted", "")  # no topic deleted
+    for topic in changelogs:
+        assert f"emptied {topic}: " in reset.stdout
+        assert _state_in_changelog(broker, topic) == {p: {} for p in range(4)}
+
+    worker = make_worker(env, "after-reset")
+    worker.wait_ready()
+    wait_for(lambda: metric(worker, "orders_counted_total") == 30, what="the 30 again")
+    produce(broker, env["ORDERS_TOPIC"], [_order(n) for n in range(30, 35)])
+    wait_for(lambda: metric(worker, "orders_counted_total") == 35, what="5 new orders")
+    assert worker.get("/buyers/Ana/Ruiz").json() == {
+        "buyer": {"first_name": "Ana", "last_name": "Ruiz"}, "count": 35,
+        "total_price": "87.50"}
+    assert metric(worker, "orders_duplicate_total") == 0
+    log = worker.log()
+    assert "ERROR" not in log and "Traceback" not in log, log[-3000:]
+
+
+def test_reset_with_records_in_the_internal_topics_on_tansu(
+        own_broker, worker_env, make_worker):
+    """tansu keeps a deleted topic's records and refuses new ones at their offsets
+    (UnknownError): a reset that deleted and recreated the topics broke them for good."""
+    broker = f"127.0.0.1:{own_broker['port']}"
+    env = {**worker_env, "KAFKA_BROKER": broker, "PRINT_SINK": "0"}
+    env.pop("EMBEDDED_BROKER")
+    _reset_with_records_in_every_internal_topic(make_worker, env, broker)
+
+
+@pytest.mark.kafka
+def test_reset_with_records_in_the_internal_topics_on_kafka(kafka_worker_env, kafka_broker,
+                                                           make_worker):
+    env = {**kafka_worker_env, "PRINT_SINK": "0"}
+    _reset_with_records_in_every_internal_topic(make_worker, env, kafka_broker)
