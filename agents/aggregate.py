@@ -65,6 +65,7 @@ async def apply_partition(runtime: Runtime, partition: int, items: list[Shuffled
     """Apply one partition's repartition records (none: only move time on) to its store,
     exactly once per order."""
     config = aggregate_config(runtime)
+    await runtime.settled()
     async with runtime.aggregates.holding(partition) as store:
         if store is None:  # revoked meanwhile: the new owner applies these
             return

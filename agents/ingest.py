@@ -68,6 +68,7 @@ async def ingest_one(runtime: Runtime, partition: int, messages: list[RawMessage
                      peek: Peek | None = None) -> bool:
     """Apply one partition's messages (none: only move time on) to its dedup store and send
     what they produce; False when another batch must go first (core.ingest, `m|next`)."""
+    await runtime.settled()
     async with runtime.dedup.holding(partition) as store:
         if store is None:  # revoked meanwhile: the new owner processes these
             return True

@@ -85,6 +85,7 @@ class Watch:
     def __init__(self, bootstrap: list[str]) -> None:
         self._bootstrap = bootstrap
         self._reader: AIOKafkaConsumer | None = None
+        self._polling = asyncio.Lock()  # the timer and the batches' gate share the reader
         self.answered: float | None = None
 
     async def stop(self) -> None:
@@ -101,7 +102,8 @@ class Watch:
         """The loss, if the broker ends below the positions; None also when it did not
         answer (`unreachable_s` grows)."""
         try:
-            return await self.ask(positions)
+            async with self._polling:
+                return await self.ask(positions)
         except (KafkaError, OSError, TimeoutError) as error:
             log.debug("broker check failed: %r", error)
             await self.stop()  # a new connection next time

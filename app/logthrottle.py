@@ -5,10 +5,14 @@ second per connection: a 30 s outage wrote thousands of lines. They are the brok
 trouble, not the worker's (the worker says what it does about it: /ready, and one line
 if it stops), so they go out as INFO marked `kafka client:`, each kind at most once per
 INTERVAL_S with a count of those held back.
+
+aiokafka says it lost a connection only in its log, so these records are also the
+worker's first sign of broker trouble: `on_trouble` hears of each one, held back or not.
 """
 
 import logging
 import time
+from collections.abc import Callable
 
 INTERVAL_S = 30.0
 
@@ -17,8 +21,10 @@ class ClientErrorThrottle(logging.Filter):
     """For records of the Kafka client: INFO, and each message template once per
     interval."""
 
-    def __init__(self, marks: dict[str, str] | None = None) -> None:
+    def __init__(self, marks: dict[str, str] | None = None,
+                 on_trouble: Callable[[], None] | None = None) -> None:
         super().__init__()
+        self._on_trouble = on_trouble
         # logger name prefix -> the mark its lines get; mode's timers warn each time a
         # timer runs past its interval, which a loaded machine does every few seconds
         self._marks = marks or {"aiokafka": "kafka client", "mode.timers": "timer"}
@@ -28,6 +34,8 @@ class ClientErrorThrottle(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not record.name.startswith(self._prefixes) or record.levelno < logging.WARNING:
             return True
+        if self._on_trouble is not None and record.name.startswith("aiokafka"):
+            self._on_trouble()
         record.levelno, record.levelname = logging.INFO, "INFO"
         key = (record.name, record.msg)
         now = time.monotonic()
@@ -42,8 +50,8 @@ class ClientErrorThrottle(logging.Filter):
         return True
 
 
-def install() -> None:
+def install(on_trouble: Callable[[], None] | None = None) -> None:
     """Throttle on every handler of the root logger (filters on a logger miss children)."""
-    throttle = ClientErrorThrottle()
+    throttle = ClientErrorThrottle(on_trouble=on_trouble)
     for handler in logging.getLogger().handlers:
         handler.addFilter(throttle)

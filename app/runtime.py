@@ -86,6 +86,9 @@ class Runtime(Service):
         self.loss: Loss | None = None  # what the broker lost, once noticed: then it stops
         self._stop_timer: threading.Timer | None = None
         self._doubt = False  # after an outage: not ready until a check passes
+        # after any sign of broker trouble or a rebalance: no batch until a check passes
+        self._unsettled = False
+        self._settling = asyncio.Lock()
         self.partitions: dict[str, int] = {}
         self.dropped_windows: tuple[str, ...] = ()
         self.state_lock = StateDirLock(settings.state_dir)
@@ -109,7 +112,7 @@ class Runtime(Service):
         # DATA_DIR first (the app checked it is writable before its services start): a
         # second worker on it is refused for that, whatever its port
         self.state_lock.acquire()
-        logthrottle.install()
+        logthrottle.install(on_trouble=self.unsettle)
         raise_fd_limit()  # a file descriptor per live-push client
         await self.api.start()
         log.info("API on http://%s:%d (docs at /docs)", self.settings.api_host,
@@ -170,6 +173,7 @@ class Runtime(Service):
         await self.dedup.on_assigned(sources)
         await self.aggregates.on_assigned({tp.partition for tp in assigned
                                            if tp.topic == self.names.by_buyer})
+        self.unsettle()  # a group the broker lost comes back as a rebalance
         self.status = "assigned"
 
     @property
@@ -203,12 +207,43 @@ class Runtime(Service):
         if self.loss is not None:
             return
         held = self.held_positions()
+        asked = time.monotonic()
         loss = await self.watch.poll(held)
         if loss is not None:
             self.broker_lost(loss)
-        elif self.status == "assigned" and self.watch.unreachable_s < CHECK_INTERVAL_S and not (
-                self.dedup.restoring or self.aggregates.restoring):
-            self._doubt = False  # every restored store checked against the broker
+        elif (self.watch.answered or 0) < asked:
+            self.unsettle()  # no answer
+        else:
+            self._unsettled = False
+            if self.status == "assigned" and not (self.dedup.restoring
+                                                  or self.aggregates.restoring):
+                self._doubt = False  # every restored store checked against the broker
+
+    def unsettle(self) -> None:
+        """A sign of broker trouble (the client lost a connection, a poll went unanswered,
+        a rebalance): the next batch waits for a full check (`settled`)."""
+        self._unsettled = True
+
+    async def settled(self) -> None:
+        """Before a batch reads a store or sends anything: once unsettled, every position
+        the state holds checked against the broker. A broker back empty and refilled past
+        the stores' offsets passes the per-batch checks, and what a batch then wrote to
+        its recreated topics could not be taken back (tansu keeps records it took for a
+        topic it did not have, and refuses that topic's records at those offsets ever
+        after)."""
+        while self._unsettled and self.loss is None:
+            async with self._settling:
+                if not self._unsettled:
+                    break
+                self._unsettled = False  # trouble from here on sets it again
+                asked = time.monotonic()
+                loss = await self.watch.poll(self.held_positions())
+                if loss is not None:
+                    self.broker_lost(loss)
+                elif (self.watch.answered or 0) < asked:
+                    self._unsettled = True  # no answer: ask again
+                    await asyncio.sleep(CHECK_INTERVAL_S / 4)
+        self.check_backed()
 
     def held_positions(self) -> dict[tuple[str, int], int]:
         """The last offset of each partition the restored stores hold a position in:

@@ -49,6 +49,10 @@ class Stores:
         yield self.store
 
 
+async def settled() -> None:
+    """The broker checks out (app.runtime.Runtime.settled)."""
+
+
 def runtime_on(store: PartitionStore) -> SimpleNamespace:
     settings = Settings(print_sink=False)
     names = topic_names(settings)
@@ -58,6 +62,7 @@ def runtime_on(store: PartitionStore) -> SimpleNamespace:
         aggregates=Stores(store, names.aggregate_changelog), all_idle_since={},
         totals_sent=set(), producer=Producer(names.aggregate_changelog),
         check_read=lambda topic, partition, applied: None, check_backed=lambda: None,
+        settled=settled,
         check_written=lambda topic, partition, offset, reflected: None)
 
 

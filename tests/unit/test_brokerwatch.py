@@ -45,3 +45,15 @@ def test_client_errors_become_one_marked_warning_per_kind_and_interval():
         "INFO", "timer: Timer %s is overlapping")
     ours = record("app.runtime", logging.ERROR, "orderstream: the broker lacks records")
     assert throttle.filter(ours) and ours.levelname == "ERROR"
+
+
+def test_every_client_warning_is_a_sign_of_trouble_even_when_held_back():
+    signs: list[None] = []
+    throttle = ClientErrorThrottle(on_trouble=lambda: signs.append(None))
+    throttle.filter(record("aiokafka.conn", logging.ERROR, "Unable connect to node %s"))
+    throttle.filter(record("aiokafka.conn", logging.ERROR, "Unable connect to node %s"))  # held
+    assert len(signs) == 2
+    throttle.filter(record("aiokafka.consumer", logging.INFO, "Subscribed to topic(s)"))
+    throttle.filter(record("mode.timers", logging.WARNING, "Timer %s is overlapping"))
+    throttle.filter(record("app.runtime", logging.ERROR, "orderstream: stopping"))
+    assert len(signs) == 2  # info lines, timers and our own lines are not the client's trouble
