@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -144,12 +145,25 @@ def watch_cluster(workers: list[Worker], ctx: BenchContext, label: str) -> Clust
     return watch
 
 
+def _answer(client: httpx.Client, path: str, params: dict[str, int],
+            timeout_s: float = 60.0) -> Any:
+    """The JSON of a 200; a 503 (the worker checking the broker after a sign of trouble,
+    on a loaded machine) is asked again for up to `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        response = client.get(path, params=params)
+        if response.status_code != 503 or time.monotonic() > deadline:
+            response.raise_for_status()
+            return response.json()
+        time.sleep(0.5)
+
+
 def buyer_count_sum(client: httpx.Client) -> int:
     """Sum of `count` over every buyer of GET /buyers, page by page (any worker answers for
     all)."""
     total, offset = 0, 0
     while True:
-        page = client.get("/buyers", params={"limit": 10_000, "offset": offset}).json()
+        page = _answer(client, "/buyers", {"limit": 10_000, "offset": offset})
         total += sum(item["count"] for item in page["items"])
         offset += len(page["items"])
         if not page["items"] or offset >= page["total"]:
