@@ -187,11 +187,10 @@ async def void_changelogs(settings: Settings) -> list[str]:
                 deleted = 0
                 for partition, store in stores.items():
                     keys = [key for key, _ in store.scan("") if not key.startswith("~")]
-                    records = chunked(keys, lambda chunk, _last: encode_updates(
-                        dict.fromkeys(chunk)))
                     if keys:
-                        await producer.send_all([(topic, None, record, partition)
-                                                 for record in records])
+                        await producer.send_all([(topic, None, record, partition) for record
+                                                 in chunked(keys, lambda chunk, _: encode_updates(
+                                                     dict.fromkeys(chunk)))])
                     deleted += len(keys)
             finally:
                 for store in stores.values():

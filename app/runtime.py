@@ -206,18 +206,23 @@ class Runtime(Service):
         """Does the broker still end past every position the state holds?"""
         if self.loss is not None:
             return
-        held = self.held_positions()
-        asked = time.monotonic()
-        loss = await self.watch.poll(held)
-        if loss is not None:
-            self.broker_lost(loss)
-        elif (self.watch.answered or 0) < asked:
-            self.unsettle()  # no answer
-        else:
+        if await self._check_held():
             self._unsettled = False
             if self.status == "assigned" and not (self.dedup.restoring
                                                   or self.aggregates.restoring):
                 self._doubt = False  # every restored store checked against the broker
+        else:
+            self.unsettle()
+
+    async def _check_held(self) -> bool:
+        """Every position the restored stores hold, against the broker: True when it
+        answered and backs them all; a loss is reported (`broker_lost`)."""
+        asked = time.monotonic()
+        loss = await self.watch.poll(self.held_positions())
+        if loss is not None:
+            self.broker_lost(loss)
+            return False
+        return (self.watch.answered or 0) >= asked
 
     def unsettle(self) -> None:
         """A sign of broker trouble (the client lost a connection, a poll went unanswered,
@@ -230,20 +235,16 @@ class Runtime(Service):
         the stores' offsets passes the per-batch checks, and what a batch then wrote to
         its recreated topics could not be taken back (tansu keeps records it took for a
         topic it did not have, and refuses that topic's records at those offsets ever
-        after)."""
+        after). The batch's own check (`check_read`, `check_backed`) then raises on a
+        loss."""
         while self._unsettled and self.loss is None:
             async with self._settling:
                 if not self._unsettled:
                     break
                 self._unsettled = False  # trouble from here on sets it again
-                asked = time.monotonic()
-                loss = await self.watch.poll(self.held_positions())
-                if loss is not None:
-                    self.broker_lost(loss)
-                elif (self.watch.answered or 0) < asked:
+                if not await self._check_held() and self.loss is None:
                     self._unsettled = True  # no answer: ask again
                     await asyncio.sleep(CHECK_INTERVAL_S / 4)
-        self.check_backed()
 
     def held_positions(self) -> dict[tuple[str, int], int]:
         """The last offset of each partition the restored stores hold a position in:
