@@ -85,6 +85,7 @@ class Runtime(Service):
         self.watch = Watch(settings.broker_urls)
         self.loss: Loss | None = None  # what the broker lost, once noticed: then it stops
         self._stop_timer: threading.Timer | None = None
+        self.failure: BaseException | None = None  # what crashed the worker, if anything
         self._doubt = False  # after an outage: not ready until a check passes
         # after any sign of broker trouble or a rebalance: no batch until a check passes
         self._unsettled = False
@@ -139,12 +140,15 @@ class Runtime(Service):
             self._stop_timer.start()
 
     def _out_of_time(self) -> None:
-        log.warning("stopping took over %.0f s (the broker at %s does not answer): exiting now",
-                    STOP_LIMIT_S, ",".join(self.settings.broker_urls))
+        if self.failure is None:
+            log.warning("stopping took over %.0f s (the broker at %s does not answer): "
+                        "exiting now", STOP_LIMIT_S, ",".join(self.settings.broker_urls))
+        else:  # faust's stop after a crash can wait for its crashed consumer thread forever
+            log.warning("stopping after the error took over %.0f s: exiting now", STOP_LIMIT_S)
         if self.loss is not None:
             self._after_loss()
         logging.shutdown()
-        os._exit(0)
+        os._exit(0 if self.failure is None else 1)
 
     async def on_stop(self) -> None:
         self.stop_within_limit()
@@ -363,6 +367,10 @@ class Runtime(Service):
             self.broker_lost(Loss({error.topic: (error.partition,)}, str(error)))
             return
         log.error("orderstream: %s", error)
+        self.failure = error
+        # the failed batch is never acked: a stop that waited for every batch in flight to
+        # be acked would wait for it until STOP_LIMIT_S
+        self.app.conf.stream_wait_empty = False
         asyncio.ensure_future(self.app.crash(error))
 
 
