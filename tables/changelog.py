@@ -51,18 +51,6 @@ def new_reader(bootstrap: list[str]) -> AIOKafkaConsumer:
     )
 
 
-async def end_offsets(bootstrap: list[str], topic: str, partitions: list[int]) -> dict[int, int]:
-    """High watermark of each partition of `topic`."""
-    reader = new_reader(bootstrap)
-    await reader.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in partitions]
-        ends = await reader.end_offsets(tps)
-        return {tp.partition: ends[tp] for tp in tps}
-    finally:
-        await reader.stop()
-
-
 async def restore(
     bootstrap: list[str],
     topic: str,
