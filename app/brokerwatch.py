@@ -11,7 +11,8 @@ Three checks find it, the first to see it wins:
 - `Watch.poll`, every CHECK_INTERVAL_S: the end offsets (ListOffsets) of every
   partition the restored stores hold a position in, asked after the positions were
   read, so a batch committed meanwhile cannot make it look behind; a topic the broker no
-  longer has is behind too;
+  longer has is behind too, and so is every partition of a topic whose id (from a broker
+  that has topic ids) is not the one first seen, however far the new topic was refilled;
 - before a batch is applied: the fetch's high watermark against the store's position;
 - after a changelog record is sent: its offset against the store's changelog offset.
 A broker that does not answer the poll for UNREACHABLE_AFTER_S makes /ready 503 too,
@@ -26,6 +27,8 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError, OffsetOutOfRangeError
+
+from app.topicids import topic_ids
 
 log = logging.getLogger(__name__)
 
@@ -78,15 +81,28 @@ def behind(positions: Positions, ends: Mapping[tuple[str, int], int | None]) -> 
                 f"{topic}[{partition}] {where} but the state applied offset {held}")
 
 
+def recreated(positions: Positions, renewed: set[str]) -> Loss | None:
+    """Every held partition of the topics deleted and created again (a new topic id)."""
+    lost = {t: tuple(sorted(p for u, p in positions if u == t)) for t in sorted(renewed)}
+    lost = {t: parts for t, parts in lost.items() if parts}
+    if not lost:
+        return None
+    topic = next(iter(lost))
+    return Loss(lost, f"{topic} was deleted and created again (its topic id changed)")
+
+
 class Watch:
     """End offsets of the partitions the state holds positions in, from one consumer
     outside any group, and since when the broker has not answered."""
 
-    def __init__(self, bootstrap: list[str]) -> None:
+    def __init__(self, bootstrap: list[str], ids: Mapping[str, bytes] | None = None) -> None:
         self._bootstrap = bootstrap
         self._reader: AIOKafkaConsumer | None = None
         self._polling = asyncio.Lock()  # the timer and the batches' gate share the reader
         self.answered: float | None = None
+        # the topic ids the state was built against, or first seen (a broker with ids)
+        self.ids: dict[str, bytes] = dict(ids or {})
+        self.learned = False  # ids were added since this was last cleared
 
     async def stop(self) -> None:
         if self._reader is not None:
@@ -110,13 +126,18 @@ class Watch:
             return None
 
     async def ask(self, positions: Positions) -> Loss | None:
-        """The loss, if the broker ends below the positions; raises when it does not
-        answer."""
-        ends = await asyncio.wait_for(self._ends(positions), ASK_TIMEOUT_S)
+        """The loss, if the broker ends below the positions or a topic of theirs has a new
+        id; raises when it does not answer."""
+        ends, renewed = await asyncio.wait_for(self._ends(positions), ASK_TIMEOUT_S)
         self.answered = time.monotonic()
-        return behind(positions, ends)
+        losses = [loss for loss in (recreated(positions, renewed), behind(positions, ends))
+                  if loss is not None]
+        return losses[0].merged(losses[-1]) if losses else None
 
-    async def _ends(self, positions: Positions) -> dict[tuple[str, int], int | None]:
+    async def _ends(self, positions: Positions) -> tuple[
+            dict[tuple[str, int], int | None], set[str]]:
+        """The end of each partition (None: the broker has no such partition), and the
+        topics whose id is not the one first seen."""
         reader = self._reader
         if reader is None:
             reader = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, group_id=None,
@@ -127,7 +148,16 @@ class Watch:
             self._reader = reader
             await reader.start()
         # fresh metadata of every topic each time: a deleted or recreated topic shows
-        metadata = await reader._client.fetch_all_metadata()  # noqa: SLF001
+        client = reader._client  # noqa: SLF001
+        metadata = await client.fetch_all_metadata()
+        renewed = set()
+        for topic, topic_id in (await topic_ids(client, sorted({t for t, _ in positions}))
+                                ).items():
+            if topic not in self.ids:
+                self.ids[topic] = topic_id
+                self.learned = True
+            elif self.ids[topic] != topic_id:
+                renewed.add(topic)
         present = {(t, p) for t, p in positions
                    if p in (metadata.partitions_for_topic(t) or ())}
         tps = [TopicPartition(t, p) for t, p in sorted(present)]
@@ -138,7 +168,7 @@ class Watch:
                     if found[tp] <= positions[(tp.topic, tp.partition)]}
         for tp in await self._holding_records(reader, suspects):
             ends[(tp.topic, tp.partition)] = suspects[tp] + 1
-        return ends
+        return ends, renewed
 
     async def _holding_records(self, reader: AIOKafkaConsumer,
                                suspects: Mapping[TopicPartition, int]) -> set[TopicPartition]:

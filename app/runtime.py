@@ -35,6 +35,8 @@ from app.statecheck import (
     merge_positions,
     reconcile,
     reconcile_windows,
+    save_topic_ids,
+    saved_topic_ids,
     stage_positions,
 )
 from app.topics import ensure_topics, topic_names
@@ -129,6 +131,7 @@ class Runtime(Service):
                      "their count, and the state is partitioned by it",
                      self.settings.topic_partitions, self.names.by_buyer, by_buyer)
         await reconcile(self.settings)
+        self.watch.ids.update(saved_topic_ids(self.settings))
         await self.producer.start()
         self.watch.answered = time.monotonic()
 
@@ -226,6 +229,9 @@ class Runtime(Service):
         if loss is not None:
             self.broker_lost(loss)
             return False
+        if self.watch.learned:  # a topic the state now holds positions in
+            self.watch.learned = False
+            save_topic_ids(self.settings, self.watch.ids)
         return (self.watch.answered or 0) >= asked
 
     def unsettle(self) -> None:

@@ -26,6 +26,24 @@ class StateError(RuntimeError):
 
 MIN_FREE_BYTES = 64 * 1024 * 1024
 STAGES = ("dedup", "aggregate")  # the state dirs of the partition stores
+TOPIC_IDS_FILE = "topic-ids.json"  # the id of each topic the state holds positions in
+
+
+def saved_topic_ids(settings: Settings) -> dict[str, bytes]:
+    """The topic ids the state was built against (`save_topic_ids`)."""
+    path = settings.state_dir / TOPIC_IDS_FILE
+    if not path.exists():
+        return {}
+    return {topic: bytes.fromhex(hexed) for topic, hexed in json.loads(path.read_text()).items()}
+
+
+def save_topic_ids(settings: Settings, ids: Mapping[str, bytes]) -> None:
+    """Keep the ids with the state: a topic recreated and refilled while no worker ran
+    passes an offset check at the next start, but not this one."""
+    path = settings.state_dir / TOPIC_IDS_FILE
+    staged = path.with_suffix(".tmp")
+    staged.write_text(json.dumps({topic: ids[topic].hex() for topic in sorted(ids)}))
+    staged.replace(path)
 
 
 def check_writable(state_dir: Path) -> None:
@@ -114,6 +132,7 @@ def discard_state(settings: Settings) -> None:
     """Remove the stores of every stage (the broker lock and markers stay)."""
     for stage in STAGES:
         shutil.rmtree(settings.state_dir / stage, ignore_errors=True)
+    (settings.state_dir / TOPIC_IDS_FILE).unlink(missing_ok=True)
 
 
 def _built_on_embedded(settings: Settings) -> bool:
@@ -165,7 +184,7 @@ async def reconcile(settings: Settings) -> None:
     marker = settings.state_dir / "broker.json"
     marker.write_text(json.dumps({"embedded": settings.embedded_broker,
                                   "brokers": settings.broker_urls}))
-    watch = Watch(settings.broker_urls)
+    watch = Watch(settings.broker_urls, saved_topic_ids(settings) if held else {})
     try:
         loss = await watch.ask(held) if held else None
     except (KafkaError, OSError, TimeoutError) as error:
@@ -174,6 +193,7 @@ async def reconcile(settings: Settings) -> None:
     finally:
         await watch.stop()
     if loss is None:
+        save_topic_ids(settings, watch.ids)
         return
     if settings.embedded_broker or built_on_embedded:
         discard_state(settings)

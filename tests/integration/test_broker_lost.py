@@ -1,5 +1,6 @@
 """The broker comes back empty while DATA_DIR still holds state."""
 
+import asyncio
 import json
 import os
 import signal
@@ -338,3 +339,62 @@ def test_reset_with_records_in_the_internal_topics_on_kafka(kafka_worker_env, ka
                                                            make_worker):
     env = {**kafka_worker_env, "PRINT_SINK": "0"}
     _reset_with_records_in_every_internal_topic(make_worker, env, kafka_broker)
+
+
+def _recreate_topic(broker: str, topic: str) -> None:
+    """Delete `topic` and create it again under its name, with 4 partitions."""
+    async def run() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=broker, request_timeout_ms=10_000)
+        await admin.start()
+        try:
+            await admin.delete_topics([topic])
+            deadline = time.monotonic() + 30
+            while topic in await admin.list_topics():  # Kafka deletes in the background
+                assert time.monotonic() < deadline, f"{topic} still listed after 30 s"
+                await asyncio.sleep(0.2)
+            await admin.create_topics([NewTopic(topic, 4, 1)])
+        finally:
+            await admin.close()
+    run_sync(run())
+
+
+@pytest.mark.kafka
+def test_a_topic_recreated_and_refilled_past_the_state_is_a_loss_at_run_time_and_at_start(
+        kafka_worker_env, kafka_broker, make_worker):
+    """Offsets cannot tell a topic deleted, created again and refilled past every offset
+    the state applied; its new topic id does, while the worker runs and at its next start.
+    Nothing of the new topic is skipped as already applied."""
+    env = {**kafka_worker_env, "PRINT_SINK": "0"}
+    topic = env["ORDERS_TOPIC"]
+    worker = make_worker(env)
+    worker.wait_ready()
+    produce(kafka_broker, topic, [_order(n) for n in range(40)])
+    wait_for(lambda: metric(worker, "orders_counted_total") == 40, what="orders counted")
+    time.sleep(3)  # a broker check (every 2 s) has seen the topic ids
+
+    _recreate_topic(kafka_broker, topic)
+    # 400 orders: every partition ends far past the ~10 offsets the state applied in it
+    produce(kafka_broker, topic, [_order(n) for n in range(1000, 1400)])
+
+    assert worker.process.wait(timeout=60) == 1, worker.log()[-3000:]
+    # noticed while the topic was gone (no such partition) or once it was back (a new
+    # id): every partition of it is named either way
+    errors = [line for line in worker.log().splitlines() if "ERROR" in line]
+    assert any(f"lost: {topic}[0,1,2,3])" in line for line in errors), errors
+
+    refused = make_worker(env, "refused")
+    assert refused.process.wait(timeout=60) == 1
+    [line] = [li for li in refused.log().splitlines() if "ERROR" in li]
+    # only the id tells: the new topic ends past every offset the state applied
+    assert f"{topic} was deleted and created again (its topic id changed) (lost: " \
+           f"{topic}[0,1,2,3])" in line and "`faust -A app reset`" in line, line
+    reset = subprocess.run([str(FAUST), "-A", "app", "reset"], cwd=REPO, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert reset.returncode == 0, reset.stderr
+    again = make_worker(env, "again")
+    again.wait_ready()
+    # the 400 orders of the new topic count, each once; the old 40 went with the old topic
+    wait_for(lambda: metric(again, "orders_counted_total") == 400, what="the new orders")
+    assert again.get("/buyers/Ana/Ruiz").json() == {
+        "buyer": {"first_name": "Ana", "last_name": "Ruiz"}, "count": 400,
+        "total_price": "1000.00"}

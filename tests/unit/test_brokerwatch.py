@@ -2,7 +2,7 @@
 
 import logging
 
-from app.brokerwatch import behind
+from app.brokerwatch import behind, recreated
 from app.logthrottle import ClientErrorThrottle
 from core.sources import held_offsets
 
@@ -20,6 +20,16 @@ def test_an_end_at_or_below_a_held_offset_or_a_missing_partition_is_a_loss():
     assert loss.topics == "app-changelog[3], orders[0,2]"
     assert loss.detail == ("app-changelog[3] has no such partition but the state applied "
                            "offset 9")
+
+
+def test_a_topic_with_a_new_id_loses_every_partition_held_in_it_however_far_it_ends():
+    held = {("orders", 0): 41, ("orders", 2): 7, ("app-changelog", 3): 9}
+    loss = recreated(held, {"orders", "app-other"})
+    assert loss is not None
+    assert dict(loss.behind) == {"orders": (0, 2)}
+    assert loss.detail == "orders was deleted and created again (its topic id changed)"
+    assert recreated(held, {"app-other"}) is None
+    assert recreated(held, set()) is None
 
 
 def test_held_offsets_are_the_plain_partition_labels_of_a_store():
