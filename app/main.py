@@ -1,6 +1,8 @@
 """Build the faust app from settings: `faust -A app worker` runs it."""
 
+import gc
 import logging
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -13,6 +15,12 @@ from app.settings import Settings, load_settings
 from app.statecheck import StateError, check_writable
 
 log = logging.getLogger(__name__)
+
+# The API's thread and the ingest loop share the GIL. At CPython's 5 ms switch interval a
+# lookup waits behind the loop for up to 5 ms at each handoff, several per request; gen-0
+# collections every 700 allocations then run during a batch's work and a request's alike.
+SWITCH_INTERVAL_S = 0.0005
+GC_THRESHOLD = (50_000, 20, 100)
 
 
 class OrderstreamApp(faust.App):
@@ -82,6 +90,7 @@ def create_app(settings: Settings | None = None) -> OrderstreamApp:
     from app.reset_cli import register_reset_command
 
     settings = settings or load_settings()
+    tune_interpreter()
     transport.register()
     app = OrderstreamApp(settings.app_id, **faust_settings(settings))
     transport.set_batch_size(app, settings.batch_max_orders)
@@ -96,6 +105,13 @@ def create_app(settings: Settings | None = None) -> OrderstreamApp:
     # faust's worker leaves aiokafka at DEBUG: log records nobody reads cost ~10% CPU.
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     return app
+
+
+def tune_interpreter() -> None:
+    """Serve lookups beside ingest: a shorter GIL switch interval, rarer collections
+    (`make bench-state`, throughput; BENCHMARKS.md)."""
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    gc.set_threshold(*GC_THRESHOLD)
 
 
 def _connect_rebalance(app: OrderstreamApp) -> None:

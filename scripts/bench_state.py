@@ -865,6 +865,7 @@ class _Exchange(asyncio.Protocol):
         self.buffer = bytearray()
         self.transport: asyncio.Transport | None = None
         self.waiter: asyncio.Future[int] | None = None
+        self.body = b""  # the last answer's body
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -883,6 +884,7 @@ class _Exchange(asyncio.Protocol):
         stop = head.find(b"\r\n", at + 2)
         length = int(head[at + 17:stop if stop >= 0 else len(head)])
         if len(self.buffer) >= end + 4 + length:
+            self.body = bytes(self.buffer[end + 4:end + 4 + length])
             del self.buffer[:end + 4 + length]
             self.waiter.set_result(int(head[9:12]))
 
@@ -917,6 +919,7 @@ class _Tally:
     latencies_ms: list[float] = field(default_factory=list)
     statuses: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
+    refusals: Counter[str] = field(default_factory=Counter)  # what non-200 answers said
     unsent: int = 0  # open loop: requests due before the end that a slow answer held back
     answered: int = 0  # answers that arrived within the measured seconds
 
@@ -956,6 +959,8 @@ async def _connection(host: str, port: int, requests: list[bytes], index: int, s
         if intended >= warm_until:
             tally.latencies_ms.append((done - intended) * 1000)
             tally.statuses[str(status)] += 1
+            if status != 200:
+                tally.refusals[exchange.body[:160].decode(errors="replace")] += 1
         if warm_until <= done <= until:
             tally.answered += 1
     if exchange is not None and exchange.transport is not None:
@@ -982,6 +987,7 @@ async def _load(spec: dict[str, Any]) -> dict[str, Any]:
            for p in (50, 90, 99)},
         "max_ms": round(ordered[-1], 2) if ordered else None,
         "statuses": dict(tally.statuses), "errors": dict(tally.errors),
+        "refusals": dict(tally.refusals.most_common(5)),
         "unsent": tally.unsent, "client_cpu_s": round(cpu, 2),
         "client_cpu_us_per_request": round(cpu / done * 1e6, 1) if done else None,
     }
@@ -1275,6 +1281,8 @@ def summary_throughput(r: dict[str, Any]) -> list[str]:
                      f"{p['statuses']} errors {p['errors']} ({offered}; client CPU "
                      f"{p['client_cpu_us_per_request']} us/request, worker "
                      f"{p.get('worker_cpu_share', 0):.2f} cores{ingest})")
+        lines.extend(f"      {count:,} answered {body}" for body, count in
+                     p.get("refusals", {}).items())
     return lines
 
 
