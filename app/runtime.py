@@ -12,9 +12,11 @@ import os
 import sys
 import threading
 import time
+import warnings
 from typing import Any
 
 import faust
+from faust.exceptions import AlreadyConfiguredWarning
 from mode import Service
 
 from api.fanout import raise_fd_limit
@@ -151,7 +153,12 @@ class Runtime(Service):
         if self.loss is not None:
             self._after_loss()
         logging.shutdown()
-        os._exit(0 if self.failure is None else 1)
+        os._exit(self.exit_code)
+
+    @property
+    def exit_code(self) -> int:
+        """1 after a crash (ours or one faust found), 0 for a stop that was asked for."""
+        return 0 if self.failure is None and self.app.crash_reason is None else 1
 
     async def on_stop(self) -> None:
         self.stop_within_limit()
@@ -324,9 +331,9 @@ class Runtime(Service):
             logging.shutdown()
             os._exit(1)
         discard_state(self.settings)
-        if self._stop_timer is not None:  # SIGTERM or Ctrl-C meanwhile: stop, clean
+        if self._stop_timer is not None:  # SIGTERM, Ctrl-C or a crash meanwhile: stop, clean
             logging.shutdown()
-            os._exit(0)
+            os._exit(self.exit_code)
         log.warning("the embedded broker at %s restarted empty (%s): removed the state in %s "
                     "and starting clean", ",".join(self.settings.broker_urls), self.loss.detail,
                     self.settings.state_dir)
@@ -375,8 +382,11 @@ class Runtime(Service):
         log.error("orderstream: %s", error)
         self.failure = error
         # the failed batch is never acked: a stop that waited for every batch in flight to
-        # be acked would wait for it until STOP_LIMIT_S
-        self.app.conf.stream_wait_empty = False
+        # be acked would wait for it until STOP_LIMIT_S (faust warns that a setting read
+        # before changes; here that is the point)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", AlreadyConfiguredWarning)
+            self.app.conf.stream_wait_empty = False
         asyncio.ensure_future(self.app.crash(error))
 
 

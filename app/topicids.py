@@ -7,11 +7,12 @@ ids, so this module defines v10 in aiokafka's own protocol types. A broker that 
 serve v10 or later gives no ids, and the offset checks are all there is.
 """
 
+import random
 from io import BytesIO
 from typing import Any
 
 from aiokafka.client import AIOKafkaClient
-from aiokafka.errors import IncompatibleBrokerVersion
+from aiokafka.errors import IncompatibleBrokerVersion, KafkaError
 from aiokafka.protocol.api import Request, RequestStruct, Response
 from aiokafka.protocol.types import (
     AbstractType,
@@ -100,14 +101,24 @@ class TopicIdsRequest(Request[MetadataRequest_v10]):
 
 async def topic_ids(client: AIOKafkaClient, topics: list[str]) -> dict[str, bytes]:
     """The id of each topic the broker has, of those named (a started client); none
-    from a broker that does not serve Metadata v10."""
-    node = client.get_random_node()
-    try:
-        response: Any = await client.send(node, TopicIdsRequest(topics))
-    except (NotImplementedError, IncompatibleBrokerVersion):  # no v10 among its versions
+    from a broker that does not serve Metadata v10. Each broker is asked in turn until
+    one answers, as aiokafka's own metadata refresh does; the last error if none does."""
+    if not topics:
         return {}
-    return {name: topic_id for error, name, topic_id, *_ in response.topics
-            if error == 0 and topic_id != NO_ID}
+    nodes = [broker.nodeId for broker in client.cluster.brokers()]
+    random.shuffle(nodes)
+    failure: Exception | None = None
+    for node in nodes or [client.get_random_node()]:
+        try:
+            response: Any = await client.send(node, TopicIdsRequest(topics))
+        except (NotImplementedError, IncompatibleBrokerVersion):  # no v10 among its versions
+            return {}
+        except (KafkaError, OSError) as error:
+            failure = error
+            continue
+        return {name: topic_id for error, name, topic_id, *_ in response.topics
+                if error == 0 and topic_id != NO_ID}
+    raise failure or KafkaError("no broker to ask for topic ids")
 
 
 __all__ = ["topic_ids"]
