@@ -41,6 +41,7 @@ class OrderstreamApp(faust.App):
         except StateError as error:
             log.error("orderstream: %s", error)
             raise SystemExit(1) from None
+        tune_interpreter()  # the worker's only: not `faust -A app reset` and the like
         await super().on_first_start()
 
     async def on_stop(self) -> None:
@@ -90,7 +91,6 @@ def create_app(settings: Settings | None = None) -> OrderstreamApp:
     from app.reset_cli import register_reset_command
 
     settings = settings or load_settings()
-    tune_interpreter()
     transport.register()
     app = OrderstreamApp(settings.app_id, **faust_settings(settings))
     transport.set_batch_size(app, settings.batch_max_orders)
@@ -109,7 +109,7 @@ def create_app(settings: Settings | None = None) -> OrderstreamApp:
 
 def tune_interpreter() -> None:
     """Serve lookups beside ingest: a shorter GIL switch interval, rarer collections
-    (`make bench-state`, throughput; BENCHMARKS.md)."""
+    (`make bench-state`, throughput; BENCHMARKS.md). For the whole process: a worker's."""
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     gc.set_threshold(*GC_THRESHOLD)
 
