@@ -83,12 +83,14 @@ def behind(positions: Positions, ends: Mapping[tuple[str, int], int | None]) -> 
 
 def recreated(positions: Positions, renewed: set[str]) -> Loss | None:
     """Every held partition of the topics deleted and created again (a new topic id)."""
-    lost = {t: tuple(sorted(p for u, p in positions if u == t)) for t in sorted(renewed)}
-    lost = {t: parts for t, parts in lost.items() if parts}
+    lost: dict[str, list[int]] = {}
+    for topic, partition in sorted(positions):
+        if topic in renewed:
+            lost.setdefault(topic, []).append(partition)
     if not lost:
         return None
-    topic = next(iter(lost))
-    return Loss(lost, f"{topic} was deleted and created again (its topic id changed)")
+    return Loss({t: tuple(p) for t, p in lost.items()},
+                f"{next(iter(lost))} was deleted and created again (its topic id changed)")
 
 
 class Watch:
@@ -130,9 +132,8 @@ class Watch:
         id; raises when it does not answer."""
         ends, renewed = await asyncio.wait_for(self._ends(positions), ASK_TIMEOUT_S)
         self.answered = time.monotonic()
-        losses = [loss for loss in (recreated(positions, renewed), behind(positions, ends))
-                  if loss is not None]
-        return losses[0].merged(losses[-1]) if losses else None
+        renewal, lag = recreated(positions, renewed), behind(positions, ends)
+        return renewal.merged(lag) if renewal and lag else renewal or lag
 
     async def _ends(self, positions: Positions) -> tuple[
             dict[tuple[str, int], int | None], set[str]]:
@@ -150,14 +151,7 @@ class Watch:
         # fresh metadata of every topic each time: a deleted or recreated topic shows
         client = reader._client  # noqa: SLF001
         metadata = await client.fetch_all_metadata()
-        renewed = set()
-        for topic, topic_id in (await topic_ids(client, sorted({t for t, _ in positions}))
-                                ).items():
-            if topic not in self.ids:
-                self.ids[topic] = topic_id
-                self.learned = True
-            elif self.ids[topic] != topic_id:
-                renewed.add(topic)
+        renewed = self._renewed(await topic_ids(client, sorted({t for t, _ in positions})))
         present = {(t, p) for t, p in positions
                    if p in (metadata.partitions_for_topic(t) or ())}
         tps = [TopicPartition(t, p) for t, p in sorted(present)]
@@ -169,6 +163,17 @@ class Watch:
         for tp in await self._holding_records(reader, suspects):
             ends[(tp.topic, tp.partition)] = suspects[tp] + 1
         return ends, renewed
+
+    def _renewed(self, current: Mapping[str, bytes]) -> set[str]:
+        """The topics whose id is not the one kept; an id seen first is kept (`learned`)."""
+        renewed = set()
+        for topic, topic_id in current.items():
+            if topic not in self.ids:
+                self.ids[topic] = topic_id
+                self.learned = True
+            elif self.ids[topic] != topic_id:
+                renewed.add(topic)
+        return renewed
 
     async def _holding_records(self, reader: AIOKafkaConsumer,
                                suspects: Mapping[TopicPartition, int]) -> set[TopicPartition]:

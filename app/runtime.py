@@ -38,7 +38,6 @@ from app.statecheck import (
     reconcile,
     reconcile_windows,
     save_topic_ids,
-    saved_topic_ids,
     stage_positions,
 )
 from app.topics import ensure_topics, topic_names
@@ -89,7 +88,6 @@ class Runtime(Service):
         self.watch = Watch(settings.broker_urls)
         self.loss: Loss | None = None  # what the broker lost, once noticed: then it stops
         self._stop_timer: threading.Timer | None = None
-        self.failure: BaseException | None = None  # what crashed the worker, if anything
         self._doubt = False  # after an outage: not ready until a check passes
         # after any sign of broker trouble or a rebalance: no batch until a check passes
         self._unsettled = False
@@ -132,8 +130,7 @@ class Runtime(Service):
             log.info("TOPIC_PARTITIONS is %d but %s has %d partitions: existing topics keep "
                      "their count, and the state is partitioned by it",
                      self.settings.topic_partitions, self.names.by_buyer, by_buyer)
-        await reconcile(self.settings)
-        self.watch.ids.update(saved_topic_ids(self.settings))
+        self.watch.ids.update(await reconcile(self.settings))
         await self.producer.start()
         self.watch.answered = time.monotonic()
 
@@ -145,7 +142,7 @@ class Runtime(Service):
             self._stop_timer.start()
 
     def _out_of_time(self) -> None:
-        if self.failure is None:
+        if self.app.crash_reason is None:
             log.warning("stopping took over %.0f s (the broker at %s does not answer): "
                         "exiting now", STOP_LIMIT_S, ",".join(self.settings.broker_urls))
         else:  # faust's stop after a crash can wait for its crashed consumer thread forever
@@ -158,7 +155,7 @@ class Runtime(Service):
     @property
     def exit_code(self) -> int:
         """1 after a crash (ours or one faust found), 0 for a stop that was asked for."""
-        return 0 if self.failure is None and self.app.crash_reason is None else 1
+        return 0 if self.app.crash_reason is None else 1
 
     async def on_stop(self) -> None:
         self.stop_within_limit()
@@ -380,7 +377,6 @@ class Runtime(Service):
             self.broker_lost(Loss({error.topic: (error.partition,)}, str(error)))
             return
         log.error("orderstream: %s", error)
-        self.failure = error
         # the failed batch is never acked: a stop that waited for every batch in flight to
         # be acked would wait for it until STOP_LIMIT_S (faust warns that a setting read
         # before changes; here that is the point)

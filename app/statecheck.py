@@ -177,8 +177,9 @@ def check_orders_partitions(settings: Settings, partitions: Mapping[str, int]) -
     )
 
 
-async def reconcile(settings: Settings) -> None:
-    """Discard (embedded broker) or refuse (external broker) state the broker lost."""
+async def reconcile(settings: Settings) -> dict[str, bytes]:
+    """Discard (embedded broker) or refuse (external broker) state the broker lost; the
+    topic ids the state kept is built against (none once discarded)."""
     held = local_positions(settings)
     built_on_embedded = _built_on_embedded(settings)
     marker = settings.state_dir / "broker.json"
@@ -194,7 +195,7 @@ async def reconcile(settings: Settings) -> None:
         await watch.stop()
     if loss is None:
         save_topic_ids(settings, watch.ids)
-        return
+        return watch.ids
     if settings.embedded_broker or built_on_embedded:
         discard_state(settings)
         why = ("the embedded broker keeps nothing across restarts" if settings.embedded_broker
@@ -202,7 +203,7 @@ async def reconcile(settings: Settings) -> None:
         log.warning("the broker at %s has lost %s (%s) while %s held state built from it: "
                     "removed it and starting clean", ",".join(settings.broker_urls),
                     loss.topics, why, settings.state_dir)
-        return
+        return {}
     raise StateError(lost_message(settings, loss, "refusing to start on inconsistent state"))
 
 

@@ -8,6 +8,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from decimal import Decimal
 
 import httpx
 import pytest
@@ -196,21 +197,28 @@ def test_an_external_broker_back_empty_at_run_time_stops_the_worker_and_reset_re
         assert topic in errors[0], topic
     assert "Traceback" not in log
 
-    # the refusal at the next start names the same command, and the command works
+    # the refusal at the next start names the same command, and the command works; the
+    # 100 orders sent to the empty broker count, each once; the old 50 are gone with it
+    _refused_then_reset(make_worker, env, f"{app_id}-dedup-changelog[", 100)
+
+
+def _refused_then_reset(make_worker, env: dict, named: str, orders: int) -> None:
+    """The next start is refused in one ERROR line naming `named` and the reset command;
+    after `faust -A app reset` a worker counts the broker's `orders` (Ana Ruiz's, 2.50
+    each), each once."""
     refused = make_worker(env, "refused")
     assert refused.process.wait(timeout=60) == 1
     [line] = [li for li in refused.log().splitlines() if "ERROR" in li]
-    assert f"{app_id}-dedup-changelog[" in line and "`faust -A app reset`" in line
+    assert named in line and "`faust -A app reset`" in line, line
     reset = subprocess.run([str(FAUST), "-A", "app", "reset"], cwd=REPO, env=env,
                            capture_output=True, text=True, timeout=120)
     assert reset.returncode == 0, reset.stderr
     again = make_worker(env, "again")
     again.wait_ready()
-    # the 100 orders sent to the empty broker count, each once; the old 50 are gone with it
-    wait_for(lambda: metric(again, "orders_counted_total") == 100, what="new orders counted")
+    wait_for(lambda: metric(again, "orders_counted_total") == orders, what="the new orders")
     assert again.get("/buyers/Ana/Ruiz").json() == {
-        "buyer": {"first_name": "Ana", "last_name": "Ruiz"}, "count": 100,
-        "total_price": "250.00"}
+        "buyer": {"first_name": "Ana", "last_name": "Ruiz"}, "count": orders,
+        "total_price": f"{Decimal('2.50') * orders:.2f}"}
 
 
 def test_the_embedded_broker_back_empty_at_run_time_restarts_the_worker_clean(
@@ -382,19 +390,7 @@ def test_a_topic_recreated_and_refilled_past_the_state_is_a_loss_at_run_time_and
     errors = [line for line in worker.log().splitlines() if "ERROR" in line]
     assert any(f"lost: {topic}[0,1,2,3])" in line for line in errors), errors
 
-    refused = make_worker(env, "refused")
-    assert refused.process.wait(timeout=60) == 1
-    [line] = [li for li in refused.log().splitlines() if "ERROR" in li]
-    # only the id tells: the new topic ends past every offset the state applied
-    assert f"{topic} was deleted and created again (its topic id changed) (lost: " \
-           f"{topic}[0,1,2,3])" in line and "`faust -A app reset`" in line, line
-    reset = subprocess.run([str(FAUST), "-A", "app", "reset"], cwd=REPO, env=env,
-                           capture_output=True, text=True, timeout=120)
-    assert reset.returncode == 0, reset.stderr
-    again = make_worker(env, "again")
-    again.wait_ready()
-    # the 400 orders of the new topic count, each once; the old 40 went with the old topic
-    wait_for(lambda: metric(again, "orders_counted_total") == 400, what="the new orders")
-    assert again.get("/buyers/Ana/Ruiz").json() == {
-        "buyer": {"first_name": "Ana", "last_name": "Ruiz"}, "count": 400,
-        "total_price": "1000.00"}
+    # only the id tells at the next start: the new topic ends past every offset the state
+    # applied. The 400 orders of the new topic count; the old 40 went with the old topic.
+    _refused_then_reset(make_worker, env, f"{topic} was deleted and created again (its "
+                        f"topic id changed) (lost: {topic}[0,1,2,3])", 400)
