@@ -12,16 +12,15 @@ reset tool plus `cleanUp()` do: it empties the internal topics (repartition and
 changelog), rewinds the group, and removes this DATA_DIR's stores. It is what a worker
 names when the broker lost records its state was built from.
 
-An internal topic is emptied in effect, not deleted: tansu keeps a deleted topic's
-records and refuses new ones at their offsets (UnknownError), so a topic deleted and
-created again there is broken for good. Each changelog partition gets a tombstone for
-every key its records leave (a restore from it then yields an empty store), and the
-group resumes the repartition topics at their end. Only an internal topic whose
-partition count is no longer the one it would be created with is deleted and created
-again.
+An internal topic is emptied in effect, not deleted: tansu keeps what a client that still
+holds a topic's metadata sends to it between its deletion and its creation, and then
+refuses the new topic's records at those offsets (UnknownError; `topics._create`). Each
+changelog partition gets a tombstone for every key its records leave (a restore from it
+then yields an empty store), and the group resumes the repartition topics at their end.
+Only an internal topic whose partition count is no longer the one it would be created
+with is deleted and created again.
 """
 
-import asyncio
 import contextlib
 import shutil
 import time
@@ -30,7 +29,6 @@ from typing import Any
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
 from aiokafka.coordinator.protocol import (
     ConsumerProtocolMemberAssignment,
@@ -41,7 +39,13 @@ from app.datagen_cli import DatagenCommand
 from app.producer import Producer
 from app.settings import Settings
 from app.statecheck import StateDirLock, StateError, discard_state
-from app.topics import ensure_topics, existing_topics, topic_names
+from app.topics import (
+    delete_topics,
+    ensure_topics,
+    existing_topics,
+    internal_counts,
+    topic_names,
+)
 from core.shuffle import chunked
 from tables.changelog import encode_updates, restore
 from tables.store import PartitionStore
@@ -133,38 +137,20 @@ async def log_ends(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> dic
     return {tp: consumer.highwater(tp) for tp in tps}
 
 
-def _counts_due(settings: Settings, existing: Mapping[str, int]) -> dict[str, int]:
-    """The partition count each internal topic is created with (`topics.ensure_topics`)."""
-    names = topic_names(settings)
-    co_partitioned = existing.get(names.orders, settings.topic_partitions)
-    return {names.rekey: co_partitioned, names.dedup_changelog: co_partitioned,
-            names.by_buyer: settings.topic_partitions,
-            names.aggregate_changelog: settings.topic_partitions}
-
-
 async def delete_internal_topics(settings: Settings) -> list[str]:
     """Delete the internal topics whose partition count is not the one they would be
     created with; wait until they are gone."""
     existing = await existing_topics(settings)
-    present = [t for t, count in _counts_due(settings, existing).items()
+    names = topic_names(settings)
+    due = internal_counts(settings, existing.get(names.orders, settings.topic_partitions))
+    present = [t for t, count in due.items()
                if t in existing and existing[t] != count]
     if not present:
         return []
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker_urls, request_timeout_ms=30_000)
-    await admin.start()
     try:
-        response = await admin.delete_topics(present)
-    finally:
-        await admin.close()
-    refused = [(topic, code) for topic, code, *_ in response.topic_error_codes if code]
-    if refused:
-        raise StateError("the broker refused to delete " + ", ".join(
-            f"{topic} (error {code})" for topic, code in refused))
-    deadline = time.monotonic() + JOIN_TIMEOUT_S
-    while set(present) & set(await existing_topics(settings)):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"the broker did not delete {', '.join(present)}")
-        await asyncio.sleep(0.2)
+        await delete_topics(settings, present)
+    except RuntimeError as error:
+        raise StateError(str(error)) from None
     return present
 
 

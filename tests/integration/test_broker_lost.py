@@ -12,10 +12,12 @@ from decimal import Decimal
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from app.embedded import free_port, start_tansu, stop_process
+from app.settings import Settings
+from app.topics import ensure_topics, existing_topics, topic_names
 from tests.integration.conftest import FAUST, metric, produce, run_sync, wait_for
 from tests.integration.fresh import REPO
 
@@ -394,3 +396,53 @@ def test_a_topic_recreated_and_refilled_past_the_state_is_a_loss_at_run_time_and
     # applied. The 400 orders of the new topic count; the old 40 went with the old topic.
     _refused_then_reset(make_worker, env, f"{topic} was deleted and created again (its "
                         f"topic id changed) (lost: {topic}[0,1,2,3])", 400)
+
+
+def test_a_topic_created_where_tansu_held_records_sent_before_it_existed_takes_new_ones(
+        own_broker, worker_env, tmp_path):
+    """A producer holding a topic's metadata from before tansu restarted empty sends two
+    records to it; tansu keeps them though it lists no such topic. The topics the worker
+    then creates take records from offset 0 (tansu refused them for good, UnknownError,
+    before `ensure_topics` deleted and created such a topic again)."""
+    broker = f"127.0.0.1:{own_broker['port']}"
+    settings = Settings(kafka_broker=broker, app_id=worker_env["APP_ID"],
+                        orders_topic=worker_env["ORDERS_TOPIC"])
+    rekey = topic_names(settings).rekey
+    run_sync(ensure_topics(settings))
+
+    async def orphans() -> list[int]:
+        producer = AIOKafkaProducer(bootstrap_servers=broker, request_timeout_ms=10_000)
+        await producer.start()
+        try:
+            await producer.send_and_wait(rekey, b"before", partition=1)
+            _restart_empty(own_broker, tmp_path)
+            return [(await producer.send_and_wait(rekey, value, partition=1)).offset
+                    for value in (b"orphan-1", b"orphan-2")]
+        finally:
+            await producer.stop()
+
+    assert run_sync(orphans()) == [0, 1]  # taken, for a topic the broker does not list
+    assert rekey not in run_sync(existing_topics(settings))
+    counts = run_sync(ensure_topics(settings))
+    assert counts[rekey] == 4
+
+    async def fresh() -> tuple[list[int], list[bytes]]:
+        producer = AIOKafkaProducer(bootstrap_servers=broker, request_timeout_ms=10_000)
+        await producer.start()
+        try:
+            offsets = [(await producer.send_and_wait(rekey, value, partition=1)).offset
+                       for value in (b"new-1", b"new-2")]
+        finally:
+            await producer.stop()
+        reader = AIOKafkaConsumer(bootstrap_servers=broker, enable_auto_commit=False)
+        await reader.start()
+        try:
+            tp = TopicPartition(rekey, 1)
+            reader.assign([tp])
+            reader.seek(tp, 0)
+            got = await reader.getmany(tp, timeout_ms=5_000)
+            return offsets, [m.value for m in got.get(tp, [])]
+        finally:
+            await reader.stop()
+
+    assert run_sync(fresh()) == ([0, 1], [b"new-1", b"new-2"])
