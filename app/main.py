@@ -1,8 +1,10 @@
 """Build the faust app from settings: `faust -A app worker` runs it."""
 
+import asyncio
 import gc
 import logging
 import sys
+import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -42,6 +44,7 @@ class OrderstreamApp(faust.App):
             log.error("orderstream: %s", error)
             raise SystemExit(1) from None
         tune_interpreter()  # the worker's only: not `faust -A app reset` and the like
+        threading.excepthook = log_thread_exception
         await super().on_first_start()
 
     async def on_stop(self) -> None:
@@ -112,6 +115,19 @@ def tune_interpreter() -> None:
     (`make bench-state`, throughput; BENCHMARKS.md). For the whole process: a worker's."""
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     gc.set_threshold(*GC_THRESHOLD)
+
+
+def log_thread_exception(args: threading.ExceptHookArgs) -> None:
+    """A thread's uncaught exception as one log record, not a traceback written to stderr,
+    which mode logs a WARNING per write (some 100 lines). faust's consumer thread ends so
+    when stopped while the broker is down: aiokafka's fetcher, closing, awaits a request
+    task it cancelled (CancelledError); that is part of a stop, so INFO."""
+    name = args.thread.name if args.thread is not None else "?"
+    if args.exc_type is asyncio.CancelledError:
+        log.info("thread %s was cancelled while stopping", name)
+        return
+    log.error("thread %s ended with %s", name, args.exc_type.__name__,
+              exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
 
 
 def _connect_rebalance(app: OrderstreamApp) -> None:

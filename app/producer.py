@@ -4,6 +4,7 @@ import asyncio
 from collections.abc import Iterable
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from aiokafka.structs import RecordMetadata
 
 from core.partitioning import default_partitioner
@@ -41,17 +42,25 @@ class Producer:
         acknowledged. SendFailed names the first record the broker refused."""
         assert self._producer is not None, "Producer.start() first"
         records = list(records)
-        futures = [
-            await self._producer.send(topic, value=value, key=key, partition=partition)
-            for topic, key, value, partition in records
-        ]
+        futures = []
+        for topic, key, value, partition in records:
+            try:  # aiokafka refuses a record over max_request_size here, not in the future
+                futures.append(await self._producer.send(topic, value=value, key=key,
+                                                         partition=partition))
+            except KafkaError as error:
+                await asyncio.gather(*futures, return_exceptions=True)
+                raise _failed("the producer refused", topic, key, value, error) from error
         results = await asyncio.gather(*futures, return_exceptions=True)
         for (topic, key, value, _), result in zip(records, results, strict=True):
             if isinstance(result, BaseException):
-                size = len(value) + len(key or b"")
-                raise SendFailed(f"the broker refused a {size}-byte record for topic {topic}: "
-                                 f"{result!r}") from result
+                raise _failed("the broker refused", topic, key, value, result) from result
         return list(results)  # type: ignore[arg-type]
+
+
+def _failed(who: str, topic: str, key: bytes | None, value: bytes,
+            error: BaseException) -> "SendFailed":
+    size = len(value) + len(key or b"")
+    return SendFailed(f"{who} a {size}-byte record for topic {topic}: {error!r}")
 
 
 class SendFailed(RuntimeError):

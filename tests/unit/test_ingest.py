@@ -145,6 +145,24 @@ def test_invalid_messages_become_dead_letters_with_their_reason():
         (b"k", "value: not a JSON object (got array)"), (None, "buyer.first_name: empty")]
 
 
+def test_a_key_over_4_kib_sends_its_message_to_the_dlq_keyed_by_its_first_4_kib():
+    import hashlib
+
+    first, second, third = owned(1, 3)
+    at_limit, over = b"k" * 4096, b"\xff" * 4097
+    result = run(DictStore(), [RawMessage("orders", 1, 0, at_limit, raw(first)),
+                               RawMessage("orders", 1, 1, over, raw(second)),
+                               RawMessage("orders", 1, 2, b"3", raw(third))])
+    assert result.invalid == 1
+    assert sum(len(rows) for groups in result.shuffled.values() for _, rows in groups) == 2
+    [(key, value)] = result.dead_letters
+    assert key == b"\xff" * 4096
+    assert orjson.loads(value) == {
+        "error": "key: 4097 bytes, more than 4096", "topic": "orders", "partition": 1,
+        "offset": 1, "key_bytes": 4097, "key_sha256": hashlib.sha256(over).hexdigest(),
+        "raw": raw(second).decode()}
+
+
 def test_with_dedup_off_repeats_count_but_replayed_offsets_still_do_not():
     from dataclasses import replace
 
