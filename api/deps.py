@@ -41,12 +41,20 @@ async def require_token(
     runtime: RuntimeDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
-    """With API_TOKEN set, `Authorization: Bearer <token>` (compared in constant time)."""
+    """With API_TOKEN set, `Authorization: Bearer <token>` (compared in constant time). A
+    header's bytes reach the app decoded as Latin-1 (ASGI); a non-ASCII token matches sent
+    as UTF-8 (curl, browsers' fetch) or as Latin-1."""
     expected = runtime.settings.api_token
     if expected is None:
         return
-    given = "" if credentials is None else credentials.credentials
-    if not hmac.compare_digest(given.encode(), expected.encode()):
+    given = b"" if credentials is None else credentials.credentials.encode("latin-1")
+    forms = [expected.encode()]
+    if not expected.isascii() and all(ord(c) < 256 for c in expected):
+        forms.append(expected.encode("latin-1"))
+    matched = False
+    for form in forms:  # every form compared: no early exit to time
+        matched |= hmac.compare_digest(given, form)
+    if not matched:
         raise HTTPException(401, "missing or wrong bearer token",
                             headers={"WWW-Authenticate": "Bearer"})
 

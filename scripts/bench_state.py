@@ -1052,6 +1052,17 @@ def proc_cpu_s(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_jiffies() -> tuple[int, int] | None:
+    """(steal, total) jiffies of all CPUs so far (/proc/stat): time the hypervisor gave
+    this machine's CPUs to others, out of all time."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    steal = fields[7] if len(fields) > 7 else 0
+    return steal, sum(fields[:8])
+
+
 def calibrate_client(args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
     """The client at full speed against the trivial server: its ceiling on this machine."""
     port = free_port(HOST)
@@ -1125,6 +1136,7 @@ def loaded_phase(worker: Worker, client: httpx.Client, paths: list[str],
     """One load run, with the orders the worker counted and the CPU it used meanwhile."""
     before, cpu = (counters(client) or {}).get("orders_counted_total", 0.0), proc_cpu_s(
         worker.process.pid)
+    jiffies = cpu_jiffies()
     started = time.monotonic()
     result = run_load(worker.url, paths, args, rate)
     seconds = time.monotonic() - started
@@ -1134,6 +1146,11 @@ def loaded_phase(worker: Worker, client: httpx.Client, paths: list[str],
                   ingest_orders_per_s=round((after - before) / seconds, 1))
     if cpu is not None and cpu_after is not None:
         result["worker_cpu_share"] = round((cpu_after - cpu) / seconds, 2)  # 1.0 = one core
+    jiffies_after = cpu_jiffies()
+    if jiffies is not None and jiffies_after is not None and jiffies_after[1] > jiffies[1]:
+        # a share of the CPUs stolen by the hypervisor: the client and worker ran slower
+        result["steal_share"] = round(
+            (jiffies_after[0] - jiffies[0]) / (jiffies_after[1] - jiffies[1]), 3)
     return result
 
 
@@ -1280,7 +1297,8 @@ def summary_throughput(r: dict[str, Any]) -> list[str]:
                      f"  p99 {fmt(p['p99_ms'], '.1f')}  max {fmt(p['max_ms'], '.1f')} ms  "
                      f"{p['statuses']} errors {p['errors']} ({offered}; client CPU "
                      f"{p['client_cpu_us_per_request']} us/request, worker "
-                     f"{p.get('worker_cpu_share', 0):.2f} cores{ingest})")
+                     f"{p.get('worker_cpu_share', 0):.2f} cores{ingest}, "
+                     f"steal {p.get('steal_share', 0):.0%})")
         lines.extend(f"      {count:,} answered {body}" for body, count in
                      p.get("refusals", {}).items())
     return lines

@@ -57,6 +57,15 @@ def test_every_other_route_needs_the_bearer_token(client, path):
     assert client.get(path, headers={"Authorization": "Bearer s3cret"}).status_code == 200
 
 
+def test_a_non_ascii_token_matches_sent_as_utf8_or_latin1_and_nothing_else():
+    client = ApiClient(create_api(FakeRuntime(api_token="sécret")))
+    utf8, latin1 = b"Bearer s\xc3\xa9cret", b"Bearer s\xe9cret"
+    assert client.get("/buyers", headers={"Authorization": utf8}).status_code == 200
+    assert client.get("/buyers", headers={"Authorization": latin1}).status_code == 200
+    assert client.get("/buyers", headers={"Authorization": b"Bearer secret"}).status_code == 401
+    assert client.get("/buyers", headers={"Authorization": b"Bearer s\xc3cret"}).status_code == 401
+
+
 def test_errors_are_json_naming_the_problem():
     client = ApiClient(create_api(FakeRuntime()))
     bad = client.get("/buyers", params={"limit": -1})
