@@ -5,7 +5,7 @@ import gc
 import logging
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import faust
@@ -44,7 +44,7 @@ class OrderstreamApp(faust.App):
             log.error("orderstream: %s", error)
             raise SystemExit(1) from None
         tune_interpreter()  # the worker's only: not `faust -A app reset` and the like
-        threading.excepthook = log_thread_exception
+        threading.excepthook = thread_exception_logger(self.runtime)
         await super().on_first_start()
 
     async def on_stop(self) -> None:
@@ -117,17 +117,21 @@ def tune_interpreter() -> None:
     gc.set_threshold(*GC_THRESHOLD)
 
 
-def log_thread_exception(args: threading.ExceptHookArgs) -> None:
+def thread_exception_logger(runtime: Runtime) -> Callable[[threading.ExceptHookArgs], None]:
     """A thread's uncaught exception as one log record, not a traceback written to stderr,
     which mode logs a WARNING per write (some 100 lines). faust's consumer thread ends so
     when stopped while the broker is down: aiokafka's fetcher, closing, awaits a request
-    task it cancelled (CancelledError); that is part of a stop, so INFO."""
-    name = args.thread.name if args.thread is not None else "?"
-    if args.exc_type is asyncio.CancelledError:
-        log.info("thread %s was cancelled while stopping", name)
-        return
-    log.error("thread %s ended with %s", name, args.exc_type.__name__,
-              exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+    task it cancelled (CancelledError); during a stop that is INFO."""
+    def log_exception(args: threading.ExceptHookArgs) -> None:
+        if args.exc_type is SystemExit:  # as the default hook: a thread's way to end
+            return
+        name = args.thread.name if args.thread is not None else "?"
+        if args.exc_type is asyncio.CancelledError and runtime.stopping:
+            log.info("thread %s was cancelled while stopping", name)
+            return
+        log.error("thread %s ended with %s", name, args.exc_type.__name__,
+                  exc_info=args.exc_value)
+    return log_exception
 
 
 def _connect_rebalance(app: OrderstreamApp) -> None:

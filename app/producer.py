@@ -4,7 +4,7 @@ import asyncio
 from collections.abc import Iterable
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.structs import RecordMetadata
 
 from core.partitioning import default_partitioner
@@ -47,7 +47,7 @@ class Producer:
             try:  # aiokafka refuses a record over max_request_size here, not in the future
                 futures.append(await self._producer.send(topic, value=value, key=key,
                                                          partition=partition))
-            except KafkaError as error:
+            except MessageSizeTooLargeError as error:
                 await asyncio.gather(*futures, return_exceptions=True)
                 raise _failed("the producer refused", topic, key, value, error) from error
         results = await asyncio.gather(*futures, return_exceptions=True)

@@ -40,6 +40,7 @@ from app.producer import Producer
 from app.settings import Settings
 from app.statecheck import StateDirLock, StateError, discard_state
 from app.topics import (
+    TopicError,
     delete_topics,
     ensure_topics,
     existing_topics,
@@ -147,10 +148,7 @@ async def delete_internal_topics(settings: Settings) -> list[str]:
                if t in existing and existing[t] != count]
     if not present:
         return []
-    try:
-        await delete_topics(settings, present)
-    except RuntimeError as error:
-        raise StateError(str(error)) from None
+    await delete_topics(settings, present)
     return present
 
 
@@ -226,7 +224,7 @@ def register_reset_command(app: faust.App, settings: Settings) -> None:
         try:
             for line in await lines:
                 command.say(line)
-        except StateError as error:
+        except (StateError, TopicError) as error:
             raise SystemExit(f"orderstream: {error}") from None
 
     @app.command(base=DatagenCommand, settings=settings, name="reset")

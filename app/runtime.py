@@ -40,7 +40,7 @@ from app.statecheck import (
     save_topic_ids,
     stage_positions,
 )
-from app.topics import ensure_topics, topic_names
+from app.topics import TopicError, ensure_topics, topic_names
 from core.aggregate import read_watermark
 from core.ingest import SOURCE_KEY
 from core.watermarks import NO_WATERMARK, Emitter
@@ -107,7 +107,7 @@ class Runtime(Service):
         """
         try:
             await self._start()
-        except (StateError, PortTaken) as error:
+        except (StateError, PortTaken, TopicError) as error:
             log.error("orderstream: %s", error)
             raise SystemExit(1) from None
 
@@ -133,6 +133,11 @@ class Runtime(Service):
         self.watch.ids.update(await reconcile(self.settings))
         await self.producer.start()
         self.watch.answered = time.monotonic()
+
+    @property
+    def stopping(self) -> bool:
+        """True once a stop has begun (SIGTERM, Ctrl-C, a crash)."""
+        return self._stop_timer is not None
 
     def stop_within_limit(self) -> None:
         """From the first step of a stop: end the process if it takes over STOP_LIMIT_S."""

@@ -7,12 +7,14 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
 
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
 CREATED_WITHIN_S = 30.0
 DELETED_WITHIN_S = 60.0
+RECREATE_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -88,57 +90,87 @@ async def ensure_topics(settings: Settings) -> dict[str, int]:
         names.rekey, names.dedup_changelog, names.by_buyer, names.aggregate_changelog)}
 
 
+class TopicError(RuntimeError):
+    """The broker did not create or delete a topic as asked: one line for the user."""
+
+
 async def _create(settings: Settings, existing: dict[str, int], topics: list[str],
                   partitions: int) -> None:
     missing = [t for t in topics if t not in existing]
     if not missing:
         return
-    await _create_listed(settings, missing, partitions)
+    created = await _create_serving(settings, missing, partitions)
     # tansu keeps what a producer sent to a topic it did not have (a client that held the
     # topic's metadata from before tansu restarted empty) and, once the topic is created,
     # refuses its records at those offsets for good (UnknownError). ListOffsets counts
-    # such records; deleting the topic drops them. A new topic on Kafka is always empty.
-    held = await _records_in(settings, missing)
-    if held:
+    # such records; deleting the topic drops them. Only a topic this call created is
+    # checked (another worker may have created, and written to, the others), and never the
+    # orders topic: records in the input are never deleted.
+    suspects = [t for t in created if t != topic_names(settings).orders]
+    for _ in range(RECREATE_ATTEMPTS):
+        held = await _records_in(settings, suspects)
+        if not held:
+            break
         log.info("the broker held records for topics it did not have (%s); deleting and "
                  "creating them again", ", ".join(f"{t}: {n}" for t, n in held.items()))
         await delete_topics(settings, list(held))
-        await _create_listed(settings, list(held), partitions)
-        if still := await _records_in(settings, list(held)):
-            raise RuntimeError("the broker created topics with records in them: " + ", ".join(
-                f"{t} ({n} records)" for t, n in still.items()))
+        suspects = await _create_serving(settings, list(held), partitions)
+    else:
+        raise TopicError("the broker keeps records in topics created empty: " + ", ".join(
+            f"{t} ({n})" for t, n in held.items()))
     log.info("created topics %s with %d partitions", ", ".join(missing), partitions)
 
 
-async def _create_listed(settings: Settings, topics: list[str], partitions: int) -> None:
-    """Create `topics` and wait until the broker lists them."""
+async def _create_serving(settings: Settings, topics: list[str], partitions: int) -> list[str]:
+    """Create `topics`, wait until every partition of each has a leader; return those the
+    broker created for this call (not the ones that existed by then)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker_urls, request_timeout_ms=10_000)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(t, partitions, 1) for t in topics])
+        response = await admin.create_topics([NewTopic(t, partitions, 1) for t in topics])
     finally:
         await admin.close()
+    created = [topic for topic, code, *_ in response.topic_errors if code == 0]
     # a KRaft broker lists a topic some 300 ms after its controller created it
     deadline = time.monotonic() + CREATED_WITHIN_S
-    while not set(topics) <= set(await existing_topics(settings)):
+    while waiting := await _not_serving(settings, topics):
         if time.monotonic() > deadline:
-            raise RuntimeError(f"the broker did not list {', '.join(topics)} "
-                               f"{CREATED_WITHIN_S:.0f} s after creating them")
+            raise TopicError(f"the broker did not serve {', '.join(waiting)} "
+                             f"{CREATED_WITHIN_S:.0f} s after creating them")
         await asyncio.sleep(0.1)
+    return created
+
+
+async def _not_serving(settings: Settings, topics: list[str]) -> list[str]:
+    """Those of `topics` the broker does not list, or lists with a partition that has no
+    leader."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker_urls, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        metadata = await admin._client.fetch_all_metadata()  # noqa: SLF001
+    finally:
+        await admin.close()
+    return [t for t in topics if not metadata.partitions_for_topic(t)
+            or metadata.available_partitions_for_topic(t) != metadata.partitions_for_topic(t)]
 
 
 async def _records_in(settings: Settings, topics: list[str]) -> dict[str, int]:
     """The topics among `topics` whose partitions' ListOffsets ends are not all 0, with
     the sum of those ends."""
+    if not topics:
+        return {}
     reader = AIOKafkaConsumer(bootstrap_servers=settings.broker_urls, enable_auto_commit=False,
                               request_timeout_ms=10_000)
-    await reader.start()
     try:
+        await reader.start()
         metadata = await reader._client.fetch_all_metadata()  # noqa: SLF001
         tps = [TopicPartition(t, p) for t in topics
                for p in sorted(metadata.partitions_for_topic(t) or ())]
         reader.assign(tps)
         ends = await reader.end_offsets(tps)
+    except KafkaError as error:
+        raise TopicError(f"the broker did not answer ListOffsets for the new topics "
+                         f"{', '.join(topics)}: {error!r}") from None
     finally:
         await reader.stop()
     held: dict[str, int] = {}
@@ -149,7 +181,7 @@ async def _records_in(settings: Settings, topics: list[str]) -> dict[str, int]:
 
 
 async def delete_topics(settings: Settings, topics: list[str]) -> None:
-    """Delete `topics` and wait until the broker no longer lists them; RuntimeError names
+    """Delete `topics` and wait until the broker no longer lists them; TopicError names
     the ones it refused."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker_urls, request_timeout_ms=30_000)
     await admin.start()
@@ -159,10 +191,11 @@ async def delete_topics(settings: Settings, topics: list[str]) -> None:
         await admin.close()
     refused = [(topic, code) for topic, code, *_ in response.topic_error_codes if code]
     if refused:
-        raise RuntimeError("the broker refused to delete " + ", ".join(
+        raise TopicError("the broker refused to delete " + ", ".join(
             f"{topic} (error {code})" for topic, code in refused))
     deadline = time.monotonic() + DELETED_WITHIN_S
     while set(topics) & set(await existing_topics(settings)):
         if time.monotonic() > deadline:
-            raise TimeoutError(f"the broker did not delete {', '.join(topics)}")
+            raise TopicError(f"the broker did not delete {', '.join(topics)} "
+                             f"{DELETED_WITHIN_S:.0f} s after deleting them")
         await asyncio.sleep(0.2)

@@ -1297,8 +1297,8 @@ def summary_throughput(r: dict[str, Any]) -> list[str]:
                      f"  p99 {fmt(p['p99_ms'], '.1f')}  max {fmt(p['max_ms'], '.1f')} ms  "
                      f"{p['statuses']} errors {p['errors']} ({offered}; client CPU "
                      f"{p['client_cpu_us_per_request']} us/request, worker "
-                     f"{p.get('worker_cpu_share', 0):.2f} cores{ingest}, "
-                     f"steal {p.get('steal_share', 0):.0%})")
+                     f"{p.get('worker_cpu_share', 0):.2f} cores{ingest}, steal "
+                     f"{format(p['steal_share'], '.0%') if 'steal_share' in p else 'n/a'})")
         lines.extend(f"      {count:,} answered {body}" for body, count in
                      p.get("refusals", {}).items())
     return lines

@@ -3,6 +3,7 @@ bad ones go to the DLQ as bounded records, every valid order counts, the worker 
 
 import hashlib
 import json
+import uuid
 
 import pytest
 
@@ -59,12 +60,13 @@ def test_oversized_and_long_named_orders_go_to_the_dlq_bounded_and_the_rest_coun
 def test_a_record_over_the_producers_limit_is_a_send_failure_naming_its_topic_and_size(broker):
     """aiokafka refuses a record over max_request_size as it is handed over, not in its
     future: the batch fails as for a broker's refusal, and the error says which record."""
+    topic = f"too-big-{uuid.uuid4().hex[:8]}"  # refused before any topic is needed
+
     async def send() -> str:
         producer = Producer([broker])
         await producer.start()
         try:
-            await producer.send_all([("t-small", None, b"x", 0),
-                                     ("t-big", b"k", b"v" * (MAX_RECORD_BYTES + 1), 0)])
+            await producer.send_all([(topic, b"k", b"v" * (MAX_RECORD_BYTES + 1), 0)])
         except SendFailed as error:
             return str(error)
         finally:
@@ -72,5 +74,5 @@ def test_a_record_over_the_producers_limit_is_a_send_failure_naming_its_topic_an
         return "sent"
 
     assert run_sync(send()).startswith(
-        f"the producer refused a {MAX_RECORD_BYTES + 2}-byte record for topic t-big: "
+        f"the producer refused a {MAX_RECORD_BYTES + 2}-byte record for topic {topic}: "
         "MessageSizeTooLargeError")
