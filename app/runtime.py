@@ -115,7 +115,7 @@ class Runtime(Service):
         # DATA_DIR first (the app checked it is writable before its services start): a
         # second worker on it is refused for that, whatever its port
         self.state_lock.acquire()
-        logthrottle.install(on_trouble=self.unsettle)
+        logthrottle.install(on_trouble=self.doubt)
         raise_fd_limit()  # a file descriptor per live-push client
         await self.api.start()
         log.info("API on http://%s:%d (docs at /docs)", self.settings.api_host,
@@ -214,7 +214,8 @@ class Runtime(Service):
             return (f"the broker at {','.join(self.settings.broker_urls)} has not answered "
                     f"for {unreachable:.0f} s")
         if self._doubt:
-            return "the broker is back after an outage: checking it still has the state"
+            return (f"checking that the broker at {','.join(self.settings.broker_urls)} "
+                    "still has what the state reflects, after a sign of trouble")
         return None
 
     @Service.timer(CHECK_INTERVAL_S)
@@ -228,7 +229,7 @@ class Runtime(Service):
                                                   or self.aggregates.restoring):
                 self._doubt = False  # every restored store checked against the broker
         else:
-            self.unsettle()
+            self.doubt()
 
     async def _check_held(self) -> bool:
         """Every position the restored stores hold, against the broker: True when it
@@ -244,9 +245,18 @@ class Runtime(Service):
         return (self.watch.answered or 0) >= asked
 
     def unsettle(self) -> None:
-        """A sign of broker trouble (the client lost a connection, a poll went unanswered,
-        a rebalance): the next batch waits for a full check (`settled`)."""
+        """A rebalance, or a sign of broker trouble: the next batch waits for a full check
+        (`settled`)."""
         self._unsettled = True
+
+    def doubt(self) -> None:
+        """A sign of broker trouble (the Kafka client logged a lost connection or a failed
+        request, a check went unanswered): not ready, and no data route answers, until a
+        check against the restored stores passes (at most CHECK_INTERVAL_S when the broker
+        answers). A broker back empty within a second of going down would otherwise be
+        taken for the old one until the next check."""
+        self._doubt = True
+        self.unsettle()
 
     async def settled(self) -> None:
         """Before a batch reads a store or sends anything: once unsettled, every position
