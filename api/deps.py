@@ -4,6 +4,7 @@ The dependencies are `async def`: FastAPI runs a plain `def` one in its thread p
 hop per dependency and request.
 """
 
+import functools
 import hmac
 import re
 from typing import Annotated
@@ -48,15 +49,21 @@ async def require_token(
     if expected is None:
         return
     given = b"" if credentials is None else credentials.credentials.encode("latin-1")
-    forms = [expected.encode()]
-    if not expected.isascii() and all(ord(c) < 256 for c in expected):
-        forms.append(expected.encode("latin-1"))
     matched = False
-    for form in forms:  # every form compared: no early exit to time
+    for form in _token_forms(expected):  # every form compared: no early exit to time
         matched |= hmac.compare_digest(given, form)
     if not matched:
         raise HTTPException(401, "missing or wrong bearer token",
                             headers={"WWW-Authenticate": "Bearer"})
+
+
+@functools.cache
+def _token_forms(token: str) -> tuple[bytes, ...]:
+    """The bytes a client may send for `token`: UTF-8, and Latin-1 for a non-ASCII token
+    that has a Latin-1 form."""
+    if token.isascii() or any(ord(c) > 255 for c in token):
+        return (token.encode(),)
+    return token.encode(), token.encode("latin-1")
 
 
 _EPOCH_MS = re.compile(r"-?[0-9]{1,16}")  # beyond 16 digits no epoch ms is in range

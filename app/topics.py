@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.cluster import ClusterMetadata
 from aiokafka.errors import KafkaError
 
 from app.settings import Settings
@@ -48,15 +49,20 @@ def topic_names(settings: Settings) -> TopicNames:
     )
 
 
-async def existing_topics(settings: Settings) -> dict[str, int]:
-    """Partition count of every topic the broker has."""
+async def _metadata(settings: Settings) -> ClusterMetadata:
+    """The broker's metadata of every topic, fresh."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker_urls, request_timeout_ms=10_000)
     await admin.start()
     try:
-        metadata = await admin._client.fetch_all_metadata()  # noqa: SLF001
-        return {t: len(metadata.partitions_for_topic(t) or ()) for t in metadata.topics()}
+        return await admin._client.fetch_all_metadata()  # noqa: SLF001
     finally:
         await admin.close()
+
+
+async def existing_topics(settings: Settings) -> dict[str, int]:
+    """Partition count of every topic the broker has."""
+    metadata = await _metadata(settings)
+    return {t: len(metadata.partitions_for_topic(t) or ()) for t in metadata.topics()}
 
 
 def internal_counts(settings: Settings, orders_partitions: int) -> dict[str, int]:
@@ -108,7 +114,7 @@ async def _create(settings: Settings, existing: dict[str, int], topics: list[str
     # orders topic: records in the input are never deleted.
     suspects = [t for t in created if t != topic_names(settings).orders]
     for _ in range(RECREATE_ATTEMPTS):
-        held = await _records_in(settings, suspects)
+        held = await _records_in(settings, suspects, partitions)
         if not held:
             break
         log.info("the broker held records for topics it did not have (%s); deleting and "
@@ -144,28 +150,21 @@ async def _create_serving(settings: Settings, topics: list[str], partitions: int
 async def _not_serving(settings: Settings, topics: list[str]) -> list[str]:
     """Those of `topics` the broker does not list, or lists with a partition that has no
     leader."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker_urls, request_timeout_ms=10_000)
-    await admin.start()
-    try:
-        metadata = await admin._client.fetch_all_metadata()  # noqa: SLF001
-    finally:
-        await admin.close()
+    metadata = await _metadata(settings)
     return [t for t in topics if not metadata.partitions_for_topic(t)
             or metadata.available_partitions_for_topic(t) != metadata.partitions_for_topic(t)]
 
 
-async def _records_in(settings: Settings, topics: list[str]) -> dict[str, int]:
-    """The topics among `topics` whose partitions' ListOffsets ends are not all 0, with
-    the sum of those ends."""
+async def _records_in(settings: Settings, topics: list[str], partitions: int) -> dict[str, int]:
+    """The topics among `topics` (of `partitions` partitions each, all with a leader) whose
+    ListOffsets ends are not all 0, with the sum of those ends."""
     if not topics:
         return {}
     reader = AIOKafkaConsumer(bootstrap_servers=settings.broker_urls, enable_auto_commit=False,
                               request_timeout_ms=10_000)
     try:
         await reader.start()
-        metadata = await reader._client.fetch_all_metadata()  # noqa: SLF001
-        tps = [TopicPartition(t, p) for t in topics
-               for p in sorted(metadata.partitions_for_topic(t) or ())]
+        tps = [TopicPartition(t, p) for t in topics for p in range(partitions)]
         reader.assign(tps)
         ends = await reader.end_offsets(tps)
     except KafkaError as error:

@@ -40,7 +40,7 @@ from core.late import late_value
 from core.models import Order
 from core.parse import InvalidOrder, parse_order
 from core.partitioning import key_partition
-from core.raw import KEY_LIMIT_BYTES, key_beyond_limit
+from core.raw import KEY_LIMIT_BYTES, cut_raw
 from core.shuffle import (
     Origin,
     Positioned,
@@ -232,12 +232,14 @@ def _claim(message: RawMessage, partition: int, config: IngestConfig, clock: Clo
            source_ms: int, owned: list[Candidate], result: IngestResult) -> int:
     """Parse an orders message: invalid ones to the DLQ, foreign ones to their owner; the
     source watermark after it."""
-    if key_beyond_limit(message.key):
-        assert message.key is not None
+    key = message.key
+    if key is not None and len(key) > KEY_LIMIT_BYTES:
+        cut, size, digest = cut_raw(key, KEY_LIMIT_BYTES)
         result.invalid += 1
-        result.dead_letters.append((message.key[:KEY_LIMIT_BYTES], dlq_value(
-            f"key: {len(message.key)} bytes, more than {KEY_LIMIT_BYTES}", message.topic,
-            message.partition, message.offset, message.value, long_key=message.key)))
+        result.dead_letters.append((cut, dlq_value(
+            f"key: {size} bytes, more than {KEY_LIMIT_BYTES}", message.topic,
+            message.partition, message.offset, message.value, key_bytes=size,
+            key_sha256=digest)))
         return source_ms
     try:
         order = parse_order(message.value, clock.now_ms + config.max_future_skew_ms,

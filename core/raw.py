@@ -9,14 +9,9 @@ RAW_LIMIT_BYTES = 64 * 1024  # SPEC.md: a DLQ record's raw value is cut to this
 KEY_LIMIT_BYTES = 4 * 1024
 
 
-def cut_raw(raw: bytes) -> tuple[bytes, int | None, str | None]:
-    """A value as a DLQ record holds it: whole, or its first 64 KiB with its size and
-    SHA-256 (hex)."""
-    if len(raw) <= RAW_LIMIT_BYTES:
+def cut_raw(raw: bytes, limit: int = RAW_LIMIT_BYTES) -> tuple[bytes, int | None, str | None]:
+    """Bytes as a DLQ record holds them (a value; a key with KEY_LIMIT_BYTES): whole, or
+    their first `limit` bytes with their size and SHA-256 (hex)."""
+    if len(raw) <= limit:
         return raw, None, None
-    return raw[:RAW_LIMIT_BYTES], len(raw), hashlib.sha256(raw).hexdigest()
-
-
-def key_beyond_limit(key: bytes | None) -> bool:
-    """True for a Kafka key longer than KEY_LIMIT_BYTES."""
-    return key is not None and len(key) > KEY_LIMIT_BYTES
+    return raw[:limit], len(raw), hashlib.sha256(raw).hexdigest()

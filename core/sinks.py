@@ -1,7 +1,6 @@
 """Output records of the job: the print sink, the buyer-totals upsert stream, the DLQ."""
 
 import base64
-import hashlib
 from collections.abc import Iterable
 
 from core import jsonbytes
@@ -50,19 +49,18 @@ REASON_LIMIT = 1_000  # characters: a reason quoting a huge field must not be hu
 
 def dlq_value(error: str, topic: str, partition: int, offset: int, raw: bytes | None,
               raw_bytes: int | None = None, raw_sha256: str | None = None,
-              long_key: bytes | None = None) -> bytes:
+              key_bytes: int | None = None, key_sha256: str | None = None) -> bytes:
     """A dead-letter record: the reason, where it came from and the original value, text
     when it is UTF-8, else base64; a value over 64 KiB is cut, with its size and hash
-    (`raw_bytes`/`raw_sha256` given: `raw` was cut already, on the way here). A key too
-    long to be the record's key (`long_key`) is given by its size and hash."""
+    (`raw_bytes`/`raw_sha256` given: `raw` was cut already, on the way here); so is a key
+    cut to be the record's key (`key_bytes`/`key_sha256`)."""
     if len(error) > REASON_LIMIT:
         error = error[:REASON_LIMIT] + "…"
     record: dict[str, object] = {
         "error": error, "topic": topic, "partition": partition, "offset": offset,
     }
-    if long_key is not None:
-        record["key_bytes"] = len(long_key)
-        record["key_sha256"] = hashlib.sha256(long_key).hexdigest()
+    if key_bytes is not None:
+        record["key_bytes"], record["key_sha256"] = key_bytes, key_sha256
     if raw is None:
         record["raw"] = None
         return jsonbytes.dumps(record)
