@@ -10,7 +10,6 @@ import faust
 from app.brokerwatch import BrokerLost
 from app.producer import Outgoing
 from app.runtime import Runtime
-from tables.changelog import encode_updates
 from tables.manager import StoreManager
 from tables.store import PartitionStore, Updates
 
@@ -120,15 +119,14 @@ async def each_batch(stream: faust.StreamT[Any], runtime: Runtime, handle: Parti
 async def commit_durably(runtime: Runtime, stores: StoreManager, partition: int,
                          store: PartitionStore, updates: Updates, outputs: list[Outgoing]) -> None:
     """The rule both stages follow: a batch's outputs first; once the broker has them all,
-    its changelog record; once the broker has that, the store commits (with the changelog
-    offset it now reflects). A changelog record the broker has means outputs it has too:
-    a restore never marks a batch applied whose outputs were lost, and outputs without
-    their changelog record are sent again by the redo, which downstream skips."""
+    its changelog records (a record per key, then a commit marker); once the broker has
+    those, the store commits (with the changelog offset it now reflects). A commit marker
+    the broker has means outputs it has too: a restore never marks a batch applied whose
+    outputs were lost, and outputs without their commit marker are sent again by the redo,
+    which downstream skips."""
     runtime.check_backed()
     if outputs:
         await runtime.producer.send_all(outputs)
-    [sent] = await runtime.producer.send_all(
-        [(stores.changelog_topic, None, encode_updates(updates), partition)])
-    runtime.check_written(stores.changelog_topic, partition, sent.offset,
-                          store.changelog_offset)
-    store.commit(updates, changelog_offset=sent.offset)
+    reflected = store.changelog_offset
+    await stores.write(partition, store, updates, lambda offset: runtime.check_written(
+        stores.changelog_topic, partition, offset, reflected))

@@ -10,12 +10,11 @@ from typing import Any, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from tables.changelog import MAX_RECORD_BYTES
-
 # What the ring holds: enough for a reconnect after a blip to resume from memory; a
 # client further back reads through a catch-up consumer (api.fanout).
 RING_RECORDS = 10_000
 RING_BYTES = 16 * 1024 * 1024  # of keys and values; decoded forms add about as much again
+FETCH_BYTES = 4 * 1024 * 1024  # output records are one per key, far smaller
 T = TypeVar("T")
 
 
@@ -117,8 +116,8 @@ class KafkaSource:
     def __init__(self, brokers: list[str], reset: str) -> None:
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=brokers, group_id=None, enable_auto_commit=False,
-            auto_offset_reset=reset, max_partition_fetch_bytes=MAX_RECORD_BYTES,
-            fetch_max_bytes=MAX_RECORD_BYTES)
+            auto_offset_reset=reset, max_partition_fetch_bytes=FETCH_BYTES,
+            fetch_max_bytes=FETCH_BYTES)
 
     async def start(self) -> None:
         await self._consumer.start()

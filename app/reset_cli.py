@@ -47,8 +47,7 @@ from app.topics import (
     internal_counts,
     topic_names,
 )
-from core.shuffle import chunked
-from tables.changelog import encode_updates, restore
+from tables.changelog import FENCE_KEY, Restoring, batch_records, restore
 from tables.store import PartitionStore
 
 JOIN_TIMEOUT_S = 60
@@ -167,15 +166,7 @@ async def void_changelogs(settings: Settings) -> list[str]:
             stores = {p: PartitionStore(scratch / topic / str(p))
                       for p in range(existing[topic])}
             try:
-                await restore(settings.broker_urls, topic, stores)
-                deleted = 0
-                for partition, store in stores.items():
-                    keys = [key for key, _ in store.scan("") if not key.startswith("~")]
-                    if keys:
-                        await producer.send_all([(topic, None, record, partition) for record
-                                                 in chunked(keys, lambda chunk, _: encode_updates(
-                                                     dict.fromkeys(chunk)))])
-                    deleted += len(keys)
+                deleted = await _void(producer, settings, topic, stores)
             finally:
                 for store in stores.values():
                     store.close()
@@ -184,6 +175,24 @@ async def void_changelogs(settings: Settings) -> list[str]:
         await producer.stop()
         shutil.rmtree(scratch, ignore_errors=True)
     return done
+
+
+async def _void(producer: Producer, settings: Settings, topic: str,
+                stores: dict[int, PartitionStore]) -> int:
+    """Fence each partition, read it into its scratch store, then delete every key it
+    holds (committed or left by an unfinished batch) in one batch; the keys deleted."""
+    restoring = {p: Restoring(store, await producer.write(topic, p, [(FENCE_KEY, b"")], -1))
+                 for p, store in stores.items()}
+    await restore(settings.broker_urls, topic, restoring)
+    deleted = 0
+    for partition, restored in restoring.items():
+        keys = {key for key, _ in restored.store.scan("") if not key.startswith("~")}
+        keys.update(restored.replay.take())
+        if keys:
+            await producer.write(topic, partition, batch_records(dict.fromkeys(sorted(keys))),
+                                 restored.fence)
+        deleted += len(keys)
+    return deleted
 
 
 async def reset_all(settings: Settings) -> list[str]:

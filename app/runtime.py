@@ -72,11 +72,11 @@ class Runtime(Service):
         self.producer = Producer(settings.broker_urls)
         self.dedup = StoreManager(
             "dedup", settings.state_dir, self.names.dedup_changelog,
-            settings.broker_urls, on_crash=self.fail,
+            settings.broker_urls, on_crash=self.fail, writer=self.producer,
         )
         self.aggregates = StoreManager(
             "aggregate", settings.state_dir, self.names.aggregate_changelog,
-            settings.broker_urls, on_crash=self.fail,
+            settings.broker_urls, on_crash=self.fail, writer=self.producer,
         )
         # event time (core.watermarks): which orders partitions are idle, what each output
         # channel last carried, since when every input of an aggregation partition is idle
@@ -84,6 +84,7 @@ class Runtime(Service):
         self.emitter = Emitter(min(WATERMARK_INTERVAL_MS, settings.idle_timeout // 4))
         self.all_idle_since: dict[int, int] = {}
         self.totals_sent: set[int] = set()  # aggregation partitions whose outbox was sent
+        self._generation: int | None = None  # the group generation of the last assignment
         self.status = "starting"
         self.watch = Watch(settings.broker_urls)
         self.loss: Loss | None = None  # what the broker lost, once noticed: then it stops
@@ -186,11 +187,25 @@ class Runtime(Service):
         self.emitter.forget()
         self.all_idle_since.clear()
         self.totals_sent.clear()
-        await self.dedup.on_assigned(sources)
+        rebuild = self._missed_generation()
+        await self.dedup.on_assigned(sources, rebuild)
         await self.aggregates.on_assigned({tp.partition for tp in assigned
-                                           if tp.topic == self.names.by_buyer})
+                                           if tp.topic == self.names.by_buyer}, rebuild)
         self.unsettle()  # a group the broker lost comes back as a rebalance
         self.status = "assigned"
+
+    def _missed_generation(self) -> bool:
+        """Whether the group went through a generation without this worker since its last
+        assignment: it was expelled (a long pause, a network partition), and its open
+        stores may hold batches it wrote after another owner fenced their partitions."""
+        generation = self.app.consumer_generation_id
+        previous, self._generation = self._generation, generation
+        if previous is None or generation <= previous + 1:
+            return False
+        log.warning("the group moved from generation %d to %d without this worker (it was "
+                    "expelled, or missed a rebalance): restoring the stores it held from "
+                    "their changelogs", previous, generation)
+        return True
 
     @property
     def readiness(self) -> str:

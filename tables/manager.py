@@ -1,7 +1,10 @@
-"""Opening, restoring and closing one stage's partition stores as partitions move.
+"""Opening, restoring and closing one stage's partition stores as partitions move, and
+writing their changelogs.
 
 Restores run in the background after an assignment so faust's rebalance callback
-never waits on a changelog read; processing of a partition waits for its store.
+never waits on a changelog read; processing of a partition waits for its store. A
+partition new to this worker is fenced first (tables.changelog), so a previous owner that
+still writes is dropped from every later restore.
 """
 
 import asyncio
@@ -10,10 +13,20 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-from tables.changelog import restore
-from tables.store import PartitionStore
+from tables.changelog import (
+    FENCE_KEY,
+    ChangelogWriter,
+    Restoring,
+    batch_records,
+    restore,
+)
+from tables.store import PartitionStore, Updates
 
 log = logging.getLogger(__name__)
+
+
+class Fenced(RuntimeError):
+    """Another owner fenced a partition while this worker restored it."""
 
 
 class StoreManager:
@@ -21,13 +34,15 @@ class StoreManager:
 
     def __init__(
         self, name: str, root: Path, changelog_topic: str, bootstrap: list[str],
-        on_crash: Callable[[BaseException], None],
+        on_crash: Callable[[BaseException], None], writer: ChangelogWriter,
     ) -> None:
         self.name = name
         self.root = root
         self.changelog_topic = changelog_topic
         self._bootstrap = bootstrap
         self._on_crash = on_crash
+        self._writer = writer
+        self.epochs: dict[int, int] = {}  # this owner's fence per restored partition
         self.stores: dict[int, PartitionStore] = {}
         self._ready: dict[int, asyncio.Event] = {}
         self._locks: dict[int, asyncio.Lock] = {}
@@ -50,14 +65,18 @@ class StoreManager:
             async with lock:
                 pass
 
-    async def on_assigned(self, partitions: set[int]) -> None:
-        """Close stores no longer ours, open the new ones and restore them in the background."""
+    async def on_assigned(self, partitions: set[int], rebuild: bool = False) -> None:
+        """Close stores no longer ours, open the new ones and restore them in the background.
+
+        `rebuild`: this worker may have been out of the group meanwhile (expelled) and gone
+        on writing: what its stores hold past the new owner's fence is not the changelog's,
+        so each is restored again from an empty database."""
         if self._restore_task is not None:
             self._restore_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._restore_task
-        for partition in set(self.stores) - partitions:
-            await self._close(partition)
+        for partition in set(self.stores) - partitions if not rebuild else set(self.stores):
+            await self._close(partition, destroy=rebuild)
         for partition in partitions - set(self.stores):
             self._open(partition)
         unready = {p: self.stores[p] for p in partitions if not self._ready[p].is_set()}
@@ -72,15 +91,24 @@ class StoreManager:
         self._ready[partition] = asyncio.Event()
         self._locks[partition] = asyncio.Lock()
 
-    async def _close(self, partition: int) -> None:
+    async def _close(self, partition: int, destroy: bool = False) -> None:
         async with self._locks[partition]:
             self.stores.pop(partition).close()
+            if destroy:
+                PartitionStore.destroy(self.path(partition))
         self._ready.pop(partition).set()  # wakes batches waiting for it: they see it is gone
+        self.epochs.pop(partition, None)
         del self._locks[partition]
 
     async def _restore(self, stores: dict[int, PartitionStore]) -> None:
         try:
-            await restore(self._bootstrap, self.changelog_topic, stores)
+            fences = await asyncio.gather(*(self._write(p, [(FENCE_KEY, b"")], -1)
+                                            for p in stores))
+            restoring = {p: Restoring(store, fence)
+                         for (p, store), fence in zip(stores.items(), fences, strict=True)}
+            await restore(self._bootstrap, self.changelog_topic, restoring)
+            for partition, restored in restoring.items():
+                await self._settle(partition, restored)
         except asyncio.CancelledError:
             raise
         except BaseException as error:  # noqa: BLE001 - the worker must stop, not limp on
@@ -89,6 +117,37 @@ class StoreManager:
         for partition in stores:
             self._ready[partition].set()
         log.info("%s: partitions %s ready", self.name, sorted(stores))
+
+    async def _settle(self, partition: int, restored: Restoring) -> None:
+        """Take the partition as its owner: refuse it if another owner fenced it since, and
+        rewrite the keys a dead writer left without a commit marker."""
+        if restored.replay.epoch > restored.fence:
+            raise Fenced(f"{self.changelog_topic}[{partition}] was fenced at offset "
+                         f"{restored.replay.epoch} by another owner while this worker, "
+                         f"fenced at {restored.fence}, restored it")
+        self.epochs[partition] = restored.fence
+        orphans = restored.replay.take()
+        if orphans:
+            store = restored.store
+            log.info("%s: %s[%d] had %d records of an unfinished batch: rewriting their "
+                     "keys' committed values", self.name, self.changelog_topic, partition,
+                     len(orphans))
+            await self.write(partition, store, {key: store.get(key) for key in orphans})
+
+    async def _write(self, partition: int, records: list[tuple[bytes, bytes | None]],
+                     epoch: int) -> int:
+        return await self._writer.write(self.changelog_topic, partition, records, epoch)
+
+    async def write(self, partition: int, store: PartitionStore, updates: Updates,
+                    check: Callable[[int], None] | None = None) -> None:
+        """One batch's updates: to the changelog (a record per key, then its commit marker),
+        and once the broker has them, to the store. `check(offset)` vets the marker's
+        offset before the store commits."""
+        epoch = self.epochs[partition]
+        offset = await self._write(partition, batch_records(updates), epoch)
+        if check is not None:
+            check(offset)
+        store.commit(updates, offset, epoch)
 
     @contextlib.asynccontextmanager
     async def holding(self, partition: int) -> AsyncIterator[PartitionStore | None]:

@@ -13,6 +13,7 @@ from pathlib import Path
 from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch, WriteBufferManager
 
 CHANGELOG_OFFSET_KEY = b"~changelog-offset"  # local only, never in the changelog
+CHANGELOG_EPOCH_KEY = b"~changelog-epoch"  # the latest fence its changelog offset follows
 Updates = Mapping[str, str | None]
 
 
@@ -54,6 +55,12 @@ class PartitionStore:
     def changelog_offset(self) -> int:
         """Offset of the last changelog record applied, -1 when none."""
         raw = self._db.get(CHANGELOG_OFFSET_KEY)
+        return -1 if raw is None else int(raw)
+
+    @property
+    def epoch(self) -> int:
+        """Offset of the latest changelog fence before `changelog_offset`, -1 when none."""
+        raw = self._db.get(CHANGELOG_EPOCH_KEY)
         return -1 if raw is None else int(raw)
 
     def get(self, key: str) -> str | None:
@@ -98,8 +105,9 @@ class PartitionStore:
         """Keep a value for this store alone: lost with DATA_DIR, never restored."""
         self._db[b"~" + name.encode()] = value.encode()
 
-    def commit(self, updates: Updates, changelog_offset: int) -> None:
-        """Apply one batch of updates and the changelog offset they reflect, atomically."""
+    def commit(self, updates: Updates, changelog_offset: int, epoch: int = -1) -> None:
+        """Apply one batch of updates and the changelog offset (and the epoch of the owner
+        that wrote it) they reflect, atomically."""
         batch = WriteBatch(raw_mode=True)
         for key, value in updates.items():
             if value is None:
@@ -107,6 +115,7 @@ class PartitionStore:
             else:
                 batch.put(key.encode(), value.encode())
         batch.put(CHANGELOG_OFFSET_KEY, str(changelog_offset).encode())
+        batch.put(CHANGELOG_EPOCH_KEY, str(epoch).encode())
         self._db.write(batch)
 
     def close(self) -> None:

@@ -6,7 +6,7 @@ Each event's id is the position after it in every partition of the topics it rea
 (`0:12,1:7`, or `u0:12,f0:3` where a stream reads two topics); a client reconnecting
 with `Last-Event-ID` resumes exactly there, so it misses nothing still in the topics.
 Without it a stream starts at the end (live). Window streams read the aggregation
-changelog, whose records hold every row a batch changed (event `update`), and
+changelog, which has a record per row a batch changed (event `update`), and
 `window-results` (event `final`): row updates cost no extra record.
 
 One consumer per worker reads for every client (api.fanout): a client is a position in
@@ -42,7 +42,6 @@ from api.fanout_ring import Entry
 from api.schemas import ErrorDetail
 from core.aggregate import parse_window_key, window_prefix
 from core.closing import row_json
-from tables.changelog import decode_updates
 from tables.windows import WindowSpec
 
 router = APIRouter(tags=["streams"])
@@ -202,14 +201,17 @@ Row = tuple[str, str, str, str]  # first name, last name, store key, store value
 
 
 def _window_rows(entry: Entry, specs: Iterable[WindowSpec]) -> dict[str, list[Row]]:
-    """The rows of each window a changelog record set (deleted ones left out)."""
+    """The row of a window a changelog record set, under its window's name (a deleted row,
+    a commit marker and the other keys of the store: none)."""
     prefixes = {spec.name: window_prefix(spec.name) for spec in specs}
     rows: dict[str, list[Row]] = {name: [] for name in prefixes}
-    for key, value in decode_updates(entry.value or b"{}").items():
-        name = next((n for n, prefix in prefixes.items() if key.startswith(prefix)), None)
-        if value is not None and name is not None:
-            _, _, (first, last) = parse_window_key(key)
-            rows[name].append((first, last, key, value))
+    if entry.key is None or entry.value is None:
+        return rows
+    key = entry.key.decode()
+    name = next((n for n, prefix in prefixes.items() if key.startswith(prefix)), None)
+    if name is not None:
+        _, _, (first, last) = parse_window_key(key)
+        rows[name].append((first, last, key, entry.value.decode()))
     return rows
 
 

@@ -7,8 +7,7 @@ import uuid
 
 import pytest
 
-from app.producer import Producer, SendFailed
-from tables.changelog import MAX_RECORD_BYTES
+from app.producer import MAX_REQUEST_BYTES, Producer, SendFailed
 from tests.integration.conftest import consume_all, metric, produce, run_sync, wait_for
 
 pytestmark = pytest.mark.integration
@@ -66,7 +65,7 @@ def test_a_record_over_the_producers_limit_is_a_send_failure_naming_its_topic_an
         producer = Producer([broker])
         await producer.start()
         try:
-            await producer.send_all([(topic, b"k", b"v" * (MAX_RECORD_BYTES + 1), 0)])
+            await producer.send_all([(topic, b"k", b"v" * (MAX_REQUEST_BYTES + 1), 0)])
         except SendFailed as error:
             return str(error)
         finally:
@@ -74,5 +73,5 @@ def test_a_record_over_the_producers_limit_is_a_send_failure_naming_its_topic_an
         return "sent"
 
     assert run_sync(send()).startswith(
-        f"the producer refused a {MAX_RECORD_BYTES + 2}-byte record for topic {topic}: "
+        f"the producer refused a {MAX_REQUEST_BYTES + 2}-byte record for topic {topic}: "
         "MessageSizeTooLargeError")

@@ -18,6 +18,7 @@ from app.settings import Settings
 from app.topics import topic_names
 from core.models import Order
 from core.shuffle import Shuffled
+from tables.manager import StoreManager
 from tables.store import PartitionStore
 
 
@@ -39,10 +40,21 @@ class Producer:
         self.sent.extend(records)
         return [SimpleNamespace(offset=len(self.sent) + i) for i in range(len(records))]
 
+    async def write(self, topic, partition, records, epoch):  # noqa: ANN001, ANN201
+        """Changelog records (app.producer.Producer.write); the last one's offset."""
+        await self.send_all([(topic, key, value, partition) for key, value in records])
+        return len(self.sent) - 1
+
 
 class Stores:
-    def __init__(self, store: PartitionStore, changelog: str) -> None:
-        self.store, self.changelog_topic = store, changelog
+    """The store manager of one partition (tables.manager.StoreManager.write, for real)."""
+
+    write = StoreManager.write
+    _write = StoreManager._write
+
+    def __init__(self, store: PartitionStore, changelog: str, writer: Producer) -> None:
+        self.store, self.changelog_topic, self._writer = store, changelog, writer
+        self.epochs = {0: 0}
 
     @contextlib.asynccontextmanager
     async def holding(self, partition):  # noqa: ANN001, ANN201
@@ -56,11 +68,12 @@ async def settled() -> None:
 def runtime_on(store: PartitionStore) -> SimpleNamespace:
     settings = Settings(print_sink=False)
     names = topic_names(settings)
+    producer = Producer(names.aggregate_changelog)
     return SimpleNamespace(
         settings=settings, names=names, metrics=Metrics(), dropped_windows=(),
         partitions={names.orders: 1, names.by_buyer: 1, names.buyer_totals: 1},
-        aggregates=Stores(store, names.aggregate_changelog), all_idle_since={},
-        totals_sent=set(), producer=Producer(names.aggregate_changelog),
+        aggregates=Stores(store, names.aggregate_changelog, producer), all_idle_since={},
+        totals_sent=set(), producer=producer,
         check_read=lambda topic, partition, applied: None, check_backed=lambda: None,
         settled=settled,
         check_written=lambda topic, partition, offset, reflected: None)
