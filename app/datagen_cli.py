@@ -34,6 +34,7 @@ from rich.text import Text
 
 from app.durations import parse_duration_ms
 from app.settings import Settings
+from app.topics import replication_factor, topic_configs
 from core.datagen import MAX_BUYERS, OrderGenerator, encode, rows_due
 from core.timefmt import parse_time_ms
 
@@ -169,7 +170,9 @@ async def ensure_orders_topic(settings: Settings) -> None:
     try:
         if settings.orders_topic in await admin.list_topics():
             return
-        topic = NewTopic(settings.orders_topic, settings.topic_partitions, 1)
+        replication = await replication_factor(settings)
+        topic = NewTopic(settings.orders_topic, settings.topic_partitions, replication,
+                         topic_configs=topic_configs(settings, replication)[settings.orders_topic])
         response = await admin.create_topics([topic])
         for _name, code, *_message in response.topic_errors:
             if code not in (0, TopicAlreadyExistsError.errno):
@@ -179,9 +182,10 @@ async def ensure_orders_topic(settings: Settings) -> None:
 
 
 def make_producer(settings: Settings) -> AIOKafkaProducer:
-    """A producer that batches for a few ms, so high rates go out in large requests."""
+    """A producer that batches for a few ms, so high rates go out in large requests; every
+    order on every in-sync replica before it counts as sent (acks=all)."""
     return AIOKafkaProducer(bootstrap_servers=settings.broker_urls, client_id="orderstream-datagen",
-                            acks=1, linger_ms=5, max_batch_size=256 * 1024)
+                            acks="all", linger_ms=5, max_batch_size=256 * 1024)
 
 
 async def settle(pending: list["asyncio.Future[Any]"]) -> None:

@@ -56,13 +56,14 @@ class OrderstreamApp(faust.App):
 
 def faust_settings(settings: Settings) -> dict[str, Any]:
     """faust's own settings: tuned for a job that keeps its state outside faust Tables."""
+    session_ms, heartbeat_ms, rebalance_ms = settings.group_timeouts_ms
     return {
         # `orderstream://` selects app.transport: agents get whole fetches, not single records
         "broker": [f"{transport.SCHEME}://{url}" for url in settings.broker_urls],
         # exchanged in the group's assignment metadata: how other workers reach this one
         "canonical_url": settings.advertised_url,
         "datadir": str(settings.state_dir / "faust"),
-        "topic_replication_factor": 1,
+        "topic_replication_factor": settings.topic_replication or 1,  # faust makes none
         "topic_partitions": settings.topic_partitions,
         # > 0 makes faust use its own PartitionAssignor instead of round robin: it assigns
         # partition p of every topic of equal count to one worker (ingest reads orders[p]
@@ -70,10 +71,10 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         # and partitions, which the API uses to route queries. No faust tables: no standbys.
         "table_standby_replicas": 1,
         "consumer_auto_offset_reset": "earliest",
-        # tansu waits out these timeouts on a group's first join; faust's 60 s crawl.
-        "broker_rebalance_timeout": 3,
-        "broker_session_timeout": 10,
-        "broker_heartbeat_interval": 1,
+        # Kafka's defaults, or tansu's (it waits these out on a group's first join)
+        "broker_session_timeout": session_ms / 1000,
+        "broker_heartbeat_interval": heartbeat_ms / 1000,
+        "broker_rebalance_timeout": rebalance_ms / 1000,
         "broker_commit_interval": 1.0,
         # Both count fetched batches (app.transport), not records: a small buffer keeps
         # one partition from running ahead of the others.

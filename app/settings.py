@@ -11,6 +11,11 @@ from app.durations import parse_duration_ms, parse_size_bytes
 from tables.windows import WindowSpec, parse_window_specs
 
 DEFAULT_BROKER = "127.0.0.1:9092"
+# (session timeout, heartbeat interval, rebalance timeout): Apache Kafka's own consumer
+# defaults for the first two, faust's for the third; tansu waits out the session and
+# rebalance timeouts on a group's first join, so they are short there.
+KAFKA_GROUP_TIMEOUTS_MS = (45_000, 3_000, 60_000)
+TANSU_GROUP_TIMEOUTS_MS = (10_000, 1_000, 3_000)
 Duration = Annotated[int, NoDecode]
 
 
@@ -64,9 +69,18 @@ class Settings(BaseSettings):
     batch_max_orders: int = Field(1000, ge=1, le=100_000)
     # Live-push clients per worker (each holds a socket); beyond it the streams answer 503.
     sse_max_clients: int = Field(1000, ge=1, le=100_000)
+    # Replication factor of the topics the service creates; unset: min(3, brokers).
+    topic_replication: int | None = Field(None, ge=1, le=32)
+    # The consumer group's timeouts (faust's broker_session_timeout and the like, which
+    # faust itself reads from BROKER_* variables); unset: values that suit Apache Kafka,
+    # or with EMBEDDED_BROKER tansu's (it waits them out on a group's first join).
+    kafka_session_timeout: Duration | None = None
+    kafka_heartbeat_interval: Duration | None = None
+    kafka_rebalance_timeout: Duration | None = None
 
     @field_validator(
         "allowed_lateness", "idle_timeout", "dedup_horizon", "window_retention", "max_future_skew",
+        "kafka_session_timeout", "kafka_heartbeat_interval", "kafka_rebalance_timeout",
         mode="before",
     )
     @classmethod
@@ -90,7 +104,9 @@ class Settings(BaseSettings):
     def _windows(cls, value: Any) -> Any:
         return parse_window_specs(value) if isinstance(value, str) else value
 
-    @field_validator("kafka_broker", "api_token", mode="before")
+    @field_validator("kafka_broker", "api_token", "topic_replication",
+                     "kafka_session_timeout", "kafka_heartbeat_interval",
+                     "kafka_rebalance_timeout", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
@@ -112,6 +128,25 @@ class Settings(BaseSettings):
                 f"ALLOWED_LATENESS ({needed_ms} ms)"
             )
         return self
+
+    @model_validator(mode="after")
+    def _heartbeat_within_session(self) -> "Settings":
+        session_ms, heartbeat_ms, _ = self.group_timeouts_ms
+        if heartbeat_ms * 3 > session_ms:
+            raise ValueError(f"KAFKA_HEARTBEAT_INTERVAL: must be at most a third of the "
+                             f"session timeout ({session_ms} ms)")
+        return self
+
+    @property
+    def group_timeouts_ms(self) -> tuple[int, int, int]:
+        """The group's session timeout, heartbeat interval and rebalance timeout."""
+        defaults = TANSU_GROUP_TIMEOUTS_MS if self.embedded_broker else KAFKA_GROUP_TIMEOUTS_MS
+        chosen = (self.kafka_session_timeout, self.kafka_heartbeat_interval,
+                  self.kafka_rebalance_timeout)
+        session, heartbeat, rebalance = (
+            default if value is None else value for value, default in zip(
+                chosen, defaults, strict=True))
+        return session, heartbeat, rebalance
 
     @property
     def broker_urls(self) -> list[str]:

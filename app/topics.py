@@ -1,4 +1,6 @@
-"""The topics orderstream reads and writes, and creating the missing ones at start."""
+"""The topics orderstream reads and writes, creating the missing ones at start with the
+configs that keep state safe on a Kafka cluster, and refusing existing internal topics
+whose configs would lose it (SPEC.md, Topics)."""
 
 import asyncio
 import logging
@@ -7,8 +9,9 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.cluster import ClusterMetadata
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from app.settings import Settings
 
@@ -49,6 +52,30 @@ def topic_names(settings: Settings) -> TopicNames:
     )
 
 
+# Changelogs and the output topics keep the latest record per key, forever.
+COMPACTED = {"cleanup.policy": "compact"}
+# Repartition topics keep every record until the service has committed past it, then
+# purges it (DeleteRecords), as Kafka Streams does.
+UNTIL_PURGED = {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"}
+RECORD_OVERHEAD_BYTES = 64 * 1024
+
+
+def topic_configs(settings: Settings, replication: int) -> dict[str, dict[str, str]]:
+    """The configs of each topic the service creates (the orders topic only if it creates
+    it): with 3 replicas or more, a write needs 2 in sync (the producers use acks=all)."""
+    names = topic_names(settings)
+    durable = {"min.insync.replicas": "2"} if replication >= 3 else {}
+    # a copy of one order travels alone in a record when it is over 512 KiB (core.shuffle)
+    repartition = {**UNTIL_PURGED, **durable, "max.message.bytes": str(
+        2 * settings.max_message_bytes + RECORD_OVERHEAD_BYTES)}
+    return {names.orders: durable, names.dlq: durable, names.late: durable,
+            names.buyer_totals: {**COMPACTED, **durable},
+            names.window_results: {**COMPACTED, **durable},
+            names.rekey: repartition, names.by_buyer: repartition,
+            names.dedup_changelog: {**COMPACTED, **durable},
+            names.aggregate_changelog: {**COMPACTED, **durable}}
+
+
 async def _metadata(settings: Settings) -> ClusterMetadata:
     """The broker's metadata of every topic, fresh."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker_urls, request_timeout_ms=10_000)
@@ -82,14 +109,19 @@ async def ensure_topics(settings: Settings) -> dict[str, int]:
     """
     names = topic_names(settings)
     existing = await existing_topics(settings)
-    await _create(settings, existing, [names.orders, names.dlq, names.late, names.buyer_totals,
-                                       names.window_results], settings.topic_partitions)
+    replication = await replication_factor(settings)
+    configs = topic_configs(settings, replication)
+    created = await _create(settings, existing, [
+        names.orders, names.dlq, names.late, names.buyer_totals, names.window_results],
+        settings.topic_partitions, replication, configs)
     existing = await existing_topics(settings)
     by_count: dict[int, list[str]] = {}
     for topic, count in internal_counts(settings, existing[names.orders]).items():
         by_count.setdefault(count, []).append(topic)
     for count, topics in by_count.items():
-        await _create(settings, existing, topics, count)
+        created += await _create(settings, existing, topics, count, replication, configs)
+    await check_internal_configs(settings, [t for t in internal_counts(settings, 0)
+                                            if t not in created])
     existing = await existing_topics(settings)
     return {t: existing[t] for t in (
         names.orders, names.dlq, names.late, names.buyer_totals, names.window_results,
@@ -100,12 +132,74 @@ class TopicError(RuntimeError):
     """The broker did not create or delete a topic as asked: one line for the user."""
 
 
+async def replication_factor(settings: Settings) -> int:
+    """TOPIC_REPLICATION, else min(3, the brokers in the cluster)."""
+    if settings.topic_replication is not None:
+        return settings.topic_replication
+    return min(3, len((await _metadata(settings)).brokers()))
+
+
+def unsafe_config(topic: str, configs: dict[str, str], changelog: bool) -> str | None:
+    """What an existing internal topic's configs would lose, in words; None when safe.
+    A config the broker does not report (tansu reports only those set) counts as safe."""
+    policy = configs.get("cleanup.policy", "delete")
+    finite = configs.get("retention.ms", "-1") != "-1" or configs.get(
+        "retention.bytes", "-1") != "-1"
+    shown = ", ".join(f"{name}={configs[name]}" for name in (
+        "cleanup.policy", "retention.ms", "retention.bytes") if name in configs)
+    if changelog and "delete" in policy and finite:
+        return (f"changelog {topic} has {shown}: retention would delete state; it must be "
+                f"compacted (cleanup.policy=compact)")
+    if not changelog and "compact" in policy:
+        return (f"repartition topic {topic} has {shown}: its records have no key; it must "
+                f"be cleanup.policy=delete with retention.ms=-1")
+    if not changelog and finite:
+        return (f"repartition topic {topic} has {shown}: records not yet processed would "
+                f"be deleted; it must keep them (retention.ms=-1, retention.bytes=-1)")
+    return None
+
+
+async def check_internal_configs(settings: Settings, topics: list[str]) -> None:
+    """TopicError, in one line, naming each of `topics` whose configs would lose state."""
+    if not topics:
+        return
+    names = topic_names(settings)
+    changelogs = {names.dedup_changelog, names.aggregate_changelog}
+    found = await describe_configs(settings, topics)
+    unsafe = [why for topic in topics if (why := unsafe_config(
+        topic, found.get(topic, {}), topic in changelogs)) is not None]
+    if unsafe:
+        raise TopicError("; ".join(unsafe) + " (kafka-configs.sh --alter, or `faust -A app "
+                                             "reset`, which creates them again)")
+
+
+async def describe_configs(settings: Settings, topics: list[str]) -> dict[str, dict[str, str]]:
+    """The configs the broker reports for each of `topics`."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker_urls, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, t) for t in topics])
+    except KafkaError as error:
+        raise TopicError(f"the broker did not describe the configs of {', '.join(topics)}: "
+                         f"{error!r}") from None
+    finally:
+        await admin.close()
+    found: dict[str, dict[str, str]] = {}
+    for response in responses:
+        for _code, _message, _type, name, entries, *_ in response.resources:
+            found[name] = {entry[0]: entry[1] for entry in entries if entry[1] is not None}
+    return found
+
+
 async def _create(settings: Settings, existing: dict[str, int], topics: list[str],
-                  partitions: int) -> None:
+                  partitions: int, replication: int,
+                  configs: dict[str, dict[str, str]]) -> list[str]:
+    """Create those of `topics` the broker lacks; the ones this call created."""
     missing = [t for t in topics if t not in existing]
     if not missing:
-        return
-    created = await _create_serving(settings, missing, partitions)
+        return []
+    created = await _create_serving(settings, missing, partitions, replication, configs)
     # tansu keeps what a producer sent to a topic it did not have (a client that held the
     # topic's metadata from before tansu restarted empty) and, once the topic is created,
     # refuses its records at those offsets for good (UnknownError). ListOffsets counts
@@ -120,22 +214,33 @@ async def _create(settings: Settings, existing: dict[str, int], topics: list[str
         log.info("the broker held records for topics it did not have (%s); deleting and "
                  "creating them again", ", ".join(f"{t}: {n}" for t, n in held.items()))
         await delete_topics(settings, list(held))
-        suspects = await _create_serving(settings, list(held), partitions)
+        suspects = await _create_serving(settings, list(held), partitions, replication,
+                                         configs)
     else:
         raise TopicError("the broker keeps records in topics created empty: " + ", ".join(
             f"{t} ({n})" for t, n in held.items()))
-    log.info("created topics %s with %d partitions", ", ".join(missing), partitions)
+    log.info("created topics %s with %d partitions, replication factor %d", ", ".join(missing),
+             partitions, replication)
+    return created
 
 
-async def _create_serving(settings: Settings, topics: list[str], partitions: int) -> list[str]:
+async def _create_serving(settings: Settings, topics: list[str], partitions: int,
+                          replication: int, configs: dict[str, dict[str, str]]) -> list[str]:
     """Create `topics`, wait until every partition of each has a leader; return those the
     broker created for this call (not the ones that existed by then)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker_urls, request_timeout_ms=10_000)
     await admin.start()
     try:
-        response = await admin.create_topics([NewTopic(t, partitions, 1) for t in topics])
+        response = await admin.create_topics([
+            NewTopic(t, partitions, replication, topic_configs=configs.get(t, {}))
+            for t in topics])
     finally:
         await admin.close()
+    refused = [(topic, code, message) for topic, code, message, *_ in response.topic_errors
+               if code not in (0, TopicAlreadyExistsError.errno)]
+    if refused:
+        raise TopicError("the broker refused to create " + "; ".join(
+            f"{topic} ({message or f'error {code}'})" for topic, code, message in refused))
     created = [topic for topic, code, *_ in response.topic_errors if code == 0]
     # a KRaft broker lists a topic some 300 ms after its controller created it
     deadline = time.monotonic() + CREATED_WITHIN_S

@@ -19,7 +19,7 @@ from aiokafka.admin import NewTopic
 
 from app.embedded import free_port
 from app.settings import Settings
-from app.topics import topic_names
+from app.topics import topic_configs, topic_names
 from tests import kafka
 from tests.integration.fresh import REPO, copy_working_tree, make_run_venv, wheel_venv
 
@@ -258,23 +258,40 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         node.stop()
 
 
+# A worker that was killed stays in its group until its session times out, and the
+# group's next rebalance waits for it: shorter than Kafka's 45 s, to keep tests short.
+KAFKA_TEST_TIMEOUTS = {"KAFKA_SESSION_TIMEOUT": "10s", "KAFKA_HEARTBEAT_INTERVAL": "1s",
+                       "KAFKA_REBALANCE_TIMEOUT": "10s"}
+
+
 @pytest.fixture
 def kafka_worker_env(kafka_broker: str, worker_env: dict[str, str]) -> dict[str, str]:
     """`worker_env` against Apache Kafka: its broker keeps data across worker restarts."""
     env = {k: v for k, v in worker_env.items() if k != "EMBEDDED_BROKER"}
-    return {**env, "KAFKA_BROKER": kafka_broker}
+    return {**env, **KAFKA_TEST_TIMEOUTS, "KAFKA_BROKER": kafka_broker}
+
+
+@pytest.fixture(params=["tansu", pytest.param("kafka", marks=pytest.mark.kafka)])
+def on_broker(request: pytest.FixtureRequest, worker_env: dict[str, str]) -> tuple[
+        str, dict[str, str]]:
+    """(bootstrap, worker environment) on each broker in turn: tansu (the embedded one)
+    and Apache Kafka (skipped with one line where it cannot be had)."""
+    if request.param == "tansu":
+        return request.getfixturevalue("broker"), worker_env
+    return (request.getfixturevalue("kafka_broker"),
+            request.getfixturevalue("kafka_worker_env"))
 
 
 def create_worker_topics(broker: str, env: dict[str, str],
                          configs: dict[str, dict[str, str]] | None = None) -> None:
     """Create every topic a worker of `env` uses, as app/topics.py would (TOPIC_PARTITIONS
-    partitions), with `configs` per topic name, before the worker starts: finding them
-    all, it creates none and keeps their configs."""
-    names = topic_names(Settings(_env_file=None, app_id=env["APP_ID"],
-                                 orders_topic=env["ORDERS_TOPIC"],
-                                 buyer_totals_topic=env["BUYER_TOTALS_TOPIC"],
-                                 window_results_topic=env["WINDOW_RESULTS_TOPIC"]))
+    partitions, its configs), with `configs` added per topic name, before the worker
+    starts: finding them all, it creates none and keeps their configs."""
+    settings = Settings(_env_file=None, app_id=env["APP_ID"], orders_topic=env["ORDERS_TOPIC"],
+                        buyer_totals_topic=env["BUYER_TOTALS_TOPIC"],
+                        window_results_topic=env["WINDOW_RESULTS_TOPIC"])
     partitions = int(env.get("TOPIC_PARTITIONS", Settings.model_fields["topic_partitions"].default))
+    ours = topic_configs(settings, 1)
     run_sync(kafka.create_topics(broker, [
-        NewTopic(name, partitions, 1, topic_configs=(configs or {}).get(name, {}))
-        for name in vars(names).values()]))
+        NewTopic(name, partitions, 1, topic_configs={**ours[name], **(configs or {}).get(name, {})})
+        for name in vars(topic_names(settings)).values()]))

@@ -109,7 +109,8 @@ def check_all_answers(worker, meaning: list[tuple]) -> None:  # noqa: ANN001
         assert answer["window_start"] == iso(last_start) and answer["items"] == top[:3]
 
 
-def test_known_orders_end_to_end_and_after_restarts(broker, worker_env, make_worker):
+def test_known_orders_end_to_end_and_after_restarts(on_broker, make_worker):
+    broker, worker_env = on_broker
     raws, meaning = make_orders(400)
     # Times spread over 3 minutes arrive shuffled: a lateness beyond that keeps every order
     # on time and every window open (final: false), so the answers are order-independent.
