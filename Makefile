@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test test-soak chromium bench bench-state lint clean
+.PHONY: run test test-soak chromium compose bench bench-state lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ $(VENV)/.installed-%: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed-embedded
 	@$(BIN)/python scripts/run.py
 
-test: $(VENV)/.installed-test chromium
+test: $(VENV)/.installed-test chromium compose
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Debian's Chromium for the browser tests, installed where apt-get can (as root), tried
@@ -31,6 +31,19 @@ chromium: | $(BIN)/python
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
 	    >/dev/null || echo "chromium could not be installed: the browser tests will skip"; \
 	else echo "no chromium (sudo apt-get install chromium): the browser tests will skip"; fi
+
+# Debian's docker-compose (Compose v1, 1.29) for the compose checks, installed like
+# chromium; PyPI's 1.29 no longer builds on Python 3.11. --no-install-recommends: the
+# recommends pull in a Docker engine, which the checks do not need.
+compose: | $(BIN)/python
+	@if command -v docker-compose >/dev/null || [ -e $(VENV)/.compose-tried ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian's docker-compose for the compose checks"; \
+	  touch $(VENV)/.compose-tried; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends docker-compose) >/dev/null \
+	    || echo "docker-compose could not be installed: the compose checks will skip"; \
+	else echo "no docker-compose (sudo apt-get install docker-compose): the compose checks will skip"; fi
 
 # N=<orders> (default 200000), 3 runs (medians); BENCH_ARGS="--runs 1 --only raw,orderstream"
 # or "--no-scaling" for a quicker look. The `bench` extra is Quix Streams, the peer.
