@@ -97,6 +97,8 @@ transaction.state.log.num.partitions=4
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
+# the compaction test's changelogs roll segments every few hundred ms: clean them soon
+log.cleaner.backoff.ms=500
 """
 
 
