@@ -15,7 +15,7 @@ from typing import Any
 
 import faust
 
-from agents.batches import commit_durably, each_batch
+from agents.batches import commit_durably, consumed_offsets, each_batch
 from app.producer import Outgoing
 from app.runtime import BrokerLost, Runtime, wall_ms
 from app.transport import batch_topic
@@ -31,6 +31,7 @@ from core.aggregation import (
 from core.late import late_value
 from core.shuffle import Shuffled, decode_shuffle
 from core.sinks import buyer_total_records, print_lines
+from tables.changelog import Fenced
 from tables.store import PartitionStore
 
 TIMER_INTERVAL_S = 0.5
@@ -48,7 +49,8 @@ def register_aggregate(app: faust.App, runtime: Runtime) -> None:
 
     @app.timer(TIMER_INTERVAL_S)
     async def aggregate_watermarks() -> None:
-        with contextlib.suppress(BrokerLost):  # the runtime stops the worker
+        # a loss: the runtime stops the worker; fenced: the group assigns the partition anew
+        with contextlib.suppress(BrokerLost, Fenced):
             for partition in sorted(runtime.aggregates.read_only_view()):
                 await apply_partition(runtime, partition, [])
 
@@ -81,9 +83,18 @@ async def apply_partition(runtime: Runtime, partition: int, items: list[Shuffled
                              Clock(now_ms, runtime.all_idle_since.get(partition)))
         _track_idle(runtime, partition, result, now_ms)
         if result.changed:
+            transactional = runtime.producer.transactional
+            # with transactions buyer-totals commit with the batch; without, they go out
+            # once it is committed, from the store (the outbox covers a crash between)
+            totals = _totals(runtime, partition, result.total_changes) if transactional else []
+            consumed = (consumed_offsets(runtime.names.by_buyer, partition, items[-1].offset)
+                        if items and items[-1].offset >= 0 else None)
             await commit_durably(runtime, runtime.aggregates, partition, store,
-                                 result.updates, _late(runtime, result))
-            await _publish_totals(runtime, partition, result.total_changes, printed=True)
+                                 result.updates, _late(runtime, result) + totals, consumed)
+            if not transactional:
+                await runtime.producer.send_all(_totals(runtime, partition,
+                                                        result.total_changes))
+            _print_changes(runtime, result.total_changes)
             if result.outbox_sequence:
                 store.set_local(PUBLISHED, str(result.outbox_sequence))
             _count(runtime, result)
@@ -103,8 +114,9 @@ async def _resend_outbox(runtime: Runtime, partition: int, store: PartitionStore
     """After a crash between a commit and its buyer-totals, or a restore elsewhere: the
     last batch's buyers' totals again, from the store (never an older value)."""
     sequence, changes = outbox(store.get_many)
-    if sequence and store.get_local(PUBLISHED) != str(sequence):
-        await _publish_totals(runtime, partition, changes, printed=False)
+    if (sequence and store.get_local(PUBLISHED) != str(sequence)
+            and not runtime.producer.transactional):  # committed with their batch there
+        await runtime.producer.send_all(_totals(runtime, partition, changes))
         store.set_local(PUBLISHED, str(sequence))
     runtime.totals_sent.add(partition)
 
@@ -117,19 +129,20 @@ def _track_idle(runtime: Runtime, partition: int, result: BatchResult, now_ms: i
         runtime.all_idle_since.pop(partition, None)
 
 
-async def _publish_totals(runtime: Runtime, partition: int, changes: list[Any],
-                          printed: bool) -> None:
-    """buyer-totals from committed state, then the print sink."""
-    if not changes:
-        return
+def _totals(runtime: Runtime, partition: int, changes: list[Any]) -> list[Outgoing]:
+    """buyer-totals records of the changed buyers."""
     names = runtime.names
     # A buyer's buyer-totals partition is its aggregation partition when the counts agree
     # (both are Kafka's default partitioner on the same key): no hash per record then.
     target = (partition if runtime.partitions[names.buyer_totals]
               == runtime.partitions[names.by_buyer] else None)
-    await runtime.producer.send_all([(names.buyer_totals, key, value, target)
-                                     for key, value in buyer_total_records(changes)])
-    if printed and runtime.settings.print_sink:
+    return [(names.buyer_totals, key, value, target)
+            for key, value in buyer_total_records(changes)]
+
+
+def _print_changes(runtime: Runtime, changes: list[Any]) -> None:
+    """The print sink, once the batch is committed."""
+    if changes and runtime.settings.print_sink:
         _print("\n".join(print_lines(changes)) + "\n")
 
 

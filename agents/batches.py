@@ -1,15 +1,18 @@
 """How the agents take their input: whole fetches per partition, acked by hand."""
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
+from aiokafka import TopicPartition
 
 from app.brokerwatch import BrokerLost
 from app.producer import Outgoing
 from app.runtime import Runtime
+from tables.changelog import Fenced
 from tables.manager import StoreManager
 from tables.store import PartitionStore, Updates
 
@@ -18,6 +21,7 @@ Peek = Callable[[], Position | None]
 # (partition, items, the batch the lane takes next) -> False to put this one aside
 PartitionHandler = Callable[[int, list[Any], Peek], Awaitable[bool | None]]
 LANE_DEPTH = 2  # batches waiting per partition: enough to keep a lane busy
+log = logging.getLogger(__name__)
 
 
 def position(event: Any) -> Position:
@@ -73,8 +77,17 @@ async def each_batch(stream: faust.StreamT[Any], runtime: Runtime, handle: Parti
 
     async def run(partition: int, lane: Lane, event: Any) -> bool:
         records = event.value
-        handled = await handle(partition, records if to_item is None else
-                               [to_item(record) for record in records], lane.peek)
+        try:
+            handled = await handle(partition, records if to_item is None else
+                                   [to_item(record) for record in records], lane.peek)
+        except Fenced as fenced:
+            # expelled from the group: the batch is the new owner's to apply. Acked, so
+            # the rebalance that follows does not wait for it; the commit of an expelled
+            # member is refused (its generation is gone), and the partition's stores hand
+            # out nothing until it is assigned again.
+            log.warning("%s: batch not applied, the group assigns the partition again",
+                        fenced)
+            handled = True
         if handled is False:
             return False
         await stream.ack(event)
@@ -117,16 +130,21 @@ async def each_batch(stream: faust.StreamT[Any], runtime: Runtime, handle: Parti
 
 
 async def commit_durably(runtime: Runtime, stores: StoreManager, partition: int,
-                         store: PartitionStore, updates: Updates, outputs: list[Outgoing]) -> None:
-    """The rule both stages follow: a batch's outputs first; once the broker has them all,
-    its changelog records (a record per key, then a commit marker); once the broker has
-    those, the store commits (with the changelog offset it now reflects). A commit marker
-    the broker has means outputs it has too: a restore never marks a batch applied whose
-    outputs were lost, and outputs without their commit marker are sent again by the redo,
-    which downstream skips."""
+                         store: PartitionStore, updates: Updates, outputs: list[Outgoing],
+                         consumed: dict[TopicPartition, int] | None = None) -> None:
+    """The rule both stages follow: a batch's outputs, its changelog records (a record per
+    key, then a commit marker) and, with transactions, its `consumed` input offsets go out
+    as one batch (StoreManager.write); once the broker has them all, the store commits
+    (with the changelog offset it now reflects). A commit marker the broker has means
+    outputs it has too: a restore never marks a batch applied whose outputs were lost,
+    and outputs without their commit marker are sent again by the redo, which downstream
+    skips (without transactions) or never sees (a transaction aborted)."""
     runtime.check_backed()
-    if outputs:
-        await runtime.producer.send_all(outputs)
     reflected = store.changelog_offset
     await stores.write(partition, store, updates, lambda offset: runtime.check_written(
-        stores.changelog_topic, partition, offset, reflected))
+        stores.changelog_topic, partition, offset, reflected), outputs, consumed)
+
+
+def consumed_offsets(topic: str, partition: int, last: int) -> dict[TopicPartition, int]:
+    """The input position after a batch whose last record is at `last`."""
+    return {TopicPartition(topic, partition): last + 1}

@@ -13,7 +13,7 @@ from typing import Any
 
 import faust
 
-from agents.batches import Peek, commit_durably, each_batch
+from agents.batches import Peek, commit_durably, consumed_offsets, each_batch
 from app.producer import Outgoing
 from app.runtime import BrokerLost, Runtime, wall_ms
 from app.transport import batch_topic
@@ -28,6 +28,7 @@ from core.ingest import (
     next_batch,
 )
 from core.sources import applied_offsets
+from tables.changelog import Fenced
 from tables.store import PartitionStore
 
 TIMER_INTERVAL_S = 0.25
@@ -45,7 +46,8 @@ def register_ingest(app: faust.App, runtime: Runtime) -> None:
 
     @app.timer(TIMER_INTERVAL_S)
     async def ingest_watermarks() -> None:
-        with contextlib.suppress(BrokerLost):  # the runtime stops the worker
+        # a loss: the runtime stops the worker; fenced: the group assigns the partition anew
+        with contextlib.suppress(BrokerLost, Fenced):
             for partition in sorted(runtime.dedup.read_only_view()):
                 await ingest_one(runtime, partition, [])  # no batch: no intent to keep
 
@@ -100,9 +102,11 @@ async def ingest_one(runtime: Runtime, partition: int, messages: list[RawMessage
         following = peek() if take is not None and take.name_next and peek else None
         if following is not None:
             result.updates.update(next_batch(*following))  # spares it a commit of its own
-        if result.updates:
+        consumed = consumed_offsets(messages[-1].topic, messages[-1].partition,
+                                    messages[-1].offset) if messages else None
+        if result.updates or (outputs and runtime.producer.transactional):
             await commit_durably(runtime, runtime.dedup, partition, store, result.updates,
-                                 outputs)
+                                 outputs, consumed)
         elif outputs:
             await runtime.producer.send_all(outputs)
         return True

@@ -117,7 +117,7 @@ class KafkaSource:
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=brokers, group_id=None, enable_auto_commit=False,
             auto_offset_reset=reset, max_partition_fetch_bytes=FETCH_BYTES,
-            fetch_max_bytes=FETCH_BYTES)
+            fetch_max_bytes=FETCH_BYTES, isolation_level="read_committed")
 
     async def start(self) -> None:
         await self._consumer.start()

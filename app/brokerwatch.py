@@ -145,6 +145,7 @@ class Watch:
                                       enable_auto_commit=False, auto_offset_reset="none",
                                       fetch_max_bytes=64 * 1024,
                                       max_partition_fetch_bytes=64 * 1024,
+                                      isolation_level="read_committed",
                                       request_timeout_ms=int(ASK_TIMEOUT_S * 1000))
             self._reader = reader
             await reader.start()

@@ -69,7 +69,9 @@ class Runtime(Service):
         self.app, self.settings = app, settings
         self.names = topic_names(settings)
         self.metrics = Metrics()
-        self.producer = Producer(settings.broker_urls)
+        # tansu has no transactions: there each stage's partition writes plain records
+        self.producer = Producer(settings.broker_urls, transactions_for=None
+                                 if settings.embedded_broker else settings.app_id)
         self.dedup = StoreManager(
             "dedup", settings.state_dir, self.names.dedup_changelog,
             settings.broker_urls, on_crash=self.fail, writer=self.producer,

@@ -87,6 +87,18 @@ def batched_topics(app: AppT) -> set[str]:
     return found
 
 
+class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """faust's consumer thread, whose consumer reads committed records only: what an
+    aborted transaction (a batch a worker did not finish, or a fenced one) wrote to the
+    repartition topics is never read. faust itself asks for that only with its own
+    exactly-once mode, which would also move its offset commits into transactions."""
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._isolation_level = "read_committed"  # read by start(), not yet called
+        return consumer
+
+
 class Consumer(faust_aiokafka.Consumer):
     """faust's aiokafka consumer, delivering `FetchBatch`es for batch topics.
 
@@ -100,6 +112,9 @@ class Consumer(faust_aiokafka.Consumer):
         self._next_start: dict[TP, int] = {}
         # per partition: last offset of a delivered batch -> first offset it covers
         self._batch_spans: dict[TP, dict[int, int]] = defaultdict(dict)
+
+    def _new_consumer_thread(self) -> ConsumerThread:
+        return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> Any:
         if active_partitions is None:  # a client-only app: no batching

@@ -14,7 +14,7 @@ compaction removes the markers around them.
 """
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -29,6 +29,7 @@ FENCE_KEY = b"~fence"  # a new owner's first record: its offset is the owner's e
 EPOCH_HEADER = "e"
 FETCH_BYTES = 4 * 1024 * 1024
 Record = tuple[bytes, bytes | None]  # key, value (None: a tombstone)
+Outgoing = tuple[str, bytes | None, bytes, int | None]  # topic, key, value, partition
 
 
 class StoreAheadOfChangelog(RuntimeError):
@@ -42,12 +43,23 @@ class StoreAheadOfChangelog(RuntimeError):
         self.topic, self.partition = topic, partition
 
 
+class Fenced(RuntimeError):
+    """Another owner took over a partition this worker was writing: its writes stop."""
+
+
 class ChangelogWriter(Protocol):
     """Sends a partition's changelog records (the app's producer)."""
 
-    async def write(self, topic: str, partition: int, records: list[Record],
-                    epoch: int) -> int:
-        """Send `records`, each with the epoch header, in order; the last one's offset."""
+    async def write(self, stage: str, topic: str, partition: int, records: list[Record],
+                    epoch: int, outputs: Sequence[Outgoing] = (),
+                    consumed: dict[TopicPartition, int] | None = None) -> int:
+        """Send `outputs`, then `records` (each with the epoch header) in order, as one
+        batch (one transaction where the broker has them, with the `consumed` input
+        offsets); the last record's offset. Fenced when another owner took over."""
+        ...
+
+    async def release(self, stage: str, partition: int) -> None:
+        """The partition is no longer this worker's: drop what writes it."""
         ...
 
 

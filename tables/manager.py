@@ -13,9 +13,13 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+from aiokafka import TopicPartition
+
 from tables.changelog import (
     FENCE_KEY,
     ChangelogWriter,
+    Fenced,
+    Outgoing,
     Restoring,
     batch_records,
     restore,
@@ -23,10 +27,6 @@ from tables.changelog import (
 from tables.store import PartitionStore, Updates
 
 log = logging.getLogger(__name__)
-
-
-class Fenced(RuntimeError):
-    """Another owner fenced a partition while this worker restored it."""
 
 
 class StoreManager:
@@ -99,6 +99,7 @@ class StoreManager:
         self._ready.pop(partition).set()  # wakes batches waiting for it: they see it is gone
         self.epochs.pop(partition, None)
         del self._locks[partition]
+        await self._writer.release(self.name, partition)
 
     async def _restore(self, stores: dict[int, PartitionStore]) -> None:
         try:
@@ -108,7 +109,11 @@ class StoreManager:
                          for (p, store), fence in zip(stores.items(), fences, strict=True)}
             await restore(self._bootstrap, self.changelog_topic, restoring)
             for partition, restored in restoring.items():
-                await self._settle(partition, restored)
+                try:
+                    await self._settle(partition, restored)
+                except Fenced as fenced:  # expelled meanwhile: the group assigns it anew
+                    log.warning("%s: %s", self.name, fenced)
+                    self.assigned.discard(partition)
         except asyncio.CancelledError:
             raise
         except BaseException as error:  # noqa: BLE001 - the worker must stop, not limp on
@@ -135,16 +140,27 @@ class StoreManager:
             await self.write(partition, store, {key: store.get(key) for key in orphans})
 
     async def _write(self, partition: int, records: list[tuple[bytes, bytes | None]],
-                     epoch: int) -> int:
-        return await self._writer.write(self.changelog_topic, partition, records, epoch)
+                     epoch: int, outputs: list[Outgoing] | None = None,
+                     consumed: dict[TopicPartition, int] | None = None) -> int:
+        return await self._writer.write(self.name, self.changelog_topic, partition, records,
+                                        epoch, outputs or [], consumed)
 
     async def write(self, partition: int, store: PartitionStore, updates: Updates,
-                    check: Callable[[int], None] | None = None) -> None:
-        """One batch's updates: to the changelog (a record per key, then its commit marker),
-        and once the broker has them, to the store. `check(offset)` vets the marker's
-        offset before the store commits."""
+                    check: Callable[[int], None] | None = None,
+                    outputs: list[Outgoing] | None = None,
+                    consumed: dict[TopicPartition, int] | None = None) -> None:
+        """One batch: its `outputs`, then its updates to the changelog (a record per key,
+        then a commit marker), atomically with the `consumed` input offsets where the
+        broker has transactions; once the broker has them, the updates to the store.
+        `check(offset)` vets the marker's offset before the store commits. Fenced (and
+        nothing more of this partition is handed out) when another owner took it over."""
         epoch = self.epochs[partition]
-        offset = await self._write(partition, batch_records(updates), epoch)
+        try:
+            offset = await self._write(partition, batch_records(updates), epoch, outputs,
+                                       consumed)
+        except Fenced:
+            self.assigned.discard(partition)  # until the group assigns it again
+            raise
         if check is not None:
             check(offset)
         store.commit(updates, offset, epoch)

@@ -167,11 +167,14 @@ async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPar
     return [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
 
 
-def consume_all(broker: str, topic: str, timeout_s: float = 10) -> list[tuple[bytes | None, bytes]]:
-    """Every record of a topic, read from the start to its end, partition by partition."""
+def consume_all(broker: str, topic: str, timeout_s: float = 10,
+                isolation: str = "read_uncommitted") -> list[tuple[bytes | None, bytes]]:
+    """Every record of a topic, read from the start to its end, partition by partition
+    (`isolation="read_committed"`: those of committed transactions only)."""
     async def run() -> list[tuple[bytes | None, bytes]]:
         consumer = AIOKafkaConsumer(bootstrap_servers=broker, group_id=None,
-                                    enable_auto_commit=False, auto_offset_reset="earliest")
+                                    enable_auto_commit=False, auto_offset_reset="earliest",
+                                    isolation_level=isolation)
         await consumer.start()
         try:
             tps = await partitions_of(consumer, topic)

@@ -27,6 +27,8 @@ class Died(Exception):
 
 
 class Producer:
+    transactional = False  # tansu's way: outputs, then the changelog, then buyer-totals
+
     def __init__(self, changelog: str) -> None:
         self.changelog, self.sent, self.die_on_changelog = changelog, [], False
 
@@ -40,8 +42,12 @@ class Producer:
         self.sent.extend(records)
         return [SimpleNamespace(offset=len(self.sent) + i) for i in range(len(records))]
 
-    async def write(self, topic, partition, records, epoch):  # noqa: ANN001, ANN201
-        """Changelog records (app.producer.Producer.write); the last one's offset."""
+    async def write(self, stage, topic, partition, records, epoch, outputs=(),  # noqa: ANN001, ANN201
+                    consumed=None):  # noqa: ANN001
+        """A batch (app.producer.Producer.write, without transactions): the outputs, then
+        the changelog records; the last one's offset."""
+        if outputs:
+            await self.send_all(outputs)
         await self.send_all([(topic, key, value, partition) for key, value in records])
         return len(self.sent) - 1
 
@@ -54,7 +60,7 @@ class Stores:
 
     def __init__(self, store: PartitionStore, changelog: str, writer: Producer) -> None:
         self.store, self.changelog_topic, self._writer = store, changelog, writer
-        self.epochs = {0: 0}
+        self.name, self.epochs, self.assigned = "aggregate", {0: 0}, {0}
 
     @contextlib.asynccontextmanager
     async def holding(self, partition):  # noqa: ANN001, ANN201
