@@ -16,6 +16,7 @@ import warnings
 from typing import Any
 
 import faust
+from aiokafka import TopicPartition
 from faust.exceptions import AlreadyConfiguredWarning
 from mode import Service
 
@@ -26,6 +27,7 @@ from app.brokerwatch import CHECK_INTERVAL_S, UNREACHABLE_AFTER_S, BrokerLost, L
 from app.idleness import SourceIdleness
 from app.metrics import Metrics
 from app.producer import Producer
+from app.purge import purge_committed
 from app.reset_cli import start_over
 from app.settings import Settings
 from app.statecheck import (
@@ -55,6 +57,9 @@ WATERMARK_INTERVAL_MS = 1000
 # batch is redone from the broker after any stop (agents.batches), so it is a kill -9
 # with a line saying so. 6 s keeps within a 10 s terminationGracePeriod.
 STOP_LIMIT_S = 6.0
+# As Kafka Streams' repartition.purge.interval.ms: how often committed repartition records
+# are deleted.
+PURGE_INTERVAL_S = 30.0
 LOSS_503_S = 1.0  # after a loss, how long /ready says so before the process ends
 CLEAN_START_ENV = "ORDERSTREAM_CLEAN_START"  # set across the exec after a loss
 
@@ -234,6 +239,16 @@ class Runtime(Service):
             return (f"checking that the broker at {','.join(self.settings.broker_urls)} "
                     "still has what the state reflects, after a sign of trouble")
         return None
+
+    @Service.timer(PURGE_INTERVAL_S)
+    async def _purge(self) -> None:
+        """Delete repartition records the group committed past (app.purge; not on tansu)."""
+        if self.settings.embedded_broker or self.loss is not None:
+            return
+        names = self.names
+        await purge_committed(self.settings, [
+            *(TopicPartition(names.rekey, p) for p in sorted(self.dedup.assigned)),
+            *(TopicPartition(names.by_buyer, p) for p in sorted(self.aggregates.assigned))])
 
     @Service.timer(CHECK_INTERVAL_S)
     async def _check_broker(self) -> None:

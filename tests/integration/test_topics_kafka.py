@@ -5,14 +5,18 @@ import shutil
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from app.purge import purge_committed
 from app.settings import Settings
 from app.topics import describe_configs, topic_names
 from tests.integration.conftest import (
+    committed_offsets,
     consume_all,
     create_worker_topics,
     end_offsets,
     metric,
+    partitions_of,
     produce,
     run_sync,
     wait_for,
@@ -27,6 +31,17 @@ def names_of(env: dict[str, str]):  # noqa: ANN201
                                 orders_topic=env["ORDERS_TOPIC"],
                                 buyer_totals_topic=env["BUYER_TOTALS_TOPIC"],
                                 window_results_topic=env["WINDOW_RESULTS_TOPIC"]))
+
+
+async def beginning_offsets(broker: str, topic: str) -> dict[int, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=broker, group_id=None)
+    await consumer.start()
+    try:
+        tps = await partitions_of(consumer, topic)
+        return {tp.partition: offset
+                for tp, offset in (await consumer.beginning_offsets(tps)).items()}
+    finally:
+        await consumer.stop()
 
 
 def configs_of(broker: str, topics: list[str]) -> dict[str, dict[str, str]]:
@@ -53,6 +68,32 @@ def test_the_worker_creates_every_topic_with_the_configs_that_keep_state(
         assert found[repartition]["max.message.bytes"] == str(2 * 1024 * 1024 + 64 * 1024)
     # one broker: replication factor 1, and no min.insync.replicas of the service's own
     assert {configs["min.insync.replicas"] for configs in found.values()} == {"1"}
+
+
+def test_repartition_records_the_group_committed_past_are_purged(
+        kafka_broker, kafka_worker_env, make_worker):
+    env = kafka_worker_env
+    env.update(ALLOWED_LATENESS="1h", WINDOW_RETENTION="2h", PRINT_SINK="0")
+    worker = make_worker(env)
+    worker.wait_ready()
+    raws, meaning = make_orders(300, seed=8)
+    produce(kafka_broker, env["ORDERS_TOPIC"],
+            [(str(n).encode(), raw) for (n, *_), raw in zip(meaning, raws, strict=True)])
+    wait_for(lambda: metric(worker, "orders_counted_total") == len(meaning), what="counted")
+    by_buyer = names_of(env).by_buyer
+    ends = end_offsets(kafka_broker, by_buyer)
+    # the group commits what it applied (its transactions take the input offsets): past
+    # the orders' records, short of the end by a transaction marker at least
+    wait_for(lambda: all(committed_offsets(kafka_broker, env["APP_ID"], by_buyer).get(p, 0)
+                         >= end - 1 for p, end in ends.items()),
+             what="the by-buyer records committed")
+    before = committed_offsets(kafka_broker, env["APP_ID"], by_buyer)
+    settings = Settings(_env_file=None, kafka_broker=kafka_broker, app_id=env["APP_ID"])
+    purged = {tp.partition: start for tp, start in run_sync(purge_committed(
+        settings, [TopicPartition(by_buyer, p) for p in ends])).items()}
+    assert set(purged) == set(before) and all(purged[p] >= before[p] > 0 for p in purged)
+    assert run_sync(beginning_offsets(kafka_broker, by_buyer)) == purged
+    check_all_answers(worker, meaning)  # nothing the state needs was in them
 
 
 def test_an_existing_changelog_that_retention_would_empty_is_refused_in_one_line(
