@@ -35,7 +35,7 @@ import logging
 import resource
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
@@ -81,11 +81,11 @@ class HubStopped(Exception):
 class StreamHub:
     """The shared consumer, the ring, and the count of connected clients."""
 
-    def __init__(self, brokers: list[str], metrics: Metrics, max_clients: int, *,
+    def __init__(self, client: Mapping[str, Any], metrics: Metrics, max_clients: int, *,
                  source: SourceFactory | None = None, linger_s: float = LINGER_S,
                  ring: Ring | None = None, stopping: Callable[[], bool] = lambda: False,
                  ) -> None:
-        self._source = source or (lambda reset: KafkaSource(brokers, reset))
+        self._source = source or (lambda reset: KafkaSource(client, reset))
         # whether the worker stops: streams then end at once, before the API server waits
         # for its connections to close (and cancels them, a traceback each, after 2 s)
         self._stopping, self.closed = stopping, False

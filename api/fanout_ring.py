@@ -4,7 +4,7 @@ small protocol so the hub runs on an in-memory fake in the unit tests. The one a
 call that is not public (fresh partition metadata for a manually assigned consumer) is
 here too."""
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -113,9 +113,9 @@ class KafkaSource:
     still there, from the oldest).
     """
 
-    def __init__(self, brokers: list[str], reset: str) -> None:
+    def __init__(self, client: Mapping[str, Any], reset: str) -> None:
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=brokers, group_id=None, enable_auto_commit=False,
+            **client, group_id=None, enable_auto_commit=False,
             auto_offset_reset=reset, max_partition_fetch_bytes=FETCH_BYTES,
             fetch_max_bytes=FETCH_BYTES, isolation_level="read_committed")
 

@@ -24,6 +24,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError, OffsetOutOfRangeError
@@ -97,8 +98,8 @@ class Watch:
     """End offsets of the partitions the state holds positions in, from one consumer
     outside any group, and since when the broker has not answered."""
 
-    def __init__(self, bootstrap: list[str], ids: Mapping[str, bytes] | None = None) -> None:
-        self._bootstrap = bootstrap
+    def __init__(self, client: Mapping[str, Any], ids: Mapping[str, bytes] | None = None) -> None:
+        self._client = client  # how to connect (Settings.kafka_client)
         self._reader: AIOKafkaConsumer | None = None
         self._polling = asyncio.Lock()  # the timer and the batches' gate share the reader
         self.answered: float | None = None
@@ -141,7 +142,7 @@ class Watch:
         topics whose id is not the one first seen."""
         reader = self._reader
         if reader is None:
-            reader = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, group_id=None,
+            reader = AIOKafkaConsumer(**self._client, group_id=None,
                                       enable_auto_commit=False, auto_offset_reset="none",
                                       fetch_max_bytes=64 * 1024,
                                       max_partition_fetch_bytes=64 * 1024,

@@ -165,7 +165,7 @@ def progress_bar(stream: IO[str], total: int | None) -> Iterator[Callable[[int],
 
 async def ensure_orders_topic(settings: Settings) -> None:
     """Create the orders topic with TOPIC_PARTITIONS partitions unless it exists (then kept)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker_urls, request_timeout_ms=10_000)
+    admin = AIOKafkaAdminClient(**settings.kafka_client, request_timeout_ms=10_000)
     await admin.start()
     try:
         if settings.orders_topic in await admin.list_topics():
@@ -184,7 +184,7 @@ async def ensure_orders_topic(settings: Settings) -> None:
 def make_producer(settings: Settings) -> AIOKafkaProducer:
     """A producer that batches for a few ms, so high rates go out in large requests; every
     order on every in-sync replica before it counts as sent (acks=all)."""
-    return AIOKafkaProducer(bootstrap_servers=settings.broker_urls, client_id="orderstream-datagen",
+    return AIOKafkaProducer(**settings.kafka_client, client_id="orderstream-datagen",
                             acks="all", linger_ms=5, max_batch_size=256 * 1024)
 
 

@@ -60,6 +60,8 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
     return {
         # `orderstream://` selects app.transport: agents get whole fetches, not single records
         "broker": [f"{transport.SCHEME}://{url}" for url in settings.broker_urls],
+        # KAFKA_SECURITY_PROTOCOL and the rest: how faust's consumer and producer connect
+        "broker_credentials": faust_credentials(settings),
         # exchanged in the group's assignment metadata: how other workers reach this one
         "canonical_url": settings.advertised_url,
         "datadir": str(settings.state_dir / "faust"),
@@ -84,6 +86,20 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         "broker_max_poll_records": 16 * settings.batch_max_orders,
         "producer_linger": 0.005,
     }
+
+
+def faust_credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
+    """The security settings in faust's terms: the same connection as Settings.kafka_client
+    (one SSL context for both)."""
+    client = settings.kafka_client
+    if settings.kafka_security_protocol.startswith("SASL_"):
+        return faust.SASLCredentials(username=client["sasl_plain_username"],
+                                     password=client["sasl_plain_password"],
+                                     mechanism=client["sasl_mechanism"],
+                                     ssl_context=client.get("ssl_context"))
+    if settings.kafka_security_protocol == "SSL":
+        return faust.SSLCredentials(client["ssl_context"])
+    return None
 
 
 def create_app(settings: Settings | None = None) -> OrderstreamApp:

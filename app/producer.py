@@ -11,7 +11,8 @@ they are plain sends, in the order the agents rely on (tables.changelog).
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError, ProducerFenced
@@ -30,9 +31,10 @@ MAX_BATCH_BYTES = 512 * 1024
 TRANSACTION_TIMEOUT_MS = 60_000
 
 
-def _new_producer(bootstrap: list[str], transactional_id: str | None = None) -> AIOKafkaProducer:
+def _new_producer(client: Mapping[str, Any],
+                  transactional_id: str | None = None) -> AIOKafkaProducer:
     return AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
+        **client,
         acks="all",
         linger_ms=0,  # every batch awaits its sends at once: nothing to wait for
         max_request_size=MAX_REQUEST_BYTES,
@@ -46,10 +48,11 @@ def _new_producer(bootstrap: list[str], transactional_id: str | None = None) -> 
 class Producer:
     """Sends a batch's records and waits until the broker has them all."""
 
-    def __init__(self, bootstrap: list[str], transactions_for: str | None = None) -> None:
-        """`transactions_for`: the APP_ID whose stages write transactionally (and whose
-        consumer group takes their input offsets); None on a broker without them."""
-        self._bootstrap = bootstrap
+    def __init__(self, client: Mapping[str, Any], transactions_for: str | None = None) -> None:
+        """`client`: how to connect (Settings.kafka_client); `transactions_for`: the
+        APP_ID whose stages write transactionally (and whose consumer group takes their
+        input offsets); None on a broker without them."""
+        self._client = client
         self._producer: AIOKafkaProducer | None = None
         self._app_id = transactions_for
         self._transactional: dict[tuple[str, int], AIOKafkaProducer] = {}
@@ -61,7 +64,7 @@ class Producer:
 
     async def start(self) -> None:
         """Connect (aiokafka needs the running loop, so not in __init__)."""
-        self._producer = _new_producer(self._bootstrap)
+        self._producer = _new_producer(self._client)
         await self._producer.start()
 
     async def stop(self) -> None:
@@ -118,7 +121,7 @@ class Producer:
         producer = self._transactional.get(key)
         if producer is None:
             assert self._app_id is not None
-            producer = _new_producer(self._bootstrap, f"{self._app_id}-{stage}-{partition}")
+            producer = _new_producer(self._client, f"{self._app_id}-{stage}-{partition}")
             await producer.start()
             self._transactional[key] = producer
         return producer

@@ -25,7 +25,7 @@ async def purge_committed(settings: Settings, partitions: list[TopicPartition]) 
     the next call tries again."""
     if not partitions:
         return {}
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker_urls, request_timeout_ms=10_000)
+    admin = AIOKafkaAdminClient(**settings.kafka_client, request_timeout_ms=10_000)
     try:
         await admin.start()
         committed = await admin.list_consumer_group_offsets(settings.app_id,

@@ -87,7 +87,7 @@ async def alone_in_group(settings: Settings, topics: list[str]) -> AsyncIterator
     `topics`; StateError when a worker is still in the group."""
     TakeAll.members = None
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.broker_urls, group_id=settings.app_id,
+        **settings.kafka_client, group_id=settings.app_id,
         enable_auto_commit=False, session_timeout_ms=10_000, rebalance_timeout_ms=3_000,
         heartbeat_interval_ms=1_000, partition_assignment_strategy=(TakeAll,))
     await consumer.start()
@@ -158,7 +158,7 @@ async def void_changelogs(settings: Settings) -> list[str]:
     names = topic_names(settings)
     existing = await existing_topics(settings)
     scratch = settings.state_dir / "reset-scratch"
-    producer = Producer(settings.broker_urls)
+    producer = Producer(settings.kafka_client)
     await producer.start()
     done = []
     try:
@@ -183,7 +183,7 @@ async def _void(producer: Producer, settings: Settings, topic: str,
     holds (committed or left by an unfinished batch) in one batch; the keys deleted."""
     restoring = {p: Restoring(store, await producer.write(topic, p, [(FENCE_KEY, b"")], -1))
                  for p, store in stores.items()}
-    await restore(settings.broker_urls, topic, restoring)
+    await restore(settings.kafka_client, topic, restoring)
     deleted = 0
     for partition, restored in restoring.items():
         keys = {key for key, _ in restored.store.scan("") if not key.startswith("~")}

@@ -75,15 +75,15 @@ class Runtime(Service):
         self.names = topic_names(settings)
         self.metrics = Metrics()
         # tansu has no transactions: there each stage's partition writes plain records
-        self.producer = Producer(settings.broker_urls, transactions_for=None
+        self.producer = Producer(settings.kafka_client, transactions_for=None
                                  if settings.embedded_broker else settings.app_id)
         self.dedup = StoreManager(
             "dedup", settings.state_dir, self.names.dedup_changelog,
-            settings.broker_urls, on_crash=self.fail, writer=self.producer,
+            settings.kafka_client, on_crash=self.fail, writer=self.producer,
         )
         self.aggregates = StoreManager(
             "aggregate", settings.state_dir, self.names.aggregate_changelog,
-            settings.broker_urls, on_crash=self.fail, writer=self.producer,
+            settings.kafka_client, on_crash=self.fail, writer=self.producer,
         )
         # event time (core.watermarks): which orders partitions are idle, what each output
         # channel last carried, since when every input of an aggregation partition is idle
@@ -93,7 +93,7 @@ class Runtime(Service):
         self.totals_sent: set[int] = set()  # aggregation partitions whose outbox was sent
         self._generation: int | None = None  # the group generation of the last assignment
         self.status = "starting"
-        self.watch = Watch(settings.broker_urls)
+        self.watch = Watch(settings.kafka_client)
         self.loss: Loss | None = None  # what the broker lost, once noticed: then it stops
         self._stop_timer: threading.Timer | None = None
         self._doubt = False  # after an outage: not ready until a check passes

@@ -1,10 +1,19 @@
 """All configuration in one pydantic-settings class: environment variables and `.env`."""
 
+import ssl
 import sys
+from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.durations import parse_duration_ms, parse_size_bytes
@@ -77,6 +86,14 @@ class Settings(BaseSettings):
     kafka_session_timeout: Duration | None = None
     kafka_heartbeat_interval: Duration | None = None
     kafka_rebalance_timeout: Duration | None = None
+    # How every Kafka client of the service connects: the worker's consumer group, its
+    # producers, admin and readers, datagen and reset.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = (
+        "PLAINTEXT")
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None  # unset with SSL: the system's CAs
 
     @field_validator(
         "allowed_lateness", "idle_timeout", "dedup_horizon", "window_retention", "max_future_skew",
@@ -104,7 +121,8 @@ class Settings(BaseSettings):
     def _windows(cls, value: Any) -> Any:
         return parse_window_specs(value) if isinstance(value, str) else value
 
-    @field_validator("kafka_broker", "api_token", "topic_replication",
+    @field_validator("kafka_broker", "api_token", "topic_replication", "kafka_sasl_mechanism",
+                     "kafka_sasl_username", "kafka_sasl_password", "kafka_ssl_cafile",
                      "kafka_session_timeout", "kafka_heartbeat_interval",
                      "kafka_rebalance_timeout", mode="before")
     @classmethod
@@ -128,6 +146,53 @@ class Settings(BaseSettings):
                 f"ALLOWED_LATENESS ({needed_ms} ms)"
             )
         return self
+
+    @field_validator("kafka_ssl_cafile")
+    @classmethod
+    def _readable(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"{value} is not a readable file")
+        return value
+
+    @model_validator(mode="after")
+    def _security_complete(self) -> "Settings":
+        sasl = self.kafka_security_protocol.startswith("SASL_")
+        given = [name for name, value in (
+            ("KAFKA_SASL_MECHANISM", self.kafka_sasl_mechanism),
+            ("KAFKA_SASL_USERNAME", self.kafka_sasl_username),
+            ("KAFKA_SASL_PASSWORD", self.kafka_sasl_password)) if value is not None]
+        if sasl and len(given) < 3:
+            missing = {"KAFKA_SASL_MECHANISM", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"}
+            raise ValueError(f"KAFKA_SECURITY_PROTOCOL: {self.kafka_security_protocol} needs "
+                             f"{', '.join(sorted(missing - set(given)))}")
+        if not sasl and given:
+            raise ValueError(f"{given[0]}: set, but KAFKA_SECURITY_PROTOCOL is "
+                             f"{self.kafka_security_protocol} (SASL_PLAINTEXT or SASL_SSL "
+                             f"use it)")
+        if self.kafka_ssl_cafile is not None and not self.kafka_security_protocol.endswith(
+                "SSL"):
+            raise ValueError(f"KAFKA_SSL_CAFILE: set, but KAFKA_SECURITY_PROTOCOL is "
+                             f"{self.kafka_security_protocol} (SSL or SASL_SSL use it)")
+        return self
+
+    @cached_property
+    def _ssl_context(self) -> ssl.SSLContext:
+        """One TLS context for every client (its CA file read once)."""
+        return ssl.create_default_context(
+            cafile=None if self.kafka_ssl_cafile is None else str(self.kafka_ssl_cafile))
+
+    @property
+    def kafka_client(self) -> dict[str, Any]:
+        """The keyword arguments every aiokafka client of the service connects with."""
+        options: dict[str, Any] = {"bootstrap_servers": self.broker_urls,
+                                   "security_protocol": self.kafka_security_protocol}
+        if self.kafka_security_protocol.endswith("SSL"):
+            options["ssl_context"] = self._ssl_context
+        if self.kafka_sasl_password is not None:
+            options.update(sasl_mechanism=self.kafka_sasl_mechanism,
+                           sasl_plain_username=self.kafka_sasl_username,
+                           sasl_plain_password=self.kafka_sasl_password.get_secret_value())
+        return options
 
     @model_validator(mode="after")
     def _heartbeat_within_session(self) -> "Settings":

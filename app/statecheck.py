@@ -185,7 +185,7 @@ async def reconcile(settings: Settings) -> dict[str, bytes]:
     marker = settings.state_dir / "broker.json"
     marker.write_text(json.dumps({"embedded": settings.embedded_broker,
                                   "brokers": settings.broker_urls}))
-    watch = Watch(settings.broker_urls, saved_topic_ids(settings) if held else {})
+    watch = Watch(settings.kafka_client, saved_topic_ids(settings) if held else {})
     try:
         loss = await watch.ask(held) if held else None
     except (KafkaError, OSError, TimeoutError) as error:

@@ -11,7 +11,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.cluster import ClusterMetadata
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.conn import create_conn
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
 from app.settings import Settings
 
@@ -77,13 +78,32 @@ def topic_configs(settings: Settings, replication: int) -> dict[str, dict[str, s
 
 
 async def _metadata(settings: Settings) -> ClusterMetadata:
-    """The broker's metadata of every topic, fresh."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker_urls, request_timeout_ms=10_000)
-    await admin.start()
+    """The broker's metadata of every topic, fresh; TopicError, in one line, when no
+    broker of KAFKA_BROKER lets this client in."""
+    admin = AIOKafkaAdminClient(**settings.kafka_client, request_timeout_ms=10_000)
     try:
+        await admin.start()
         return await admin._client.fetch_all_metadata()  # noqa: SLF001
+    except KafkaConnectionError:
+        raise TopicError(await _refusal(settings)) from None
     finally:
         await admin.close()
+
+
+async def _refusal(settings: Settings) -> str:
+    """Why the first broker of KAFKA_BROKER did not let a client in: aiokafka's bootstrap
+    only logs it (a failed SASL authentication, a TLS error, nothing listening)."""
+    host, _, port = settings.broker_urls[0].rpartition(":")
+    options = {k: v for k, v in settings.kafka_client.items() if k != "bootstrap_servers"}
+    try:
+        conn = await create_conn(host, int(port), **options)
+    except (KafkaError, OSError) as error:
+        reason = f"{type(error).__name__}: {error}"
+    else:
+        conn.close()
+        reason = "it answered this probe, but not the client before it"
+    return (f"the broker at {','.join(settings.broker_urls)} did not let the worker in "
+            f"(KAFKA_SECURITY_PROTOCOL={settings.kafka_security_protocol}): {reason}")
 
 
 async def existing_topics(settings: Settings) -> dict[str, int]:
@@ -176,7 +196,7 @@ async def check_internal_configs(settings: Settings, topics: list[str]) -> None:
 
 async def describe_configs(settings: Settings, topics: list[str]) -> dict[str, dict[str, str]]:
     """The configs the broker reports for each of `topics`."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker_urls, request_timeout_ms=10_000)
+    admin = AIOKafkaAdminClient(**settings.kafka_client, request_timeout_ms=10_000)
     await admin.start()
     try:
         responses = await admin.describe_configs(
@@ -231,7 +251,7 @@ async def _create_serving(settings: Settings, topics: list[str], partitions: int
                           replication: int, configs: dict[str, dict[str, str]]) -> list[str]:
     """Create `topics`, wait until every partition of each has a leader; return those the
     broker created for this call (not the ones that existed by then)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker_urls, request_timeout_ms=10_000)
+    admin = AIOKafkaAdminClient(**settings.kafka_client, request_timeout_ms=10_000)
     await admin.start()
     try:
         response = await admin.create_topics([
@@ -268,7 +288,7 @@ async def _records_in(settings: Settings, topics: list[str], partitions: int) ->
     ListOffsets ends are not all 0, with the sum of those ends."""
     if not topics:
         return {}
-    reader = AIOKafkaConsumer(bootstrap_servers=settings.broker_urls, enable_auto_commit=False,
+    reader = AIOKafkaConsumer(**settings.kafka_client, enable_auto_commit=False,
                               request_timeout_ms=10_000)
     try:
         await reader.start()
@@ -290,7 +310,7 @@ async def _records_in(settings: Settings, topics: list[str], partitions: int) ->
 async def delete_topics(settings: Settings, topics: list[str]) -> None:
     """Delete `topics` and wait until the broker no longer lists them; TopicError names
     the ones it refused."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker_urls, request_timeout_ms=30_000)
+    admin = AIOKafkaAdminClient(**settings.kafka_client, request_timeout_ms=30_000)
     await admin.start()
     try:
         response = await admin.delete_topics(topics)

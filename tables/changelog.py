@@ -16,7 +16,7 @@ compaction removes the markers around them.
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
@@ -115,10 +115,11 @@ class Replay:
         return taken
 
 
-def new_reader(bootstrap: list[str]) -> AIOKafkaConsumer:
-    """A consumer outside any group, for reading changelogs from a given offset."""
+def new_reader(client: Mapping[str, Any]) -> AIOKafkaConsumer:
+    """A consumer outside any group, for reading changelogs from a given offset; `client`:
+    how to connect (aiokafka's keyword arguments: bootstrap servers, security)."""
     return AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+        **client,
         enable_auto_commit=False,
         group_id=None,
         auto_offset_reset="earliest",
@@ -148,7 +149,7 @@ class Restoring:
 
 
 async def restore(
-    bootstrap: list[str],
+    client: Mapping[str, Any],
     topic: str,
     restoring: Mapping[int, Restoring],
     on_progress: Callable[[int, int], None] | None = None,
@@ -158,7 +159,7 @@ async def restore(
     A store whose offset is beyond the end raises StoreAheadOfChangelog: the broker lost
     records this state was built from.
     """
-    reader = new_reader(bootstrap)
+    reader = new_reader(client)
     await reader.start()
     try:
         tps = {TopicPartition(topic, p): r for p, r in restoring.items()}

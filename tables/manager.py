@@ -10,8 +10,9 @@ still writes is dropped from every later restore.
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from aiokafka import TopicPartition
 
@@ -33,13 +34,13 @@ class StoreManager:
     """The stores of one stage: one RocksDB per assigned partition."""
 
     def __init__(
-        self, name: str, root: Path, changelog_topic: str, bootstrap: list[str],
+        self, name: str, root: Path, changelog_topic: str, client: Mapping[str, Any],
         on_crash: Callable[[BaseException], None], writer: ChangelogWriter,
     ) -> None:
         self.name = name
         self.root = root
         self.changelog_topic = changelog_topic
-        self._bootstrap = bootstrap
+        self._client = client  # how the restore connects
         self._on_crash = on_crash
         self._writer = writer
         self.epochs: dict[int, int] = {}  # this owner's fence per restored partition
@@ -107,7 +108,7 @@ class StoreManager:
                                             for p in stores))
             restoring = {p: Restoring(store, fence)
                          for (p, store), fence in zip(stores.items(), fences, strict=True)}
-            await restore(self._bootstrap, self.changelog_topic, restoring)
+            await restore(self._client, self.changelog_topic, restoring)
             for partition, restored in restoring.items():
                 try:
                     await self._settle(partition, restored)

@@ -78,7 +78,7 @@ async def get_hub(request: Request, runtime: RuntimeDep) -> StreamHub:
         raise_fd_limit()
         settings = runtime.settings
         hub = request.app.state.sse_hub = StreamHub(
-            settings.broker_urls, runtime.metrics, settings.sse_max_clients,
+            settings.kafka_client, runtime.metrics, settings.sse_max_clients,
             stopping=lambda: bool(getattr(runtime, "should_stop", False)))  # a mode Service
     return hub
 

@@ -37,17 +37,17 @@ async def _topic(broker: str) -> str:
 async def _write(broker: str, topic: str, batches: list[list[tuple[bytes, bytes | None]]],
                  epoch: int = -1) -> list[int]:
     """Each list of records as one write to partition 1; the last offset of each."""
-    producer = Producer([broker])
+    producer = Producer({"bootstrap_servers": [broker]})
     await producer.start()
     try:
-        return [await producer.write(topic, 1, records, epoch) for records in batches]
+        return [await producer.write("agg", topic, 1, records, epoch) for records in batches]
     finally:
         await producer.stop()
 
 
 def _restored(broker: str, topic: str, store: PartitionStore, fence: int) -> Restoring:
     restoring = Restoring(store, fence)
-    run_sync(restore([broker], topic, {1: restoring}))
+    run_sync(restore({"bootstrap_servers": [broker]}, topic, {1: restoring}))
     return restoring
 
 
@@ -87,7 +87,7 @@ class Crashed(Exception):
 
 def _manager(broker: str, topic: str, root: Path, producer: Producer) -> StoreManager:
     crashes: list[BaseException] = []
-    manager = StoreManager("agg", root, topic, [broker], on_crash=crashes.append,
+    manager = StoreManager("agg", root, topic, {"bootstrap_servers": [broker]}, on_crash=crashes.append,
                            writer=producer)
     manager.crashes = crashes  # type: ignore[attr-defined]
     return manager
@@ -96,7 +96,7 @@ def _manager(broker: str, topic: str, root: Path, producer: Producer) -> StoreMa
 async def _owner_takes_over(broker: str, topic: str, root: Path) -> dict[str, str]:
     """A worker with an empty DATA_DIR is assigned partition 1: fence, restore, repair; then
     it writes one batch of its own. Its store's rows."""
-    producer = Producer([broker])
+    producer = Producer({"bootstrap_servers": [broker]})
     await producer.start()
     manager = _manager(broker, topic, root, producer)
     try:

@@ -62,7 +62,7 @@ def test_a_record_over_the_producers_limit_is_a_send_failure_naming_its_topic_an
     topic = f"too-big-{uuid.uuid4().hex[:8]}"  # refused before any topic is needed
 
     async def send() -> str:
-        producer = Producer([broker])
+        producer = Producer({"bootstrap_servers": [broker]})
         await producer.start()
         try:
             await producer.send_all([(topic, b"k", b"v" * (MAX_REQUEST_BYTES + 1), 0)])

@@ -75,3 +75,73 @@ def test_the_worker_exits_with_one_line_and_no_traceback(tmp_path):
         "orderstream: invalid setting WINDOWS: 'ten' is not a duration like 500ms, 10s, 5m, "
         "1h or 7d"
     ]
+
+
+def test_group_timeouts_suit_kafka_unless_the_broker_is_tansu(monkeypatch):
+    assert Settings().group_timeouts_ms == (45_000, 3_000, 60_000)
+    monkeypatch.setenv("EMBEDDED_BROKER", "1")
+    assert Settings().group_timeouts_ms == (10_000, 1_000, 3_000)
+    monkeypatch.setenv("KAFKA_SESSION_TIMEOUT", "20s")
+    assert Settings().group_timeouts_ms == (20_000, 1_000, 3_000)
+    from app.main import faust_settings
+    chosen = faust_settings(Settings())
+    assert (chosen["broker_session_timeout"], chosen["broker_heartbeat_interval"],
+            chosen["broker_rebalance_timeout"]) == (20.0, 1.0, 3.0)
+
+
+@pytest.mark.parametrize(("variables", "expected"), [
+    ({"KAFKA_HEARTBEAT_INTERVAL": "20s"},
+     "KAFKA_HEARTBEAT_INTERVAL: must be at most a third of the session timeout (45000 ms)"),
+    ({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_USERNAME": "u"},
+     "KAFKA_SECURITY_PROTOCOL: SASL_SSL needs KAFKA_SASL_MECHANISM, KAFKA_SASL_PASSWORD"),
+    ({"KAFKA_SASL_PASSWORD": "p"},
+     "KAFKA_SASL_PASSWORD: set, but KAFKA_SECURITY_PROTOCOL is PLAINTEXT"),
+    ({"KAFKA_SECURITY_PROTOCOL": "TLS"}, "KAFKA_SECURITY_PROTOCOL: Input should be"),
+    ({"KAFKA_SECURITY_PROTOCOL": "SSL", "KAFKA_SSL_CAFILE": "/nonexistent/ca.pem"},
+     "KAFKA_SSL_CAFILE: /nonexistent/ca.pem is not a readable file"),
+    ({"TOPIC_REPLICATION": "0"}, "TOPIC_REPLICATION: Input should be greater than or equal"),
+])
+def test_broker_settings_are_checked_and_named(monkeypatch, variables, expected):
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    assert expected in describe_error(caught.value)
+
+
+def test_the_security_settings_reach_every_client_and_faust(monkeypatch, tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text(CA_PEM)
+    for name, value in {"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM":
+                        "SCRAM-SHA-512", "KAFKA_SASL_USERNAME": "svc",
+                        "KAFKA_SASL_PASSWORD": "pw", "KAFKA_SSL_CAFILE": str(ca),
+                        "KAFKA_BROKER": "k1:9093,k2:9093"}.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings()
+    client = settings.kafka_client
+    context = client.pop("ssl_context")
+    assert client == {"bootstrap_servers": ["k1:9093", "k2:9093"],
+                      "security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512",
+                      "sasl_plain_username": "svc", "sasl_plain_password": "pw"}
+    assert len(context.get_ca_certs()) == 1  # the file's one CA, not the system's
+    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+
+    from app.main import faust_credentials
+    assert credentials_to_aiokafka_auth(faust_credentials(settings)) == {
+        "security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "svc", "sasl_plain_password": "pw", "ssl_context": context}
+    assert "pw" not in repr(settings)  # the password is a secret
+
+
+# a self-signed CA made once with openssl for this test (no key: nothing is signed with it)
+CA_PEM = """-----BEGIN CERTIFICATE-----
+MIIBdzCCAR2gAwIBAgIUYLOrz1ejhkzRmOxuLPGiPz2QFUQwCgYIKoZIzj0EAwIw
+ETEPMA0GA1UEAwwGdGVzdGNhMB4XDTI2MTIwNjA0MTU1NVoXDTM2MTIwMzA0MTU1
+NVowETEPMA0GA1UEAwwGdGVzdGNhMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE
+Ph7FzFfi27WBMtBLfuDqMBdleAV/t1pPo26dPFx4glB2Ivu+pcd3InoNoTidLdUN
+dNUvYnAWNBICK+RVb6rtiKNTMFEwHQYDVR0OBBYEFGbitqdV8gkncdiLH8kWLtg3
+GiV0MB8GA1UdIwQYMBaAFGbitqdV8gkncdiLH8kWLtg3GiV0MA8GA1UdEwEB/wQF
+MAMBAf8wCgYIKoZIzj0EAwIDSAAwRQIgW1VcQoxEXfSjpdDXlYGMPAhWx3A6uEgq
+OMDRSmUx+UICIQD5F4TyI5anaGTSAr2YMX0pwmOauTsWoEc9Qd07pz2u6g==
+-----END CERTIFICATE-----
+"""
