@@ -87,8 +87,8 @@ class Crashed(Exception):
 
 def _manager(broker: str, topic: str, root: Path, producer: Producer) -> StoreManager:
     crashes: list[BaseException] = []
-    manager = StoreManager("agg", root, topic, {"bootstrap_servers": [broker]}, on_crash=crashes.append,
-                           writer=producer)
+    manager = StoreManager("agg", root, topic, {"bootstrap_servers": [broker]},
+                           on_crash=crashes.append, writer=producer)
     manager.crashes = crashes  # type: ignore[attr-defined]
     return manager
 
