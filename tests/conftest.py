@@ -48,3 +48,17 @@ def browser() -> Iterator[Any]:
             yield chromium
         finally:
             chromium.close()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """One line for the Apache Kafka tier (tests marked `kafka`), so a CI log shows it ran:
+    `Apache Kafka tier: N passed, N failed, N skipped`."""
+    counts = {"passed": 0, "failed": 0, "skipped": 0}
+    for outcome in counts:
+        for report in terminalreporter.stats.get(outcome, []):
+            if "kafka" in getattr(report, "keywords", {}) and (
+                    report.when == "call" or outcome != "passed"):
+                counts[outcome] += 1
+    if any(counts.values()):
+        terminalreporter.write_line("Apache Kafka tier: " + ", ".join(
+            f"{n} {outcome}" for outcome, n in counts.items()))

@@ -245,15 +245,27 @@ def metric(worker: Worker, name: str) -> float:
     raise AssertionError(f"{name} not in /metrics")
 
 
-@pytest.fixture(scope="session")
-def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`host:port` of an Apache Kafka node (KRaft) for this test session only; the test is
-    skipped, with one line saying why, where Java 17+, Maven or the jars cannot be had."""
+def kafka_runtime() -> tuple[str, Path]:
+    """`java` and Apache Kafka's jars (fetched the first time); the test is skipped, with
+    one line saying why, where Java 17+ or Maven is missing. A failed fetch is a skip too,
+    but with CI=true an error: there the tier must run."""
     try:
         java, mvn = kafka.tools()
-        jars = kafka.kafka_jars(mvn)
     except kafka.Unavailable as why:
         pytest.skip(f"Apache Kafka tier skipped: {why}")
+    try:
+        return java, kafka.kafka_jars(mvn)
+    except kafka.Unavailable as why:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Apache Kafka tier: {why}")
+        pytest.skip(f"Apache Kafka tier skipped: {why}")
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`host:port` of an Apache Kafka node (KRaft) for this test session only (see
+    `kafka_runtime` for where it is skipped)."""
+    java, jars = kafka_runtime()
     node = kafka.KafkaNode(java, jars, tmp_path_factory.mktemp("kafka")).start()
     try:
         yield node.bootstrap

@@ -14,7 +14,13 @@ import pytest
 from app.embedded import free_port
 from tests import kafka
 from tests.expected import money
-from tests.integration.conftest import FAUST, KAFKA_TEST_TIMEOUTS, consume_all, wait_for
+from tests.integration.conftest import (
+    FAUST,
+    KAFKA_TEST_TIMEOUTS,
+    consume_all,
+    kafka_runtime,
+    wait_for,
+)
 from tests.integration.fresh import REPO
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka]
@@ -58,11 +64,7 @@ class SaslNode(kafka.KafkaNode):
 
 @pytest.fixture(scope="module")
 def sasl_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SaslNode]:
-    try:
-        java, mvn = kafka.tools()
-        jars = kafka.kafka_jars(mvn)
-    except kafka.Unavailable as why:
-        pytest.skip(f"Apache Kafka tier skipped: {why}")
+    java, jars = kafka_runtime()
     node = SaslNode(java, jars, tmp_path_factory.mktemp("kafka-sasl"))
     node.start()
     try:
