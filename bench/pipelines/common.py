@@ -1,10 +1,12 @@
 """What a pipeline subprocess shares with scripts/bench.py: its settings and its status.
 
 Settings come as BENCH_* environment variables (`faust -A` owns the command line). The status
-is a JSON file, replaced whole: the bench polls it; the child writes it at most every
-WRITE_EVERY_S while it runs and once more when it is done. Times are the child's own
-`time.monotonic()`, so `seconds` (first order consumed to the N-th counted) has no polling
-error in it.
+is a JSON file, replaced whole: the bench polls it; the child writes it when it consumes its
+first order, at most every WRITE_EVERY_S while it counts and once more when it is done. Times
+are the child's own `time.monotonic()`, so `seconds` (first order consumed to the N-th
+counted) has no polling error in it. `first_consumed_at` is the same clock's reading, which
+on Linux (CLOCK_MONOTONIC) the bench's process shares: the Quix run is timed to a moment the
+bench itself sees (bench/quix.py).
 """
 
 from __future__ import annotations
@@ -71,10 +73,12 @@ class Status:
         self._written = 0.0
 
     def on_consumed(self, orders: int = 1) -> None:
-        """`orders` more read from the input; the first one starts the clock."""
+        """`orders` more read from the input; the first one starts the clock (and is written
+        at once)."""
+        self.consumed += orders
         if self.first_consumed is None:
             self.first_consumed = time.monotonic()
-        self.consumed += orders
+            self.write(force=True)
 
     def on_counted(self, orders: int = 1) -> bool:
         """`orders` more applied; True exactly once, when the target is reached."""
@@ -101,7 +105,8 @@ class Status:
     def document(self) -> dict[str, Any]:
         """What the file holds."""
         return {"consumed": self.consumed, "counted": self.counted, "target": self.target,
-                "seconds": self.seconds, "finished": bool(self.checks) or self.error is not None,
+                "first_consumed_at": self.first_consumed, "seconds": self.seconds,
+                "finished": bool(self.checks) or self.error is not None,
                 "checks": self.checks, "error": self.error}
 
     def write(self, force: bool = False) -> None:
