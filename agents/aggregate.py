@@ -15,7 +15,7 @@ from typing import Any
 
 import faust
 
-from agents.batches import commit_durably, consumed_offsets, each_batch
+from agents.batches import NOT_OURS, commit_durably, consumed_offsets, each_batch
 from app.producer import Outgoing
 from app.runtime import BrokerLost, Runtime, wall_ms
 from app.transport import batch_topic
@@ -63,14 +63,14 @@ def aggregate_config(runtime: Runtime) -> AggregateConfig:
                            idle_timeout_ms=settings.idle_timeout)
 
 
-async def apply_partition(runtime: Runtime, partition: int, items: list[Shuffled]) -> None:
+async def apply_partition(runtime: Runtime, partition: int, items: list[Shuffled]) -> str | None:
     """Apply one partition's repartition records (none: only move time on) to its store,
     exactly once per order."""
     config = aggregate_config(runtime)
     await runtime.settled()
     async with runtime.aggregates.holding(partition) as store:
-        if store is None:  # revoked meanwhile: the new owner applies these
-            return
+        if store is None:  # revoked meanwhile: never committed, the owner applies these
+            return NOT_OURS
         if not items:
             runtime.check_backed()
         else:

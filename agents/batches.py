@@ -12,14 +12,18 @@ from aiokafka import TopicPartition
 from app.brokerwatch import BrokerLost
 from app.producer import Outgoing
 from app.runtime import Runtime
+from app.transport import release
 from tables.changelog import Fenced
 from tables.manager import StoreManager
 from tables.store import PartitionStore, Updates
 
 Position = tuple[str, int]  # a batch's source (`<topic>:<partition>`) and last offset
 Peek = Callable[[], Position | None]
-# (partition, items, the batch the lane takes next) -> False to put this one aside
-PartitionHandler = Callable[[int, list[Any], Peek], Awaitable[bool | None]]
+# A handler's answer for a batch of a partition no longer this worker's (revoked meanwhile)
+NOT_OURS = "not ours"
+# (partition, items, the batch the lane takes next) -> False to put this one aside,
+# NOT_OURS when not applied for that
+PartitionHandler = Callable[[int, list[Any], Peek], Awaitable[bool | str | None]]
 LANE_DEPTH = 2  # batches waiting per partition: enough to keep a lane busy
 log = logging.getLogger(__name__)
 
@@ -81,15 +85,16 @@ async def each_batch(stream: faust.StreamT[Any], runtime: Runtime, handle: Parti
             handled = await handle(partition, records if to_item is None else
                                    [to_item(record) for record in records], lane.peek)
         except Fenced as fenced:
-            # expelled from the group: the batch is the new owner's to apply. Acked, so
-            # the rebalance that follows does not wait for it; the commit of an expelled
-            # member is refused (its generation is gone), and the partition's stores hand
-            # out nothing until it is assigned again.
+            # expelled from the group: the batch is the new owner's to apply, and the
+            # partition's stores hand out nothing until it is assigned again
             log.warning("%s: batch not applied, the group assigns the partition again",
                         fenced)
-            handled = True
+            handled = NOT_OURS
         if handled is False:
             return False
+        if handled == NOT_OURS:  # never committed: read again by the partition's owner
+            release(runtime.app, event.message)
+            return True
         await stream.ack(event)
         return True
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import faust
 
-from agents.batches import Peek, commit_durably, consumed_offsets, each_batch
+from agents.batches import NOT_OURS, Peek, commit_durably, consumed_offsets, each_batch
 from app.producer import Outgoing
 from app.runtime import BrokerLost, Runtime, wall_ms
 from app.transport import batch_topic
@@ -67,13 +67,13 @@ def ingest_config(runtime: Runtime) -> IngestConfig:
 
 
 async def ingest_one(runtime: Runtime, partition: int, messages: list[RawMessage],
-                     peek: Peek | None = None) -> bool:
+                     peek: Peek | None = None) -> bool | str:
     """Apply one partition's messages (none: only move time on) to its dedup store and send
     what they produce; False when another batch must go first (core.ingest, `m|next`)."""
     await runtime.settled()
     async with runtime.dedup.holding(partition) as store:
-        if store is None:  # revoked meanwhile: the new owner processes these
-            return True
+        if store is None:  # revoked meanwhile: never committed, the owner processes these
+            return NOT_OURS
         take = None
         if not messages:
             runtime.check_backed()

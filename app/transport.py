@@ -67,6 +67,20 @@ def set_batch_size(app: faust.App, size: int) -> None:
     app._orderstream_batch_size = size  # type: ignore[attr-defined]
 
 
+def release(app: AppT, message: Any) -> None:
+    """Let go of a batch that was not applied (its partition was revoked meanwhile) without
+    acking it: faust stops waiting for it (a rebalance waits for every message in flight),
+    but none of its offsets counts as processed, so no commit passes it and it is read
+    again by whoever is assigned the partition. An ack there would let faust commit it:
+    acks between a revocation and the next assignment outlive the rebalance."""
+    consumer = app.consumer
+    message.acked = True  # what faust's ack sets first, without recording the offset
+    consumer._unacked_messages.discard(message)  # noqa: SLF001
+    waiter = consumer._waiting_for_ack  # noqa: SLF001
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
+
+
 def on_rewind(app: faust.App, callback: Callable[[TP, int, int], None]) -> None:
     """Call `callback(tp, expected, got)` when a partition's fetch starts before where the
     previous one ended, with no seek or rebalance between: the consumer was reset (out of

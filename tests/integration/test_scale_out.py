@@ -1,5 +1,5 @@
-"""Two workers of one group: each answers every route exactly as one worker would, and one
-takes over when the other is killed."""
+"""Two workers of one group, on tansu and on Apache Kafka: each answers every route exactly
+as one worker would, and one takes over when the other is killed."""
 
 import signal
 import time
@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from app.embedded import free_port
+from tests.expected import expected_totals
 from tests.integration.conftest import produce, wait_for
 from tests.integration.test_pipeline import check_all_answers, make_orders
 
@@ -45,8 +46,9 @@ def _always_503_or_exact(worker, expected: dict, seconds: float) -> None:  # noq
 
 
 @pytest.mark.parametrize("count", [2, 3])
-def test_any_worker_answers_any_query_and_a_survivor_takes_over(count, broker, worker_env,
-                                                                 make_worker, tmp_path):
+def test_any_worker_answers_any_query_and_a_survivor_takes_over(count, on_broker, make_worker,
+                                                                 tmp_path):
+    broker, worker_env = on_broker
     worker_env.update(ALLOWED_LATENESS="1h", WINDOW_RETENTION="2h", PRINT_SINK="0")
     if count == 2:  # with a token: forwarded and gathered calls must carry it too
         worker_env["API_TOKEN"] = "scale-out-token"
@@ -83,3 +85,39 @@ def test_any_worker_answers_any_query_and_a_survivor_takes_over(count, broker, w
     _always_503_or_exact(first, expected, seconds=5)
     wait_for(lambda: _settled(first, count - 1), timeout_s=90, what="survivors own everything")
     check_all_answers(first, meaning)
+
+
+def test_a_worker_joining_during_ingest_loses_nothing(on_broker, make_worker, tmp_path):
+    """The rebalance a second worker causes in the middle of a backlog: batches the first
+    one had fetched for partitions it then keeps are read again, never skipped."""
+    broker, worker_env = on_broker
+    worker_env.update(ALLOWED_LATENESS="1h", WINDOW_RETENTION="2h", PRINT_SINK="0")
+    raws, meaning = make_orders(400, seed=21)
+    records = [(str(n).encode(), raw) for (n, *_), raw in zip(meaning, raws, strict=True)]
+    many = [(str(n).encode(), raw.replace(f'"order_number": {n},'.encode(),
+                                          f'"order_number": {n + 1000 * copy},'.encode()))
+            for copy in range(1, 40) for (n, *_), raw in zip(meaning, raws, strict=True)]
+    first = make_worker(worker_env, "first")
+    first.wait_ready()
+    produce(broker, worker_env["ORDERS_TOPIC"], records + many)
+    wait_for(lambda: sum(i["count"] for i in first.get("/buyers", limit=1000).json()["items"])
+             >= 1_000, what="ingest under way")
+    second = make_worker({**worker_env, "DATA_DIR": str(tmp_path / "second"),
+                          "API_PORT": str(free_port())}, "second")
+    total = len(records) + len(many)
+
+    def counted() -> int:
+        try:
+            answer = second.get("/buyers", limit=1000)
+        except httpx.HTTPError:
+            return -1
+        return sum(i["count"] for i in answer.json()["items"]) if answer.status_code == 200 else -1
+
+    wait_for(lambda: counted() == total, timeout_s=240, what=f"all {total} orders counted")
+    # each copy is the same order under another number: every buyer's count is 40 times
+    # what the 400 orders alone give it
+    want = {b: c * 40 for b, (c, _) in expected_totals(meaning).items()}
+    for worker in (first, second):
+        items = worker.get("/buyers", limit=1000).json()["items"]
+        assert {(i["buyer"]["first_name"], i["buyer"]["last_name"]): i["count"]
+                for i in items} == want
