@@ -20,6 +20,7 @@ without stopping anything: the state is still the broker's, just not growing.
 """
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Mapping
@@ -61,7 +62,7 @@ class Loss:
     @property
     def topics(self) -> str:
         """`orders[0,1], app-dedup-changelog[0]`, topics in name order."""
-        return ", ".join(f"{topic}[{','.join(map(str, parts))}]"
+        return ", ".join(f"{topic}[{','.join(map(str, parts))}]" if parts else topic
                          for topic, parts in sorted(self.behind.items()))
 
 
@@ -80,6 +81,18 @@ def behind(positions: Positions, ends: Mapping[tuple[str, int], int | None]) -> 
     where = "has no such partition" if end is None else f"ends at offset {end}"
     return Loss({t: tuple(p) for t, p in lacking.items()},
                 f"{topic}[{partition}] {where} but the state applied offset {held}")
+
+
+def forgotten(positions: Positions, missing: set[str],
+              counts: Mapping[str, int]) -> Loss | None:
+    """The topics the state was built against that are deleted (or created again) though
+    it holds no partition of them now (the group assigns none of a deleted topic): every
+    partition they had (`counts`)."""
+    unheld = sorted(missing - {topic for topic, _ in positions})
+    if not unheld:
+        return None
+    return Loss({t: tuple(range(counts.get(t, 0))) for t in unheld},
+                f"{unheld[0]}, which the state was built from, was deleted or created again")
 
 
 def recreated(positions: Positions, renewed: set[str]) -> Loss | None:
@@ -106,6 +119,7 @@ class Watch:
         # the topic ids the state was built against, or first seen (a broker with ids)
         self.ids: dict[str, bytes] = dict(ids or {})
         self.learned = False  # ids were added since this was last cleared
+        self.counts: dict[str, int] = {}  # partitions of each topic, as found at start
 
     async def stop(self) -> None:
         if self._reader is not None:
@@ -131,15 +145,18 @@ class Watch:
     async def ask(self, positions: Positions) -> Loss | None:
         """The loss, if the broker ends below the positions or a topic of theirs has a new
         id; raises when it does not answer."""
-        ends, renewed = await asyncio.wait_for(self._ends(positions), ASK_TIMEOUT_S)
+        ends, renewed, gone = await asyncio.wait_for(self._ends(positions), ASK_TIMEOUT_S)
         self.answered = time.monotonic()
-        renewal, lag = recreated(positions, renewed), behind(positions, ends)
-        return renewal.merged(lag) if renewal and lag else renewal or lag
+        found = [loss for loss in (recreated(positions, renewed), behind(positions, ends),
+                                   forgotten(positions, renewed | gone, self.counts))
+                 if loss is not None]
+        return functools.reduce(Loss.merged, found) if found else None
 
     async def _ends(self, positions: Positions) -> tuple[
-            dict[tuple[str, int], int | None], set[str]]:
-        """The end of each partition (None: the broker has no such partition), and the
-        topics whose id is not the one first seen."""
+            dict[tuple[str, int], int | None], set[str], set[str]]:
+        """The end of each partition (None: the broker has no such partition), the topics
+        whose id is not the one first seen, and the topics the state was built against
+        (their ids kept) that the broker no longer has."""
         reader = self._reader
         if reader is None:
             reader = AIOKafkaConsumer(**self._client, group_id=None,
@@ -153,7 +170,11 @@ class Watch:
         # fresh metadata of every topic each time: a deleted or recreated topic shows
         client = reader._client  # noqa: SLF001
         metadata = await client.fetch_all_metadata()
-        renewed = self._renewed(await topic_ids(client, sorted({t for t, _ in positions})))
+        # every topic the state knows, held now or not: a worker left with no partition
+        # of a deleted topic (the group assigns none) still holds state built from it
+        renewed = self._renewed(await topic_ids(client, sorted(
+            {t for t, _ in positions} | set(self.ids))))
+        gone = {t for t in self.ids if not metadata.partitions_for_topic(t)}
         present = {(t, p) for t, p in positions
                    if p in (metadata.partitions_for_topic(t) or ())}
         tps = [TopicPartition(t, p) for t, p in sorted(present)]
@@ -164,7 +185,7 @@ class Watch:
                     if found[tp] <= positions[(tp.topic, tp.partition)]}
         for tp in await self._holding_records(reader, suspects):
             ends[(tp.topic, tp.partition)] = suspects[tp] + 1
-        return ends, renewed
+        return ends, renewed, gone
 
     def _renewed(self, current: Mapping[str, bytes]) -> set[str]:
         """The topics whose id is not the one kept; an id seen first is kept (`learned`)."""

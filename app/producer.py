@@ -11,11 +11,23 @@ they are plain sends, in the order the agents rely on (tables.changelog).
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError, MessageSizeTooLargeError, ProducerFenced
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    InvalidTopicError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    ProducerFenced,
+    RecordTooLargeError,
+    TopicAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
+    UnsupportedVersionError,
+)
 from aiokafka.structs import OffsetAndMetadata, RecordMetadata
 
 from core.partitioning import default_partitioner
@@ -29,6 +41,42 @@ MAX_REQUEST_BYTES = 33 * 1024 * 1024
 MAX_BATCH_BYTES = 512 * 1024
 # A transaction open longer than this (a worker paused, or cut off) is aborted by Kafka.
 TRANSACTION_TIMEOUT_MS = 60_000
+# A transactional batch that failed for a passing reason is sent again after this long,
+# doubling up to RETRY_MOST_S; one WARNING per RETRY_LOG_S says so.
+RETRY_FIRST_S, RETRY_MOST_S, RETRY_LOG_S = 0.5, 5.0, 30.0
+# What the broker will refuse again, whatever the wait: the worker stops (issue 13).
+NOT_RETRIED = (MessageSizeTooLargeError, RecordTooLargeError, InvalidTopicError,
+               TopicAuthorizationFailedError, ClusterAuthorizationFailedError,
+               TransactionalIdAuthorizationFailed, GroupAuthorizationFailedError,
+               UnsupportedVersionError)
+
+
+class NoTransactions(RuntimeError):
+    """The broker refused a transactional producer."""
+
+
+async def probe_transactions(client: Mapping[str, Any], app_id: str) -> None:
+    """NoTransactions unless the broker starts a transactional producer (InitProducerId):
+    tansu advertises the API but answers UnknownError. The probe's own id fences nothing."""
+    producer = _new_producer(client, f"{app_id}-transactions-probe")
+    try:
+        await producer.start()
+    except KafkaError as error:
+        raise NoTransactions(f"{type(error).__name__}: {error}") from None
+    finally:
+        with contextlib.suppress(KafkaError):
+            await producer.stop()
+
+
+def _worth_retrying(error: BaseException) -> bool:
+    """Whether a transactional batch that failed so is sent again (the broker restarting,
+    leaders moving, a connection lost, aiokafka's sender giving up on one), rather than
+    stopping the worker: never for a record the broker will refuse again, or a right it
+    lacks."""
+    cause = error.__cause__ if isinstance(error, SendFailed) else error
+    if isinstance(cause, AssertionError):  # aiokafka: a state change from FATAL_ERROR
+        return True
+    return isinstance(cause, KafkaError) and not isinstance(cause, NOT_RETRIED)
 
 
 def _new_producer(client: Mapping[str, Any],
@@ -56,11 +104,18 @@ class Producer:
         self._producer: AIOKafkaProducer | None = None
         self._app_id = transactions_for
         self._transactional: dict[tuple[str, int], AIOKafkaProducer] = {}
+        self._last_retry_log = -RETRY_LOG_S
+        self.on_retry: Callable[[], None] | None = None  # a batch is being sent again
 
     @property
     def transactional(self) -> bool:
         """Whether each stage's partition writes in transactions."""
         return self._app_id is not None
+
+    def use_transactions(self, app_id: str | None) -> None:
+        """Write each stage's partition in transactions for `app_id` (None: plain sends);
+        before the first batch."""
+        self._app_id = app_id
 
     async def start(self) -> None:
         """Connect (aiokafka needs the running loop, so not in __init__)."""
@@ -94,25 +149,45 @@ class Producer:
             if outputs:
                 await _send_all(self._producer, list(outputs))
             return await _write(self._producer, topic, partition, records, epoch)
-        producer = await self._transactional_producer(stage, partition)
-        try:
-            async with producer.transaction():
-                if outputs:
-                    await _send_all(producer, list(outputs))
-                offset = await _write(producer, topic, partition, records, epoch)
-                if consumed:
-                    assert self._app_id is not None
-                    await producer.send_offsets_to_transaction(
-                        {tp: OffsetAndMetadata(next_offset, "")
-                         for tp, next_offset in consumed.items()}, self._app_id)
-        except ProducerFenced:
-            await self.release(stage, partition)
-            raise Fenced(f"{topic}[{partition}]: another worker took this partition over "
-                         f"(transactional producer fenced)") from None
-        except SendFailed:
-            await self.release(stage, partition)  # its transaction is in an unknown state
-            raise
-        return offset
+        delay_s = RETRY_FIRST_S
+        while True:
+            producer = await self._transactional_producer(stage, partition)
+            try:
+                async with producer.transaction():
+                    if outputs:
+                        await _send_all(producer, list(outputs))
+                    offset = await _write(producer, topic, partition, records, epoch)
+                    if consumed:
+                        assert self._app_id is not None
+                        await producer.send_offsets_to_transaction(
+                            {tp: OffsetAndMetadata(next_offset, "")
+                             for tp, next_offset in consumed.items()}, self._app_id)
+                return offset
+            except ProducerFenced:
+                await self.release(stage, partition)
+                raise Fenced(f"{topic}[{partition}]: another worker took this partition over "
+                             f"(transactional producer fenced)") from None
+            except (SendFailed, KafkaError, AssertionError) as error:
+                # its transaction is in an unknown state (aiokafka can leave it FATAL):
+                # the next producer of this id aborts it, and nobody reads it
+                await self.release(stage, partition)
+                if not _worth_retrying(error):
+                    raise
+                self._retrying(topic, partition, error, delay_s)
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, RETRY_MOST_S)
+
+    def _retrying(self, topic: str, partition: int, error: BaseException,
+                  delay_s: float) -> None:
+        """Say so (at most one WARNING per RETRY_LOG_S), and tell the worker."""
+        now = time.monotonic()
+        if now - self._last_retry_log >= RETRY_LOG_S:
+            self._last_retry_log = now
+            log.warning("a batch of %s[%d] was not committed (%r): its transaction is "
+                        "aborted and the batch sent again in %.1f s", topic, partition,
+                        error, delay_s)
+        if self.on_retry is not None:
+            self.on_retry()
 
     async def _transactional_producer(self, stage: str, partition: int) -> AIOKafkaProducer:
         """The partition's transactional producer; its start fences any earlier one of the

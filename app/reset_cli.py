@@ -181,7 +181,8 @@ async def _void(producer: Producer, settings: Settings, topic: str,
                 stores: dict[int, PartitionStore]) -> int:
     """Fence each partition, read it into its scratch store, then delete every key it
     holds (committed or left by an unfinished batch) in one batch; the keys deleted."""
-    restoring = {p: Restoring(store, await producer.write(topic, p, [(FENCE_KEY, b"")], -1))
+    restoring = {p: Restoring(store, await producer.write("reset", topic, p,
+                                                          [(FENCE_KEY, b"")], -1))
                  for p, store in stores.items()}
     await restore(settings.kafka_client, topic, restoring)
     deleted = 0
@@ -189,8 +190,8 @@ async def _void(producer: Producer, settings: Settings, topic: str,
         keys = {key for key, _ in restored.store.scan("") if not key.startswith("~")}
         keys.update(restored.replay.take())
         if keys:
-            await producer.write(topic, partition, batch_records(dict.fromkeys(sorted(keys))),
-                                 restored.fence)
+            await producer.write("reset", topic, partition,
+                                 batch_records(dict.fromkeys(sorted(keys))), restored.fence)
         deleted += len(keys)
     return deleted
 

@@ -26,7 +26,7 @@ from app import logthrottle
 from app.brokerwatch import CHECK_INTERVAL_S, UNREACHABLE_AFTER_S, BrokerLost, Loss, Watch
 from app.idleness import SourceIdleness
 from app.metrics import Metrics
-from app.producer import Producer
+from app.producer import NoTransactions, Producer, probe_transactions
 from app.purge import purge_committed
 from app.reset_cli import start_over
 from app.settings import Settings
@@ -74,9 +74,9 @@ class Runtime(Service):
         self.app, self.settings = app, settings
         self.names = topic_names(settings)
         self.metrics = Metrics()
-        # tansu has no transactions: there each stage's partition writes plain records
-        self.producer = Producer(settings.kafka_client, transactions_for=None
-                                 if settings.embedded_broker else settings.app_id)
+        # transactions or not: decided at start (`_choose_transactions`)
+        self.producer = Producer(settings.kafka_client)
+        self.producer.on_retry = self.doubt  # 503 until a check of the broker passes
         self.dedup = StoreManager(
             "dedup", settings.state_dir, self.names.dedup_changelog,
             settings.kafka_client, on_crash=self.fail, writer=self.producer,
@@ -132,6 +132,7 @@ class Runtime(Service):
         if os.environ.pop(CLEAN_START_ENV, None) and self.settings.embedded_broker:
             await start_over(self.settings)
         self.partitions = await ensure_topics(self.settings)
+        self.watch.counts = dict(self.partitions)
         check_orders_partitions(self.settings, self.partitions)
         by_buyer = self.partitions[self.names.by_buyer]
         if by_buyer != self.settings.topic_partitions:
@@ -139,8 +140,30 @@ class Runtime(Service):
                      "their count, and the state is partitioned by it",
                      self.settings.topic_partitions, self.names.by_buyer, by_buyer)
         self.watch.ids.update(await reconcile(self.settings))
+        await self._choose_transactions()
         await self.producer.start()
         self.watch.answered = time.monotonic()
+
+    async def _choose_transactions(self) -> None:
+        """KAFKA_TRANSACTIONS: `auto` uses them where the broker starts a transactional
+        producer (never with EMBEDDED_BROKER: tansu has none); `on` refuses to start
+        without; `off` never."""
+        choice = self.settings.kafka_transactions
+        if choice == "off" or (choice == "auto" and self.settings.embedded_broker):
+            return
+        try:
+            await probe_transactions(self.settings.kafka_client, self.settings.app_id)
+        except NoTransactions as why:
+            if choice == "on":
+                raise TopicError(f"KAFKA_TRANSACTIONS is on but the broker at "
+                                 f"{','.join(self.settings.broker_urls)} refused a "
+                                 f"transactional producer: {why}") from None
+            log.info("the broker at %s has no transactions (%s): batches are written "
+                     "without them", ",".join(self.settings.broker_urls), why)
+            return
+        self.producer.use_transactions(self.settings.app_id)
+        log.info("each batch is a Kafka transaction (transactional ids %s-<stage>-<partition>)",
+                 self.settings.app_id)
 
     @property
     def stopping(self) -> bool:

@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     kafka_session_timeout: Duration | None = None
     kafka_heartbeat_interval: Duration | None = None
     kafka_rebalance_timeout: Duration | None = None
+    # Each batch a Kafka transaction: `auto` where the broker has them (not with
+    # EMBEDDED_BROKER: tansu has none), `on` (refuse to start without), `off`.
+    kafka_transactions: Literal["auto", "on", "off"] = "auto"
     # How every Kafka client of the service connects: the worker's consumer group, its
     # producers, admin and readers, datagen and reset.
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = (

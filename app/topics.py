@@ -134,7 +134,7 @@ async def ensure_topics(settings: Settings) -> dict[str, int]:
     created = await _create(settings, existing, [
         names.orders, names.dlq, names.late, names.buyer_totals, names.window_results],
         settings.topic_partitions, replication, configs)
-    existing = await existing_topics(settings)
+    existing = await _listing(settings, [names.orders])
     by_count: dict[int, list[str]] = {}
     for topic, count in internal_counts(settings, existing[names.orders]).items():
         by_count.setdefault(count, []).append(topic)
@@ -142,10 +142,25 @@ async def ensure_topics(settings: Settings) -> dict[str, int]:
         created += await _create(settings, existing, topics, count, replication, configs)
     await check_internal_configs(settings, [t for t in internal_counts(settings, 0)
                                             if t not in created])
-    existing = await existing_topics(settings)
-    return {t: existing[t] for t in (
-        names.orders, names.dlq, names.late, names.buyer_totals, names.window_results,
-        names.rekey, names.dedup_changelog, names.by_buyer, names.aggregate_changelog)}
+    ours = [names.orders, names.dlq, names.late, names.buyer_totals, names.window_results,
+            names.rekey, names.dedup_changelog, names.by_buyer, names.aggregate_changelog]
+    existing = await _listing(settings, ours)
+    return {t: existing[t] for t in ours}
+
+
+async def _listing(settings: Settings, topics: list[str]) -> dict[str, int]:
+    """Every topic's partition count, once the broker asked lists all of `topics`: in a
+    cluster, a broker learns of a topic another one created a moment later."""
+    deadline = time.monotonic() + CREATED_WITHIN_S
+    while True:
+        existing = await existing_topics(settings)
+        missing = [t for t in topics if not existing.get(t)]
+        if not missing:
+            return existing
+        if time.monotonic() > deadline:
+            raise TopicError(f"the broker does not list {', '.join(missing)} "
+                             f"{CREATED_WITHIN_S:.0f} s after they were created")
+        await asyncio.sleep(0.1)
 
 
 class TopicError(RuntimeError):
