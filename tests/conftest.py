@@ -51,14 +51,21 @@ def browser() -> Iterator[Any]:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """One line for the Apache Kafka tier (tests marked `kafka`), so a CI log shows it ran:
-    `Apache Kafka tier: N passed, N failed, N skipped`."""
+    """One line for the Apache Kafka tier (tests marked `kafka`), so a CI log shows it ran
+    and what it cost: `Apache Kafka tier: N passed, N failed, N skipped; N s of N s`
+    (the tier's setup, call and teardown time, of every test's)."""
     counts = {"passed": 0, "failed": 0, "skipped": 0}
-    for outcome in counts:
-        for report in terminalreporter.stats.get(outcome, []):
-            if "kafka" in getattr(report, "keywords", {}) and (
-                    report.when == "call" or outcome != "passed"):
+    tier_s = all_s = 0.0
+    for outcome, reports in terminalreporter.stats.items():
+        for report in reports:
+            duration = getattr(report, "duration", 0.0)
+            all_s += duration
+            if "kafka" not in getattr(report, "keywords", {}):
+                continue
+            tier_s += duration
+            if outcome in counts and (report.when == "call" or outcome != "passed"):
                 counts[outcome] += 1
     if any(counts.values()):
         terminalreporter.write_line("Apache Kafka tier: " + ", ".join(
-            f"{n} {outcome}" for outcome, n in counts.items()))
+            f"{n} {outcome}" for outcome, n in counts.items())
+            + f"; {tier_s:.0f} s of {all_s:.0f} s")

@@ -1,4 +1,5 @@
-"""The broker comes back empty while DATA_DIR still holds state."""
+"""The broker comes back empty while DATA_DIR still holds state: tansu restarted, or every
+topic of the worker deleted on Apache Kafka (which stays up and keeps nothing of them)."""
 
 import asyncio
 import json
@@ -7,7 +8,8 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from decimal import Decimal
 
 import httpx
@@ -34,9 +36,67 @@ def own_broker(tmp_path) -> Iterator[dict]:
     stop_process(state["process"], timeout_s=5)
 
 
-def _restart_empty(own_broker: dict, tmp_path) -> None:
+def _restart_empty(own_broker: dict, tmp_path, down_s: float = 0) -> None:
     stop_process(own_broker["process"], timeout_s=5)
+    time.sleep(down_s)
     own_broker["process"] = start_tansu("127.0.0.1", own_broker["port"], tmp_path / "tansu.log")
+
+
+@dataclass(frozen=True)
+class External:
+    """A broker the worker takes for an external one (no EMBEDDED_BROKER), that the test
+    can make lose every topic of the worker while it stays up or comes back at once."""
+
+    kind: str  # "tansu" or "kafka"
+    bootstrap: str
+    env: dict[str, str]
+    lose: Callable[..., None]  # `down_s`: how long tansu is down (Kafka never is)
+
+
+@pytest.fixture
+def external(on_broker, request, tmp_path) -> External:  # noqa: ANN001
+    """On tansu, a broker of this test's own, restarted empty (it keeps nothing across a
+    restart; a topic it deletes keeps its records, so deleting is no loss there). On
+    Apache Kafka, the session's broker, which outlives the test: every topic of the
+    worker deleted (Kafka keeps nothing of a deleted topic)."""
+    kind = request.node.callspec.params["on_broker"]
+    broker, env = on_broker
+    env = {k: v for k, v in env.items() if k != "EMBEDDED_BROKER"}
+    if kind == "kafka":
+        return External(kind, broker, env, lambda down_s=0: _delete_topics(
+            broker, _worker_topics(broker, env)))
+    own_broker = request.getfixturevalue("own_broker")
+    broker = f"127.0.0.1:{own_broker['port']}"
+    return External(kind, broker, {**env, "KAFKA_BROKER": broker},
+                    lambda down_s=0: _restart_empty(own_broker, tmp_path, down_s))
+
+
+def _worker_topics(broker: str, env: dict[str, str]) -> list[str]:
+    """Every topic of the worker of `env` the broker has: its named ones and any other
+    under its APP_ID."""
+    settings = Settings(_env_file=None, kafka_broker=broker, app_id=env["APP_ID"],
+                        orders_topic=env["ORDERS_TOPIC"],
+                        buyer_totals_topic=env["BUYER_TOTALS_TOPIC"],
+                        window_results_topic=env["WINDOW_RESULTS_TOPIC"])
+    named = set(vars(topic_names(settings)).values())
+    return sorted(t for t in run_sync(existing_topics(settings))
+                  if t in named or t.startswith(f"{env['APP_ID']}-"))
+
+
+def _delete_topics(broker: str, topics: list[str]) -> None:
+    """Delete `topics` and wait until the broker no longer lists them."""
+    async def run() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=broker, request_timeout_ms=10_000)
+        await admin.start()
+        try:
+            await admin.delete_topics(topics)
+            deadline = time.monotonic() + 30
+            while set(topics) & set(await admin.list_topics()):  # Kafka deletes in the background
+                assert time.monotonic() < deadline, f"{topics} still listed after 30 s"
+                await asyncio.sleep(0.2)
+        finally:
+            await admin.close()
+    run_sync(run())
 
 
 def _order(number: int) -> tuple[bytes, bytes]:
@@ -72,13 +132,10 @@ def test_embedded_broker_restarted_empty_starts_clean_with_one_warning(
     assert "ConsistencyError" not in log and "Traceback" not in log
 
 
-def test_external_broker_missing_changelog_stops_and_names_it(
-        own_broker, worker_env, make_worker, tmp_path):
-    broker = f"127.0.0.1:{own_broker['port']}"
-    env = {**worker_env, "KAFKA_BROKER": broker}
-    env.pop("EMBEDDED_BROKER")
+def test_external_broker_missing_changelog_stops_and_names_it(external, make_worker):
+    broker, env = external.bootstrap, external.env
     _run_some_orders(make_worker, env, broker, 2)
-    _restart_empty(own_broker, tmp_path)
+    external.lose()
 
     worker = make_worker(env, "refused")
     assert worker.process.wait(timeout=60) == 1
@@ -153,27 +210,28 @@ def _create_orders_topic(broker: str, topic: str) -> None:
     run_sync(run())
 
 
-def _restart_empty_with_orders(own_broker: dict, tmp_path, env: dict, down_s: float) -> None:
-    """The broker killed, down for `down_s`, back empty; 100 new orders sent at once."""
-    stop_process(own_broker["process"], timeout_s=5)
-    time.sleep(down_s)
-    own_broker["process"] = start_tansu("127.0.0.1", own_broker["port"], tmp_path / "tansu.log")
-    broker = f"127.0.0.1:{own_broker['port']}"
+def _refill_orders(broker: str, env: dict) -> None:
+    """The orders topic created again and 100 new orders sent to it at once."""
     _create_orders_topic(broker, env["ORDERS_TOPIC"])
     produce(broker, env["ORDERS_TOPIC"], [_order(n) for n in range(1000, 1100)])
 
 
+def _restart_empty_with_orders(own_broker: dict, tmp_path, env: dict, down_s: float) -> None:
+    """The broker killed, down for `down_s`, back empty; 100 new orders sent at once."""
+    _restart_empty(own_broker, tmp_path, down_s)
+    _refill_orders(f"127.0.0.1:{own_broker['port']}", env)
+
+
 def test_an_external_broker_back_empty_at_run_time_stops_the_worker_and_reset_recovers(
-        own_broker, worker_env, make_worker, tmp_path):
-    broker = f"127.0.0.1:{own_broker['port']}"
-    env = {**worker_env, "KAFKA_BROKER": broker, "PRINT_SINK": "0"}
-    env.pop("EMBEDDED_BROKER")
+        external, make_worker):
+    broker, env = external.bootstrap, {**external.env, "PRINT_SINK": "0"}
     worker = make_worker(env)
     worker.wait_ready()
     produce(broker, env["ORDERS_TOPIC"], [_order(n) for n in range(50)])
     wait_for(lambda: metric(worker, "orders_counted_total") == 50, what="orders counted")
     watch = ReadyWatch(worker)
-    _restart_empty_with_orders(own_broker, tmp_path, env, down_s=8)
+    external.lose(down_s=8)  # tansu down for 8 s, back empty; Apache Kafka stays up
+    _refill_orders(broker, env)
 
     assert worker.process.wait(timeout=60) == 1, worker.log()[-3000:]
     seen = [s for s in watch.stop() if isinstance(s, tuple)]  # not the refused connections
@@ -182,12 +240,20 @@ def test_an_external_broker_back_empty_at_run_time_stops_the_worker_and_reset_re
     assert all(s[0] == 200 for s in seen[:before])
     after = seen[before:]
     # once the outage is noticed, never ready again and no data route answers from stale
-    # state: silent broker, then a rebalance with the empty one, then what it lost
+    # state: silent broker (tansu only), then a rebalance, then what it lost
     assert [s for s in after if s[0] != 503 or s[2] != 503] == []
     assert {s[1]["status"] for s in after} <= {"broker-lost", "rebalancing", "restoring"}
-    # first "checking" (a sign of trouble) or at once "has not answered" (silent 6 s)
-    assert "has not answered" in after[0][1]["reason"] or "checking" in after[0][1]["reason"]
-    assert any("has not answered" in s[1]["reason"] for s in after)
+    if external.kind == "tansu":
+        # first "checking" (a sign of trouble) or at once "has not answered" (silent 6 s)
+        assert ("has not answered" in after[0][1]["reason"]
+                or "checking" in after[0][1]["reason"])
+        assert any("has not answered" in s[1]["reason"] for s in after)
+    else:
+        # Apache Kafka never stops answering: first a sign of trouble (the client finds
+        # the topics gone), a rebalance (the group's topics changed) or the loss itself
+        first = after[0][1]
+        assert (first["status"] == "rebalancing" or "checking" in first.get("reason", "")
+                or "lost:" in first.get("reason", "")), first
     assert after[-1][1]["status"] == "broker-lost" and "lost:" in after[-1][1]["reason"]
     log = worker.log()
     errors = [line for line in log.splitlines() if "ERROR" in line]
@@ -195,11 +261,14 @@ def test_an_external_broker_back_empty_at_run_time_stops_the_worker_and_reset_re
     app_id = env["APP_ID"]
     assert f"the broker at {broker} lacks records the state in" in errors[0]
     assert "stopping" in errors[0] and "`faust -A app reset`" in errors[0]
-    # the full check after the first sign names every internal topic (the orders topic,
-    # refilled past the old offsets by the 100 new orders, passes an offset check)
+    # the full check after the first sign names every internal topic (on tansu the orders
+    # topic, refilled past the old offsets by the 100 new orders, passes an offset check;
+    # on Apache Kafka its new topic id tells it was lost)
     for topic in (f"{app_id}-dedup-changelog[", f"{app_id}-aggregate-changelog[",
                   f"{app_id}-orders-by-buyer[", f"{app_id}-orders-by-number["):
         assert topic in errors[0], topic
+    if external.kind == "kafka":
+        assert f"{env['ORDERS_TOPIC']}[" in errors[0]
     assert "Traceback" not in log
 
     # the refusal at the next start names the same command, and the command works; the
@@ -256,6 +325,8 @@ def test_the_embedded_broker_back_empty_at_run_time_restarts_the_worker_clean(
 
 def test_sigterm_while_the_broker_is_down_stops_the_worker_within_10_s(
         own_broker, worker_env, make_worker):
+    """tansu only: the test stops the broker, and the Apache Kafka node is the session's,
+    shared by every test."""
     broker = f"127.0.0.1:{own_broker['port']}"
     env = {**worker_env, "KAFKA_BROKER": broker}
     env.pop("EMBEDDED_BROKER")
@@ -282,8 +353,9 @@ def test_sigterm_while_the_broker_is_down_stops_the_worker_within_10_s(
 
 
 def _state_in_changelog(broker: str, topic: str) -> dict[int, dict[str, str]]:
-    """What a restore from an empty store would hold, per partition: every record of the
-    changelog folded in order (a JSON object of updates, null deletes a key)."""
+    """What a restore from an empty store would hold, per partition: the changelog's
+    records folded in order (a record per store key, a null value deletes it), each batch
+    once its commit marker is read; keys starting with `~` (marker, fence) are no state."""
     async def run() -> dict[int, dict[str, str]]:
         reader = AIOKafkaConsumer(bootstrap_servers=broker, group_id=None,
                                   enable_auto_commit=False, auto_offset_reset="earliest")
@@ -293,17 +365,23 @@ def _state_in_changelog(broker: str, topic: str) -> dict[int, dict[str, str]]:
             reader.assign(tps)
             await reader.seek_to_beginning(*tps)
             state: dict[int, dict[str, str]] = {tp.partition: {} for tp in tps}
+            pending: dict[int, dict[str, str | None]] = {tp.partition: {} for tp in tps}
             quiet = 0
             while quiet < 3:  # three empty fetches in a row: the end (tansu's ListOffsets lags)
                 fetched = await reader.getmany(timeout_ms=300)
                 quiet = 0 if fetched else quiet + 1
                 for tp, records in fetched.items():
                     for record in records:
-                        for key, value in json.loads(record.value).items():
-                            if value is None:
-                                state[tp.partition].pop(key, None)
-                            else:
-                                state[tp.partition][key] = value
+                        if record.key == b"~commit":
+                            for key, value in pending[tp.partition].items():
+                                if value is None:
+                                    state[tp.partition].pop(key, None)
+                                else:
+                                    state[tp.partition][key] = value
+                            pending[tp.partition].clear()
+                        elif not record.key.startswith(b"~"):
+                            pending[tp.partition][record.key.decode()] = (
+                                None if record.value is None else record.value.decode())
             return state
         finally:
             await reader.stop()
@@ -363,19 +441,8 @@ def test_reset_with_records_in_the_internal_topics_on_kafka(kafka_worker_env, ka
 
 def _recreate_topic(broker: str, topic: str) -> None:
     """Delete `topic` and create it again under its name, with 4 partitions."""
-    async def run() -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=broker, request_timeout_ms=10_000)
-        await admin.start()
-        try:
-            await admin.delete_topics([topic])
-            deadline = time.monotonic() + 30
-            while topic in await admin.list_topics():  # Kafka deletes in the background
-                assert time.monotonic() < deadline, f"{topic} still listed after 30 s"
-                await asyncio.sleep(0.2)
-            await admin.create_topics([NewTopic(topic, 4, 1)])
-        finally:
-            await admin.close()
-    run_sync(run())
+    _delete_topics(broker, [topic])
+    _create_orders_topic(broker, topic)
 
 
 @pytest.mark.kafka
@@ -383,7 +450,9 @@ def test_a_topic_recreated_and_refilled_past_the_state_is_a_loss_at_run_time_and
         kafka_worker_env, kafka_broker, make_worker):
     """Offsets cannot tell a topic deleted, created again and refilled past every offset
     the state applied; its new topic id does, while the worker runs and at its next start.
-    Nothing of the new topic is skipped as already applied."""
+    Nothing of the new topic is skipped as already applied. Apache Kafka only: tansu keeps
+    a deleted topic's records and refuses the new topic's at their offsets (see the reset
+    tests), so there a topic cannot be created again and refilled."""
     env = {**kafka_worker_env, "PRINT_SINK": "0"}
     topic = env["ORDERS_TOPIC"]
     worker = make_worker(env)

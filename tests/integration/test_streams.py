@@ -1,5 +1,5 @@
-"""Live push: a client sees every change of a buyer in order, and after a reconnect with
-Last-Event-ID misses nothing."""
+"""Live push, on tansu and on Apache Kafka: a client sees every change of a buyer in order,
+and after a reconnect with Last-Event-ID misses nothing."""
 
 import json
 import threading
@@ -32,7 +32,8 @@ def read_events(url: str, count: int, headers: dict[str, str] | None = None,
     return events
 
 
-def test_a_buyer_stream_in_order_and_resumed_with_last_event_id(broker, worker_env, make_worker):
+def test_a_buyer_stream_in_order_and_resumed_with_last_event_id(on_broker, make_worker):
+    broker, worker_env = on_broker
     worker_env.update(PRINT_SINK="0")
     worker = make_worker(worker_env)
     worker.wait_ready()
@@ -64,7 +65,8 @@ def test_a_buyer_stream_in_order_and_resumed_with_last_event_id(broker, worker_e
              what="the stream clients no longer counted")
 
 
-def test_a_window_stream_sends_updates_then_the_final_row(broker, worker_env, make_worker):
+def test_a_window_stream_sends_updates_then_the_final_row(on_broker, make_worker):
+    broker, worker_env = on_broker
     worker_env.update(PRINT_SINK="0", IDLE_TIMEOUT="1s", WINDOWS="tumble:10s",
                       ALLOWED_LATENESS="0s")
     worker = make_worker(worker_env)
@@ -83,8 +85,8 @@ def test_a_window_stream_sends_updates_then_the_final_row(broker, worker_env, ma
         ("update", 1, "1.00", False), ("update", 2, "3.00", False), ("final", 2, "3.00", True)]
 
 
-def test_a_stream_resumed_from_before_the_shared_consumer_catches_up(broker, worker_env,
-                                                                      make_worker):
+def test_a_stream_resumed_from_before_the_shared_consumer_catches_up(on_broker, make_worker):
+    broker, worker_env = on_broker
     worker_env.update(PRINT_SINK="0")
     worker = make_worker(worker_env)
     worker.wait_ready()
