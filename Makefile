@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test test-soak chromium compose bench bench-state lint clean
+.PHONY: run test test-faults test-soak chromium compose bench bench-state lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ chromium: | $(BIN)/python
 	    >/dev/null || echo "chromium could not be installed: the browser tests will skip"; \
 	else echo "no chromium (sudo apt-get install chromium): the browser tests will skip"; fi
 
+# Broker faults on Apache Kafka (~5 min): the broker stopped for 20 s mid-stream (SIGTERM,
+# SIGKILL), one broker of three killed; 0 lost, 0 doubled. Not part of `make test`.
+test-faults: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -m faults tests/integration/test_kafka_faults.py $(PYTEST_ARGS)
+
 # Debian's docker-compose (Compose v1, 1.29) for the compose checks, installed like
 # chromium; PyPI's 1.29 no longer builds on Python 3.11. --no-install-recommends: the
 # recommends pull in a Docker engine, which the checks do not need.
@@ -47,11 +52,15 @@ compose: | $(BIN)/python
 
 # N=<orders> (default 200000), 3 runs (medians); BENCH_ARGS="--runs 1 --only raw,orderstream"
 # or "--no-scaling" for a quicker look. The `bench` extra is Quix Streams, the peer.
+# On tansu (the embedded broker) only, by default; BENCH_ARGS="--broker kafka" (or "both")
+# runs every pipeline on an Apache Kafka node the bench starts (Java 17+; Maven fetches the
+# jars into .cache/kafka once), with Quix exactly-once and orderstream without transactions.
 bench: $(VENV)/.installed-test,bench
 	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
 
 # Query latency under full-speed ingest, lookups/s at 50 connections, recovery with ~1M
 # window rows, worker RSS after 1M orders (scripts/bench_state.py; STATE_ARGS="--only latency" for one of them).
+# On tansu by default; STATE_ARGS="--only recovery --broker kafka": the restore from compacted changelogs.
 bench-state: $(VENV)/.installed-test
 	$(BIN)/python scripts/bench_state.py $(STATE_ARGS)
 

@@ -1,5 +1,6 @@
 """Apache Kafka for the suite: its jars fetched once from Maven Central by Maven into a
-git-ignored cache, and a one-node KRaft broker (broker and controller in one JVM) on loopback.
+git-ignored cache, and a one-node KRaft broker (broker and controller in one JVM) on loopback;
+for the fault tests, a node stopped and started again on its data, and a cluster of three.
 
 Where Java 17+ or Maven is missing, or the fetch fails, `Unavailable` says why in one line
 and the Kafka tier is skipped with it.
@@ -10,12 +11,14 @@ import fcntl
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import time
 import uuid
 from base64 import urlsafe_b64encode
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -76,9 +79,11 @@ logger.state.level = warn
 # One node, nothing replicated: every internal topic at replication factor 1, few
 # partitions (each one is a log to create), no rebalance delay for the tests' groups.
 # Topics are created by their users (app/topics.py), never by a metadata request.
+# In a cluster (`KafkaCluster`) every node is a broker and a voter of the controller
+# quorum, and the internal topics have `replicas` replicas, `min_isr` of them in sync.
 SERVER_PROPERTIES = """process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:{controller_port}
+node.id={node_id}
+controller.quorum.voters={voters}
 listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
 advertised.listeners=PLAINTEXT://127.0.0.1:{port}
 controller.listener.names=CONTROLLER
@@ -86,16 +91,16 @@ inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
 log.dirs={log_dir}
 num.partitions=1
-default.replication.factor=1
+default.replication.factor={replicas}
 min.insync.replicas=1
 auto.create.topics.enable=false
-offsets.topic.replication.factor=1
+offsets.topic.replication.factor={replicas}
 offsets.topic.num.partitions=8
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
+transaction.state.log.replication.factor={replicas}
+transaction.state.log.min.isr={min_isr}
 transaction.state.log.num.partitions=4
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
+share.coordinator.state.topic.replication.factor={replicas}
+share.coordinator.state.topic.min.isr={min_isr}
 group.initial.rebalance.delay.ms=0
 # the compaction test's changelogs roll segments every few hundred ms: clean them soon
 log.cleaner.backoff.ms=500
@@ -189,7 +194,11 @@ def cluster_id() -> str:
 
 
 class KafkaNode:
-    """One Apache Kafka process in KRaft combined mode, its data in a folder of its own."""
+    """One Apache Kafka process in KRaft combined mode, its data in a folder of its own.
+
+    `stop()` then `start()` again runs it on the same ports and data (formatted once): a
+    broker restarted with everything it had. In a cluster, `KafkaCluster` sets `node_id`,
+    `voters`, `cluster` (the id every node is formatted with) and `replicas`."""
 
     def __init__(self, java: str, jars: Path, workdir: Path) -> None:
         self.java, self.workdir = java, workdir
@@ -197,45 +206,73 @@ class KafkaNode:
         self.port, self.controller_port = free_port(), free_port()
         self.log_path = workdir / "kafka.log"
         self.process: subprocess.Popen[bytes] | None = None
+        self.node_id, self.voters, self.cluster = 1, "", cluster_id()
+        self.replicas, self.min_isr = 1, 1
 
     @property
     def bootstrap(self) -> str:
         """`host:port` for clients."""
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def voter(self) -> str:
+        """This node in `controller.quorum.voters`: `id@host:port`."""
+        return f"{self.node_id}@127.0.0.1:{self.controller_port}"
+
+    @property
+    def formatted(self) -> bool:
+        """Whether the log folder was formatted (a start since then keeps its data)."""
+        return (self.workdir / "data" / "meta.properties").exists()
+
     def _java(self, options: list[str], main: str, *args: str) -> list[str]:
         logging = f"-Dlog4j2.configurationFile={self.workdir / 'log4j2.properties'}"
         return [self.java, *options, logging, "-cp", self.classpath, main, *args]
 
     def configure(self) -> Path:
-        """Write server.properties and the logging config; format the log folder."""
+        """Write server.properties and the logging config; format the log folder unless it
+        was formatted before (a restart keeps the node's data)."""
         (self.workdir / "log4j2.properties").write_text(LOG4J2)
         properties = self.workdir / "server.properties"
         properties.write_text(SERVER_PROPERTIES.format(
-            port=self.port, controller_port=self.controller_port, log_dir=self.workdir / "data"))
+            node_id=self.node_id, voters=self.voters or self.voter, port=self.port,
+            controller_port=self.controller_port, log_dir=self.workdir / "data",
+            replicas=self.replicas, min_isr=self.min_isr))
+        if self.formatted:
+            return properties
         result = subprocess.run(
-            self._java(TOOL_JVM, "kafka.tools.StorageTool", "format", "-t", cluster_id(),
-                           "-c", str(properties)),
+            # `=`: an id may start with "-", which would read as an option
+            self._java(TOOL_JVM, "kafka.tools.StorageTool", "format",
+                       f"--cluster-id={self.cluster}", "-c", str(properties)),
             capture_output=True, text=True, timeout=120)
+        (self.workdir / "format.log").write_text(result.stdout + result.stderr)
         if result.returncode != 0:
-            raise RuntimeError(f"kafka-storage format failed:\n{result.stdout}{result.stderr}")
+            raise RuntimeError(f"kafka-storage format failed ({result.returncode}):\n"
+                               f"{result.stdout}{result.stderr}")
         return properties
 
     def start(self) -> "KafkaNode":
-        """Format, start the JVM, and wait until the broker answers a metadata request."""
-        properties = self.configure()
+        """Format (the first time), start the JVM, and wait until the broker answers a
+        metadata request."""
+        self.launch(self.configure())
+        try:
+            self.wait_started(START_TIMEOUT_S)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def launch(self, properties: Path) -> None:
+        """Start the JVM, not waiting for it."""
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 self._java(BROKER_JVM, "kafka.Kafka", str(properties)), cwd=self.workdir,
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True)
-        try:
-            self._wait_until_listening(START_TIMEOUT_S)
-            asyncio.run(self._wait_until_answering(START_TIMEOUT_S))
-        except BaseException:
-            self.stop()
-            raise
-        return self
+
+    def wait_started(self, timeout_s: float, brokers: int = 1) -> None:
+        """Until it listens and its metadata lists `brokers` brokers."""
+        self._wait_until_listening(timeout_s)
+        asyncio.run(self._wait_until_answering(timeout_s, brokers))
 
     def _check_alive(self) -> None:
         assert self.process is not None
@@ -256,14 +293,14 @@ class KafkaNode:
         raise TimeoutError(f"Apache Kafka did not listen on {self.bootstrap} within "
                            f"{timeout_s}s (log: {self.log_path})")
 
-    async def _wait_until_answering(self, timeout_s: float) -> None:
+    async def _wait_until_answering(self, timeout_s: float, brokers: int = 1) -> None:
         deadline = time.monotonic() + timeout_s
         while True:
             self._check_alive()
             client = AIOKafkaClient(bootstrap_servers=self.bootstrap, request_timeout_ms=2000)
             try:
                 await client.bootstrap()
-                if client.cluster.brokers():
+                if len(client.cluster.brokers()) >= brokers:
                     return
             except KafkaError:
                 pass
@@ -274,10 +311,54 @@ class KafkaNode:
                                    f"within {timeout_s}s (log: {self.log_path})")
             await asyncio.sleep(0.2)
 
-    def stop(self, timeout_s: float = 30) -> None:
-        """SIGTERM (a controlled shutdown), SIGKILL after timeout_s."""
+    def stop(self, timeout_s: float = 30, sig: int = signal.SIGTERM) -> None:
+        """SIGTERM (a controlled shutdown), SIGKILL after timeout_s; `sig=SIGKILL`: a crash."""
         if self.process is not None:
-            stop_process(self.process, timeout_s=timeout_s)
+            stop_process(self.process, timeout_s=timeout_s, sig=sig)
+
+
+class KafkaCluster:
+    """`size` KRaft nodes on loopback, each a broker and a voter of the controller quorum
+    (a majority of voters keeps the cluster up when one node dies), the internal topics
+    replicated on `min(3, size)` of them, 2 in sync when that is 3."""
+
+    def __init__(self, java: str, jars: Path, workdir: Path, size: int = 3) -> None:
+        self.nodes = [KafkaNode(java, jars, workdir / f"node{i}") for i in range(1, size + 1)]
+        cluster, voters = cluster_id(), ",".join(
+            f"{i}@127.0.0.1:{node.controller_port}" for i, node in enumerate(self.nodes, 1))
+        replicas = min(3, size)
+        for node_id, node in enumerate(self.nodes, 1):
+            node.workdir.mkdir(parents=True, exist_ok=True)
+            node.node_id, node.voters, node.cluster = node_id, voters, cluster
+            node.replicas, node.min_isr = replicas, 2 if replicas >= 3 else 1
+
+    @property
+    def bootstrap(self) -> str:
+        """Every node's `host:port`, comma-separated, for clients."""
+        return ",".join(node.bootstrap for node in self.nodes)
+
+    def node(self, node_id: int) -> KafkaNode:
+        return self.nodes[node_id - 1]
+
+    def start(self) -> "KafkaCluster":
+        """Format the nodes (at once), start them all, and wait until each one's metadata
+        lists every broker: a quorum forms only once a majority of voters runs."""
+        with ThreadPoolExecutor(len(self.nodes)) as pool:
+            configured = list(pool.map(KafkaNode.configure, self.nodes))
+        try:
+            for node, properties in zip(self.nodes, configured, strict=True):
+                node.launch(properties)
+            for node in self.nodes:
+                node.wait_started(START_TIMEOUT_S, brokers=len(self.nodes))
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Every node at once (SIGKILL: quicker, when their data no longer matters)."""
+        with ThreadPoolExecutor(len(self.nodes)) as pool:
+            list(pool.map(lambda node: node.stop(timeout_s=10, sig=sig), self.nodes))
 
 
 async def create_topics(bootstrap: str, topics: list[NewTopic], timeout_s: float = 30) -> None:
