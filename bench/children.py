@@ -80,7 +80,7 @@ def run_child(ctx: BenchContext, run_index: int, label: str,
     config = ChildConfig(broker=ctx.broker, topic=ctx.topic, orders=ctx.orders,
                          partitions=ctx.partitions, event_span_ms=ctx.event_span_ms,
                          group=run_id, state_dir=run_dir / "state",
-                         status_path=run_dir / "status.json")
+                         status_path=run_dir / "status.json", broker_kind=ctx.broker_kind)
     env = {**os.environ, **config.to_env(), "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
     log_path = run_dir / "child.log"
     process = start_process(command(module), env, log_path)

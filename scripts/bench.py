@@ -3,8 +3,18 @@ same pre-produced orders.
 
 What it measures, in one invocation:
 
-1. Starts its own embedded broker (tansu, in memory) on a free port; it is always stopped at
-   the end, also on Ctrl-C or SIGTERM.
+1. Starts its own broker on free ports; it is always stopped at the end, also on Ctrl-C or
+   SIGTERM. `--broker` says which (the results say it too):
+   - `tansu` (the default, what `make bench` runs): the embedded broker, in memory, without
+     transactions; orderstream runs with EMBEDDED_BROKER=1 as `make run` does.
+   - `kafka`: Apache Kafka 4.1.1, one KRaft node (broker and controller in one JVM, data on
+     disk in the bench's temporary directory), from the jars tests/kafka.py caches in
+     .cache/kafka (Java 17+ and Maven fetch them the first time; without them the bench
+     says why in one line and exits 1). orderstream runs as on any broker but tansu: every
+     batch is a Kafka transaction; with the suite's group timeouts (10 s session, 1 s
+     heartbeat, 10 s rebalance: bench.harness.KAFKA_GROUP_TIMEOUTS).
+   - `both`: all of it on tansu, then all of it on Kafka (never both brokers at once), one
+     table each, with the same orders.
 2. Creates a topic (`--partitions`, 4 by default) and pre-produces N seeded orders into it
    (`core.datagen`, seed 1, order times from 2026-11-24T10:00:00Z at 1000 rows/s).
 3. Runs the pipelines of `PIPELINES` against that same topic, `--runs` times each (3 by
@@ -30,8 +40,12 @@ What it measures, in one invocation:
      job computed in plain Python (bench/pipelines/job.py), and no (order, window) may have
      been dropped as late. Quix's start-up (topic creation and the group join, 25-36 s on
      tansu) is outside the span, as orderstream's is. tansu reports no `retention.ms` in
-     topic configs, which Quix needs to derive its internal topics' configs: the pipeline
-     defaults it to Kafka's (7 days).
+     topic configs, which Quix needs to derive its internal topics' configs: on tansu only,
+     the pipeline defaults it to Kafka's (7 days); on Kafka Quix runs with its own topic
+     manager. On Kafka the bench reads the outputs `read_committed`.
+   - `quix-eos`, "Quix Streams, exactly-once" (Kafka only): the same with Quix's
+     `processing_guarantee="exactly-once"` (a Kafka transaction per 5 s checkpoint, so a
+     total is counted once its checkpoint committed), the peer of orderstream's transactions.
    - `faust-tables`, "idiomatic faust (Tables per order)" (bench/pipelines/faust_tables.py, a
      `faust -A ... worker` subprocess, RocksDB store on rocksdict): Records, group_by buyer,
      three faust Tables (buyer totals, `tumble:10s`, `hop:1m/10s`) written once per order;
@@ -50,18 +64,31 @@ What it measures, in one invocation:
      2 and 3 workers of one APP_ID, each with its own DATA_DIR and API port, started together;
      timed from the first order processed on any worker until the sum of `counted` over the
      workers reaches N (bench/orderstream.py).
+   - `orderstream-notxn`, "orderstream, no transactions" (Kafka only): orderstream with
+     its transactions turned off, so that `orderstream` / `orderstream-notxn` is what they
+     cost: KAFKA_TRANSACTIONS=off where orderstream has that setting, else EMBEDDED_BROKER=1
+     against Kafka, which also stops the repartition topics' purge (a DeleteRecords every
+     30 s) and changes start-up checks (bench/orderstream.py says which); the group
+     timeouts are set explicitly, the same as `orderstream`'s. The run's note says which
+     setting it used.
    - `orderstream-nodedup`, "orderstream, DEDUP=0" runs only when `--only` names it.
-4. Prints a table (orders/s median, ratio to the baseline and to the peer, every run) and the
-   issue's checks computed from the medians (orderstream >= 5x idiomatic faust, >= 0.75x the
-   bare faust agent; goal >= 1.5x Quix Streams: pass, miss or n/a each), and writes the same
-   as JSON to `bench/results/bench-<UTC timestamp>.json`, with the CPU count and versions.
+   A pipeline for Kafka only is skipped on tansu, also when `--only` names it.
+4. Prints a table per broker (orders/s median, ratio to the baseline and to the peer, every
+   run), the issue's checks computed from the medians (orderstream >= 5x idiomatic faust,
+   >= 0.75x the bare faust agent; goal >= 1.5x Quix Streams: pass, miss or n/a each) and the
+   ratios that are no checks (with / without transactions; with `both`, Kafka / tansu per
+   pipeline), and writes the same as JSON to `bench/results/bench-<UTC timestamp>.json`,
+   every row and check naming its broker, with the CPU count and versions.
 
 Run it:
 
-    make bench                      # N=200000 orders, 4 partitions, 3 runs, every pipeline
+    make bench                      # N=200000 orders, 4 partitions, 3 runs, every pipeline, tansu
     make bench N=20000 BENCH_ARGS="--runs 1 --no-scaling"
+    make bench BENCH_ARGS="--broker kafka"     # on Apache Kafka, with quix-eos, orderstream-notxn
+    make bench BENCH_ARGS="--broker both --only raw,quix,orderstream"
     .venv/bin/python scripts/bench.py --orders 20000 --runs 1
     .venv/bin/python scripts/bench.py --orders 20000 --runs 1 --only raw,orderstream
+    .venv/bin/python scripts/bench.py --broker kafka --only raw,orderstream,orderstream-notxn
 
 idiomatic faust is by far the slowest (140-200 orders/s measured here on 2 shared cores: 8
 table writes per order, each its own changelog record), so at N=200000 each of its runs takes
@@ -103,13 +130,17 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa:
 
 from bench.children import run_faust_bare, run_faust_tables  # noqa: E402
 from bench.harness import (  # noqa: E402
+    BROKER_KINDS,
     BenchContext,
+    Broker,
+    BrokerUnavailable,
     Pipeline,
     RunResult,
+    broker,
     create_topic,
-    embedded_broker,
     failed,
     interrupt_on_stop_signals,
+    kafka_runtime,
     progress,
     say,
     versions,
@@ -117,9 +148,10 @@ from bench.harness import (  # noqa: E402
 from bench.orderstream import (  # noqa: E402
     run_orderstream,
     run_orderstream_without_dedup,
+    run_orderstream_without_transactions,
     run_orderstream_workers,
 )
-from bench.quix import run_quix  # noqa: E402
+from bench.quix import run_quix, run_quix_exactly_once  # noqa: E402
 from core.datagen import OrderGenerator, encode  # noqa: E402
 
 DEFAULT_ORDERS = 200_000
@@ -160,8 +192,9 @@ async def produce_orders(broker: str, topic: str, count: int, buyers: int) -> fl
     return time.perf_counter() - started
 
 
-def prepare_input(broker: str, topic: str, orders: int, partitions: int, buyers: int) -> None:
-    """Create the topic and fill it; says how fast that went."""
+def prepare_input(broker: str, topic: str, orders: int, partitions: int, buyers: int
+                  ) -> float:
+    """Create the topic and fill it; says how fast that went; the seconds it took."""
     async def run() -> float:
         await create_topic(broker, topic, partitions)
         return await produce_orders(broker, topic, orders, buyers)
@@ -169,6 +202,7 @@ def prepare_input(broker: str, topic: str, orders: int, partitions: int, buyers:
     seconds = asyncio.run(run())
     say(f"produced {orders:,} orders into {topic} ({partitions} partitions) in {seconds:.1f}s "
         f"({orders / seconds:,.0f}/s)")
+    return seconds
 
 
 # --- pipeline: raw aiokafka consume + decode (the ceiling) --------------------------------
@@ -225,6 +259,8 @@ BASELINE, PEER = "raw", "quix"
 PIPELINES: list[Pipeline] = [
     Pipeline(BASELINE, "raw aiokafka consume + decode", run_raw_aiokafka),
     Pipeline(PEER, "Quix Streams: the same job (totals, tumble 10 s, hop 1 m/10 s)", run_quix),
+    Pipeline("quix-eos", "Quix Streams: the same job, exactly-once", run_quix_exactly_once,
+             brokers=("kafka",)),
     Pipeline("faust-tables", "idiomatic faust (Tables per order)", run_faust_tables),
     Pipeline("faust-bare", "bare faust agent (orjson decode + count)", run_faust_bare),
     Pipeline("orderstream", "orderstream end to end", run_orderstream),
@@ -232,6 +268,8 @@ PIPELINES: list[Pipeline] = [
              scaling=True),
     Pipeline("orderstream-x3", "orderstream ×3 workers", run_orderstream_workers(3),
              scaling=True),
+    Pipeline("orderstream-notxn", "orderstream, no transactions",
+             run_orderstream_without_transactions, brokers=("kafka",)),
     Pipeline("orderstream-nodedup", "orderstream, DEDUP=0", run_orderstream_without_dedup,
              default=False),
 ]
@@ -259,13 +297,21 @@ class Check:
 
 CHECKS = (Check("orderstream", "faust-tables", 5.0), Check("orderstream", "faust-bare", 0.75),
           Check("orderstream", PEER, 1.5, goal=True))
+# Ratios of medians that are no checks: what one choice costs (subject / other).
+COMPARISONS = (
+    ("orderstream", "orderstream-notxn", "orderstream with transactions / without"),
+    ("quix-eos", PEER, "Quix Streams exactly-once / at-least-once"),
+    ("orderstream", "quix-eos", "orderstream / Quix Streams exactly-once"),
+)
 
 
-def select_pipelines(only: list[str] | None, scaling: bool) -> list[Pipeline]:
-    """The pipelines to run: those `--only` names, else the default ones (scaling unless off).
-    The baseline always runs first: every ratio is to it."""
-    chosen = [p for p in PIPELINES
-              if (p.key in only if only else p.default and (scaling or not p.scaling))]
+def select_pipelines(only: list[str] | None, scaling: bool, kind: str = "tansu"
+                     ) -> list[Pipeline]:
+    """The pipelines to run on a broker of `kind`: those `--only` names, else the default
+    ones (scaling unless off), less those for another broker. The baseline always runs
+    first: every ratio is to it."""
+    chosen = [p for p in PIPELINES if kind in p.brokers
+              and (p.key in only if only else p.default and (scaling or not p.scaling))]
     if not chosen or chosen[0].key != BASELINE:
         chosen.insert(0, PIPELINES[0])
     return chosen
@@ -283,7 +329,7 @@ def run_all(ctx: BenchContext, pipelines: list[Pipeline], runs: int
             results[pipeline.key].append(result)
             state = (f"{result.orders_per_s:,.0f} orders/s" if result.ok
                      else f"FAILED: {result.error}")
-            say(f"{pipeline.name}, run {run_index + 1}/{runs}: {state}")
+            say(f"{pipeline.name}, run {run_index + 1}/{runs} on {ctx.broker_kind}: {state}")
     return results
 
 
@@ -298,21 +344,55 @@ def ratio(value: float | None, to: float | None) -> float | None:
     return value / to if value is not None and to else None
 
 
-def summarise(results: dict[str, list[RunResult]]) -> list[dict[str, Any]]:
-    """One row per pipeline: median, ratios to the baseline and the peer, every run."""
+def summarise(results: dict[str, list[RunResult]], kind: str = "tansu"
+              ) -> list[dict[str, Any]]:
+    """One row per pipeline run on the broker of `kind`: median, ratios to the baseline and
+    the peer, every run."""
     names = {p.key: p.name for p in PIPELINES}
     medians = {key: median_rate(runs) for key, runs in results.items()}
-    return [{"key": key, "pipeline": names[key], "median_orders_per_s": medians[key],
+    return [{"broker": kind, "key": key, "pipeline": names[key],
+             "median_orders_per_s": medians[key],
              "ratio_to_baseline": ratio(medians[key], medians.get(BASELINE)),
              "ratio_to_peer": ratio(medians[key], medians.get(PEER)),
              "all_ok": all(r.ok for r in runs), "runs": [asdict(r) for r in runs]}
             for key, runs in results.items()]
 
 
+def by_broker(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The rows of each broker, in the order the brokers ran."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        grouped.setdefault(row["broker"], []).append(row)
+    return grouped
+
+
 def evaluate_checks(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The issue's checks, from the rows' medians."""
-    medians = {row["key"]: row["median_orders_per_s"] for row in rows}
-    return [check.evaluate(medians) for check in CHECKS]
+    """The issue's checks, from the rows' medians, per broker."""
+    checks = []
+    for kind, rows_of in by_broker(rows).items():
+        medians = {row["key"]: row["median_orders_per_s"] for row in rows_of}
+        checks += [{"broker": kind, **check.evaluate(medians)} for check in CHECKS]
+    return checks
+
+
+def evaluate_comparisons(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """COMPARISONS on each broker where both ran, and each pipeline on Kafka / on tansu."""
+    found = []
+    grouped = by_broker(rows)
+    for kind, rows_of in grouped.items():
+        medians = {row["key"]: row["median_orders_per_s"] for row in rows_of}
+        found += [{"broker": kind, "comparison": text, "subject": subject, "other": other,
+                   "ratio": ratio(medians[subject], medians[other])}
+                  for subject, other, text in COMPARISONS
+                  if subject in medians and other in medians]
+    if set(grouped) >= {"tansu", "kafka"}:
+        tansu = {row["key"]: row for row in grouped["tansu"]}
+        found += [{"broker": "kafka/tansu", "comparison": f"{row['pipeline']}: Kafka / tansu",
+                   "subject": row["key"], "other": row["key"],
+                   "ratio": ratio(row["median_orders_per_s"],
+                                  tansu[row["key"]]["median_orders_per_s"])}
+                  for row in grouped["kafka"] if row["key"] in tansu]
+    return found
 
 
 def format_run(run: dict[str, Any]) -> str:
@@ -351,7 +431,32 @@ def format_checks(checks: list[dict[str, Any]]) -> str:
         return "not measured" if value is None else f"measured {value:.2f}x"
 
     return "\n".join(f"{c['result']:>4}  {c['check']} ({measured(c['ratio'])})"
-                     for c in checks)
+                      for c in checks)
+
+
+def format_comparisons(comparisons: list[dict[str, Any]]) -> str:
+    """One line per comparison: its ratio."""
+    return "\n".join(f"{format_ratio(c['ratio']):>6}  {c['comparison']}" for c in comparisons)
+
+
+def format_report(args: argparse.Namespace, rows: list[dict[str, Any]],
+                  checks: list[dict[str, Any]], comparisons: list[dict[str, Any]],
+                  brokers: dict[str, dict[str, Any]]) -> str:
+    """What is printed: per broker its table, its checks and its comparisons; then the
+    comparisons across brokers."""
+    parts = []
+    for kind, rows_of in by_broker(rows).items():
+        mine = [c for c in comparisons if c["broker"] == kind]
+        parts.append(
+            f"on {brokers[kind]['description']}: {args.orders:,} orders, {args.partitions} "
+            f"partitions, {args.runs} run(s), {os.cpu_count()} CPUs\n\n"
+            f"{format_table(rows_of)}\n\nchecks (medians):\n"
+            f"{format_checks([c for c in checks if c['broker'] == kind])}"
+            + (f"\n\nratios (medians):\n{format_comparisons(mine)}" if mine else ""))
+    across = [c for c in comparisons if c["broker"] not in brokers]
+    if across:
+        parts.append(f"across brokers (medians):\n{format_comparisons(across)}")
+    return "\n\n".join(parts)
 
 
 def git_commit() -> str | None:
@@ -365,6 +470,7 @@ def git_commit() -> str | None:
 
 
 def report(args: argparse.Namespace, rows: list[dict[str, Any]], checks: list[dict[str, Any]],
+           comparisons: list[dict[str, Any]], brokers: dict[str, dict[str, Any]],
            stamp: datetime) -> Path:
     """Write the results, the checks and the machine they came from as JSON; its path."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
@@ -372,8 +478,9 @@ def report(args: argparse.Namespace, rows: list[dict[str, Any]], checks: list[di
     document = {
         "timestamp": stamp.isoformat(timespec="seconds").replace("+00:00", "Z"),
         "N": args.orders, "partitions": args.partitions, "runs": args.runs,
-        "buyers": args.buyers, "broker": "tansu (embedded, in memory)",
+        "buyers": args.buyers, "broker": args.broker, "brokers": brokers,
         "baseline": BASELINE, "peer": PEER, "results": rows, "checks": checks,
+        "comparisons": comparisons,
         "cpu_count": os.cpu_count(), "platform": platform.platform(),
         "python": platform.python_version(), "versions": versions(), "git_commit": git_commit(),
     }
@@ -414,6 +521,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--orders", type=positive_int, default=None,
                         help=f"orders to produce and process (env N, default {DEFAULT_ORDERS})")
+    parser.add_argument("--broker", choices=(*BROKER_KINDS, "both"), default="tansu",
+                        help="tansu (embedded, the default), kafka (Apache Kafka, one KRaft "
+                             "node: needs Java 17+, and Maven the first time) or both, one "
+                             "after the other")
     parser.add_argument("--partitions", type=positive_int, default=4,
                         help="partitions of the input topic (default 4)")
     parser.add_argument("--runs", type=positive_int, default=DEFAULT_RUNS,
@@ -439,18 +550,52 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def bench(args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
-    """Broker up, input produced, the selected pipelines run; the summary rows."""
-    pipelines = select_pipelines(args.only, args.scaling)
-    say(f"pipelines: {', '.join(p.name for p in pipelines)}; {args.runs} run(s) each")
-    with embedded_broker(workdir) as broker:
+def broker_kinds(choice: str) -> list[str]:
+    """The brokers of `--broker`, in the order they run."""
+    return list(BROKER_KINDS) if choice == "both" else [choice]
+
+
+def bench_on(args: argparse.Namespace, kind: str, workdir: Path,
+             brokers: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """On a broker of `kind`: broker up, input produced, the selected pipelines run, broker
+    stopped; the summary rows. What the broker was goes into `brokers`."""
+    pipelines = select_pipelines(args.only, args.scaling, kind)
+    skipped = sorted(set(args.only or ()) - {p.key for p in pipelines})
+    if skipped:
+        say(f"on {kind}: skipping {', '.join(skipped)} (Apache Kafka only)")
+    say(f"on {kind}: pipelines {', '.join(p.name for p in pipelines)}; "
+        f"{args.runs} run(s) each")
+    run_dir = workdir / kind
+    run_dir.mkdir()
+    with broker(kind, run_dir) as started:
         topic = f"bench-orders-{uuid.uuid4().hex[:8]}"
-        prepare_input(broker, topic, args.orders, args.partitions, args.buyers)
-        ctx = BenchContext(broker=broker, topic=topic, orders=args.orders,
-                           partitions=args.partitions, workdir=workdir,
+        produce_s = prepare_input(started.bootstrap, topic, args.orders, args.partitions,
+                                  args.buyers)
+        brokers[kind] = broker_info(started, topic, produce_s)
+        ctx = BenchContext(broker=started.bootstrap, topic=topic, orders=args.orders,
+                           partitions=args.partitions, workdir=run_dir,
                            stall_timeout_s=args.stall_timeout,
-                           event_span_ms=(args.orders - 1) * 1000 // ROWS_PER_SECOND)
-        return summarise(run_all(ctx, pipelines, args.runs))
+                           event_span_ms=(args.orders - 1) * 1000 // ROWS_PER_SECOND,
+                           broker_kind=kind)
+        return summarise(run_all(ctx, pipelines, args.runs), kind)
+
+
+def broker_info(started: Broker, topic: str, produce_s: float) -> dict[str, Any]:
+    """What the results say about a broker of the run."""
+    return {"description": started.description, "start_s": round(started.start_s, 1),
+            "input_topic": topic, "produce_s": round(produce_s, 1), "log": str(started.log_path)}
+
+
+def bench(args: argparse.Namespace, workdir: Path, brokers: dict[str, dict[str, Any]]
+          ) -> list[dict[str, Any]]:
+    """Every broker of `--broker` in turn; the summary rows of all."""
+    kinds = broker_kinds(args.broker)
+    if "kafka" in kinds:
+        kafka_runtime()  # fail before any run when Apache Kafka cannot be had
+    rows: list[dict[str, Any]] = []
+    for kind in kinds:
+        rows += bench_on(args, kind, workdir, brokers)
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -461,16 +606,18 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="orderstream-bench-"))
     keep = args.keep
     try:
-        rows = bench(args, workdir)
+        brokers: dict[str, dict[str, Any]] = {}
+        rows = bench(args, workdir, brokers)
         ok = all(row["all_ok"] for row in rows)
         keep = keep or not ok  # the worker logs tell why
-        checks = evaluate_checks(rows)
-        path = report(args, rows, checks, stamp)
-        print(f"\n{args.orders:,} orders, {args.partitions} partitions, {args.runs} run(s), "
-              f"{os.cpu_count()} CPUs\n\n{format_table(rows)}\n\n"
-              f"checks (medians):\n{format_checks(checks)}\n", flush=True)
+        checks, comparisons = evaluate_checks(rows), evaluate_comparisons(rows)
+        path = report(args, rows, checks, comparisons, brokers, stamp)
+        print(f"\n{format_report(args, rows, checks, comparisons, brokers)}\n", flush=True)
         say(f"results written to {path.relative_to(ROOT)}")
         return 0 if ok else 1
+    except BrokerUnavailable as why:
+        say(str(why))
+        return 1
     except KeyboardInterrupt:
         say("interrupted; the broker and the pipelines' processes are stopped")
         return 130

@@ -1,8 +1,12 @@
 """State benchmarks: query latency under ingest, recovery time, worker memory, lookups/s.
 
-Four measurements, each on its own embedded broker (tansu, in memory, on a free port) with
-pre-produced orders and real `faust -A app worker` subprocesses (print sink off, fresh APP_ID
-and DATA_DIR), as scripts/bench.py does:
+Four measurements, each on its own broker (on free ports) with pre-produced orders and real
+`faust -A app worker` subprocesses (print sink off, fresh APP_ID and DATA_DIR), as
+scripts/bench.py does. `--broker tansu` (the default): the embedded broker, in memory,
+workers with EMBEDDED_BROKER=1. `--broker kafka`: Apache Kafka 4.1.1, one KRaft node the
+bench starts from the jars tests/kafka.py caches (Java 17+; Maven fetches them the first
+time), workers without EMBEDDED_BROKER (every batch a Kafka transaction) and with the
+suite's group timeouts (bench.harness.KAFKA_GROUP_TIMEOUTS).
 
 latency   One worker ingests N orders (default 200,000; datagen seed 1, `--buyers` buyers,
           event time at 1,000 orders/s) at full speed while one client fires sequential
@@ -20,6 +24,14 @@ recovery  Orders crafted so that no buyer repeats within the largest window: eve
           (RocksDB on disk), (b) after deleting DATA_DIR (changelogs only). Each restored
           worker is checked against the first (buyer counts add up to N, a fingerprint of
           /buyers and /windows). Also the size of DATA_DIR. Goal: (a) <= 30 s.
+          On Kafka (b) restores from compacted changelogs. The worker creates them as
+          usual (cleanup.policy=compact); after the load the bench reads them once
+          (records written, distinct keys, offsets including transaction markers), then
+          sets segment.ms=100, min.cleanable.dirty.ratio=0 and delete.retention.ms=0 on
+          them, so that restart (a)'s fences roll every segment the load wrote, and waits
+          until the broker's log cleaner has cleaned every partition up to its active
+          segment (the node's cleaner-offset-checkpoint against its segment files,
+          `--compaction-timeout`); then it reads them again (records kept) before (b).
 memory    One worker ingests N orders (default 1,000,000 over 100,000 buyers, event time at
           100 orders/s so the input spans ~2.8 h of event time and the default 1 h retention
           applies after ~37% of it); the worker's RSS (/proc/<pid>/status VmRSS) is sampled
@@ -44,6 +56,7 @@ Run it (from the repository root; no make needed):
     .venv/bin/python scripts/bench_state.py --orders 20000 --rows 100000   # a quick look
     .venv/bin/python scripts/bench_state.py --only latency --orders 200000 --buyers 10000
     .venv/bin/python scripts/bench_state.py --only recovery --only memory
+    .venv/bin/python scripts/bench_state.py --only recovery --broker kafka
     .venv/bin/python scripts/bench_state.py --only throughput --load-seconds 5
     .venv/bin/python scripts/bench_state.py --commit HEAD         # the committed code only
     .venv/bin/python scripts/bench_state.py --summary bench/results/bench-state-<stamp>.json
@@ -96,13 +109,19 @@ from app.durations import parse_duration_ms  # noqa: E402
 from app.embedded import free_port, stop_process  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from bench.harness import (  # noqa: E402
+    BROKER_KINDS,
+    Broker,
+    BrokerUnavailable,
+    broker_description,
+    broker_env,
     create_topic,
-    embedded_broker,
     interrupt_on_stop_signals,
+    kafka_runtime,
     log_tail,
     progress,
     versions,
 )
+from bench.harness import broker as start_broker  # noqa: E402
 from bench.orderstream import buyer_count_sum, counters  # noqa: E402
 from core.datagen import OrderGenerator, buyer_pool, encode, price_text  # noqa: E402
 from core.timefmt import format_time_ms  # noqa: E402
@@ -234,15 +253,16 @@ def proc_memory_mb(pid: int) -> tuple[float, float] | None:
     return int(found["VmRSS"]) * 1024 / 1e6, int(found.get("VmHWM", 0)) * 1024 / 1e6
 
 
-def worker_env(broker: str, topic: str, app_id: str, data_dir: Path, port: int, code: Code,
+def worker_env(broker: Broker, topic: str, app_id: str, data_dir: Path, port: int, code: Code,
                **extra: str) -> dict[str, str]:
-    """Our environment without orderstream's variables, plus the run's own."""
+    """Our environment without orderstream's variables, plus the run's own (on tansu
+    EMBEDDED_BROKER=1; on Kafka the suite's group timeouts: bench.harness.broker_env)."""
     ours = {name.upper() for name in Settings.model_fields} | {"PYTHONPATH"}
     suffix = app_id.removeprefix("bench-")
     return {
         **{k: v for k, v in os.environ.items() if k not in ours},
-        "KAFKA_BROKER": broker,
-        "EMBEDDED_BROKER": "1",
+        "KAFKA_BROKER": broker.bootstrap,
+        **broker_env(broker.kind),
         "APP_ID": app_id,
         "ORDERS_TOPIC": topic,
         "BUYER_TOTALS_TOPIC": f"buyer-totals-{suffix}",
@@ -626,9 +646,9 @@ def run_latency(args: argparse.Namespace, workdir: Path, code: Code) -> dict[str
     run_dir = workdir / "latency"
     run_dir.mkdir()
     seen: set[tuple[str, str]] = set()
-    with embedded_broker(run_dir) as broker:
+    with start_broker(args.broker, run_dir) as broker:
         topic = f"bench-orders-{uuid.uuid4().hex[:8]}"
-        fill_topic(broker, topic, args.partitions,
+        fill_topic(broker.bootstrap, topic, args.partitions,
                    datagen_orders(args.orders_latency, args.buyers, args.latency_event_rate, seen),
                    args.orders_latency)
         app_id, port = f"bench-{uuid.uuid4().hex[:8]}", free_port(HOST)
@@ -697,7 +717,8 @@ def restart(env: dict[str, str], log_path: Path, code: Code, args: argparse.Name
 
 
 def run_recovery(args: argparse.Namespace, workdir: Path, code: Code) -> dict[str, Any]:
-    """Measurement 4: ~1M window rows, then restart from RocksDB and from changelogs only."""
+    """Measurement 4: ~1M window rows, then restart from RocksDB and from changelogs only;
+    on Kafka from changelogs compacted first (`force_compaction`)."""
     windows = args.window_specs
     per_order = rows_per_order(windows)
     orders = args.orders_recovery or math.ceil(args.rows / per_order)
@@ -706,9 +727,10 @@ def run_recovery(args: argparse.Namespace, workdir: Path, code: Code) -> dict[st
     expected = orders * per_order if repeat_s >= largest_s else None
     run_dir = workdir / "recovery"
     run_dir.mkdir()
-    with embedded_broker(run_dir) as broker:
+    compaction: dict[str, Any] | None = None
+    with start_broker(args.broker, run_dir) as broker:
         topic = f"bench-orders-{uuid.uuid4().hex[:8]}"
-        fill_topic(broker, topic, args.partitions,
+        fill_topic(broker.bootstrap, topic, args.partitions,
                    spread_orders(orders, args.recovery_buyers, args.recovery_event_rate), orders)
         app_id, port = f"bench-{uuid.uuid4().hex[:8]}", free_port(HOST)
         data_dir = run_dir / "data"
@@ -731,11 +753,21 @@ def run_recovery(args: argparse.Namespace, workdir: Path, code: Code) -> dict[st
         disk = disk_usage(data_dir)
         say(f"recovery: {state['window_rows']:,} window rows, {state['buyer_totals']:,} buyers, "
             f"DATA_DIR {disk['allocated_mb']:,.0f} MB on disk")
-        changelogs = asyncio.run(topic_ends(broker, [f"{app_id}-aggregate-changelog",
-                                                     f"{app_id}-dedup-changelog"]))
+        topics = changelog_topics(app_id)
+        changelogs = asyncio.run(topic_ends(broker.bootstrap, topics))
+        if broker.kind == "kafka":
+            assert broker.node_dir is not None
+            as_loaded = cleaner_view(kafka_log_dir(broker.node_dir), topics)
+            load_ends = asyncio.run(partition_ends(broker.bootstrap, topics))
+            written = asyncio.run(census(broker.bootstrap, topics, args.stall_timeout))
+            say(f"recovery: changelogs as written: {census_text(written)}")
+            asyncio.run(compact_eagerly(broker.bootstrap, env, topics))
         say("recovery (a): restart on the same DATA_DIR")
         from_disk = restart(env, run_dir / "restart-disk.log", code, args, windows, orders)
         say(f"recovery (a): ready after {from_disk['ready_s']:.2f}s")
+        if broker.kind == "kafka":
+            compaction = force_compaction(broker, topics, written, load_ends, as_loaded,
+                                          args.compaction_timeout)
         shutil.rmtree(data_dir)
         say("recovery (b): DATA_DIR deleted, restart from the changelogs")
         from_changelog = restart(env, run_dir / "restart-changelog.log", code, args, windows,
@@ -750,6 +782,7 @@ def run_recovery(args: argparse.Namespace, workdir: Path, code: Code) -> dict[st
         raise BenchFailed(f"recovery (b): {state_after['window_rows']:,} window rows after the "
                           f"restore, {state['window_rows']:,} before")
     return {
+        "broker": broker.kind,
         "orders": orders, "buyers": args.recovery_buyers, "partitions": args.partitions,
         "event_rate": args.recovery_event_rate, "window_retention": args.recovery_retention,
         "allowed_lateness": args.recovery_lateness, "load_counters": watch.last,
@@ -758,10 +791,192 @@ def run_recovery(args: argparse.Namespace, workdir: Path, code: Code) -> dict[st
         "load_ready_s": watch.ready_s, "load_rss_peak_mb": max((r[2] for r in watch.rss),
                                                                 default=None),
         "load_exit_code": load_exit, "fingerprint": loaded_print,
-        "from_rocksdb": from_disk, "from_changelogs": from_changelog,
+        "from_rocksdb": from_disk, "changelog_compaction": compaction,
+        "from_changelogs": from_changelog,
         "state_after_changelog_restore": state_after, "data_dir_disk_after_restore": disk_after,
         "app_id": app_id,
     }
+
+
+# On Kafka, after the load: the changelogs' segments roll at the next record 100 ms after
+# their first (each worker that takes a partition writes a fence first, so restart (a)
+# rolls them), any dirty byte makes a log cleanable, and tombstones and transaction
+# markers go at the cleaning after the one that found them. The broker's cleaner looks
+# for work every 500 ms (log.cleaner.backoff.ms in tests/kafka.py).
+EAGER_COMPACTION = {"segment.ms": "100", "min.cleanable.dirty.ratio": "0",
+                    "delete.retention.ms": "0"}
+COMPACTION_POLL_S = 0.5
+
+
+def changelog_topics(app_id: str) -> list[str]:
+    """The changelogs of a worker of `app_id` (app.topics.topic_names)."""
+    return [f"{app_id}-aggregate-changelog", f"{app_id}-dedup-changelog"]
+
+
+async def compact_eagerly(broker: str, env: dict[str, str], topics: list[str]) -> None:
+    """Set EAGER_COMPACTION on `topics`, over the configs the worker created them with
+    (AlterConfigs replaces a topic's whole set: the rest is app.topics.topic_configs')."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    from app.topics import topic_configs
+
+    settings = Settings(_env_file=None, app_id=env["APP_ID"], orders_topic=env["ORDERS_TOPIC"],
+                        buyer_totals_topic=env["BUYER_TOTALS_TOPIC"],
+                        window_results_topic=env["WINDOW_RESULTS_TOPIC"])
+    configs = topic_configs(settings, 1)
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        responses = await admin.alter_configs([
+            ConfigResource(ConfigResourceType.TOPIC, topic,
+                           configs={**configs[topic], **EAGER_COMPACTION}) for topic in topics])
+    finally:
+        await admin.close()
+    refused = [(name, code, message) for response in responses
+               for code, message, _type, name in response.resources if code]
+    if refused:
+        raise BenchFailed(f"the broker refused the changelogs' configs: {refused}")
+    say(f"recovery: changelogs set to compact at once ({EAGER_COMPACTION})")
+
+
+async def census(broker: str, topics: list[str], stall_s: float) -> dict[str, dict[str, int]]:
+    """Per topic, what a `read_committed` reader (as the worker's restore) gets from the
+    beginning to the end: records, distinct keys (per partition), tombstones; and `offsets`,
+    the sum of the partitions' end offsets (records, transaction markers, and what
+    compaction removed)."""
+    return {topic: await census_of(broker, topic, stall_s) for topic in topics}
+
+
+async def census_of(broker: str, topic: str, stall_s: float) -> dict[str, int]:
+    """`census` of one topic, with a consumer of its own (aiokafka's metadata follows the
+    assignment: a second topic would be unknown to it)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=broker, group_id=None,
+                                enable_auto_commit=False, isolation_level="read_committed")
+    await consumer.start()
+    try:
+        metadata = await consumer._client.fetch_all_metadata()  # noqa: SLF001
+        tps = [TopicPartition(topic, p) for p in sorted(metadata.partitions_for_topic(topic)
+                                                        or ())]
+        if not tps:
+            raise BenchFailed(f"the broker does not know {topic}")
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        records = tombstones = 0
+        keys: set[int] = set()  # hashes of (partition, key): 1M keys in ~60 MB
+        last_change = time.monotonic()
+        with progress(f"read {topic}", sum(ends.values())) as report:
+            while True:
+                positions = {tp: await consumer.position(tp) for tp in tps}
+                if all(positions[tp] >= ends[tp] for tp in tps):
+                    break
+                batches = await consumer.getmany(timeout_ms=1000, max_records=20_000)
+                for tp, batch in batches.items():
+                    for record in batch:
+                        keys.add(hash((tp.partition, record.key)))
+                        tombstones += record.value is None
+                    records += len(batch)
+                if batches:
+                    last_change = time.monotonic()
+                elif time.monotonic() - last_change > stall_s:
+                    raise BenchFailed(f"reading {topic}: stuck at {positions}, ends {ends}")
+                report(sum(positions.values()))
+        return {"records": records, "distinct_keys": len(keys), "tombstones": tombstones,
+                "offsets": sum(ends.values())}
+    finally:
+        await consumer.stop()
+
+
+def census_text(found: dict[str, dict[str, int]]) -> str:
+    return "; ".join(f"{topic}: {c['records']:,} records ({c['distinct_keys']:,} keys), "
+                     f"{c['offsets']:,} offsets" for topic, c in found.items())
+
+
+def kafka_log_dir(node_dir: Path) -> Path:
+    """The node's data folder: `log.dirs` of the server.properties tests/kafka.py wrote."""
+    for line in (node_dir / "server.properties").read_text().splitlines():
+        if line.startswith("log.dirs="):
+            return Path(line.split("=", 1)[1].split(",")[0].strip())
+    raise BenchFailed(f"no log.dirs in {node_dir / 'server.properties'}")
+
+
+def cleaner_view(log_dir: Path, topics: list[str]) -> dict[str, dict[str, int]]:
+    """Per changelog partition, from the broker's files: where its active segment begins,
+    how far the log cleaner has cleaned (`cleaner-offset-checkpoint`: version, count, then
+    `topic partition offset` lines), its segments and their bytes."""
+    cleaned: dict[tuple[str, int], int] = {}
+    checkpoint = log_dir / "cleaner-offset-checkpoint"
+    if checkpoint.exists():
+        for line in checkpoint.read_text().splitlines()[2:]:
+            fields = line.split()
+            if len(fields) == 3:
+                cleaned[fields[0], int(fields[1])] = int(fields[2])
+    view: dict[str, dict[str, int]] = {}
+    for topic in topics:
+        for folder in sorted(log_dir.glob(f"{topic}-*")):
+            partition = folder.name[len(topic) + 1:]
+            if not partition.isdigit():
+                continue
+            segments = []
+            for path in folder.iterdir():
+                if path.suffix == ".log":  # not .log.cleaned, .log.swap, .log.deleted
+                    try:
+                        segments.append((int(path.stem), path.stat().st_size))
+                    except (OSError, ValueError):
+                        continue
+            view[f"{topic}[{partition}]"] = {
+                "active_segment_from": max((base for base, _ in segments), default=0),
+                "cleaned_to": cleaned.get((topic, int(partition)), 0),
+                "segments": len(segments), "log_bytes": sum(size for _, size in segments)}
+    return view
+
+
+def force_compaction(broker: Broker, topics: list[str], written: dict[str, dict[str, int]],
+                     loaded: dict[str, int], before: dict[str, dict[str, int]],
+                     timeout_s: float) -> dict[str, Any]:
+    """Wait until every changelog partition is compacted as far as Kafka can: everything
+    the load wrote (up to `loaded`, the partitions' end offsets after it) is in closed
+    segments (restart (a)'s fences rolled them) and the cleaner has cleaned up to the
+    active segment. Then count what a restore reads. `before`: the segments as loaded."""
+    assert broker.node_dir is not None
+    log_dir = kafka_log_dir(broker.node_dir)
+    say("recovery: waiting for the log cleaner to compact the changelogs")
+    started = time.monotonic()
+    while True:
+        view = cleaner_view(log_dir, topics)
+        waiting = [name for name, part in view.items()
+                   if part["active_segment_from"] < loaded.get(name, 0)
+                   or part["cleaned_to"] < part["active_segment_from"]]
+        if not waiting:
+            break
+        if time.monotonic() - started > timeout_s:
+            raise BenchFailed(f"the changelogs were not compacted within {timeout_s:.0f}s: "
+                              f"{ {name: view[name] for name in waiting} } (load ended at "
+                              f"{ {name: loaded.get(name) for name in waiting} })")
+        time.sleep(COMPACTION_POLL_S)
+    waited = time.monotonic() - started
+    kept = asyncio.run(census(broker.bootstrap, topics, 180.0))
+    say(f"recovery: compacted after {waited:.1f}s: {census_text(kept)}")
+    return {"configs": EAGER_COMPACTION, "wait_s": round(waited, 1), "written": written,
+            "kept": kept, "load_ends": loaded, "partitions_before": before,
+            "partitions_after": view,
+            "log_bytes_before": sum(p["log_bytes"] for p in before.values()),
+            "log_bytes_after": sum(p["log_bytes"] for p in view.values())}
+
+
+async def partition_ends(broker: str, topics: list[str]) -> dict[str, int]:
+    """End offset of each partition of `topics`, as `topic[partition]`."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=broker, group_id=None)
+    await consumer.start()
+    try:
+        metadata = await consumer._client.fetch_all_metadata()  # noqa: SLF001
+        tps = [TopicPartition(t, p) for t in topics for p in metadata.partitions_for_topic(t)
+               or ()]
+        ends = await consumer.end_offsets(tps)
+        return {f"{tp.topic}[{tp.partition}]": end for tp, end in ends.items()}
+    finally:
+        await consumer.stop()
 
 
 # --- measurement 5: memory ---------------------------------------------------------------------
@@ -801,9 +1016,9 @@ def run_memory(args: argparse.Namespace, workdir: Path, code: Code) -> dict[str,
     """Measurement 5: RSS every second through N orders over many buyers."""
     run_dir = workdir / "memory"
     run_dir.mkdir()
-    with embedded_broker(run_dir) as broker:
+    with start_broker(args.broker, run_dir) as broker:
         topic = f"bench-orders-{uuid.uuid4().hex[:8]}"
-        fill_topic(broker, topic, args.partitions,
+        fill_topic(broker.bootstrap, topic, args.partitions,
                    datagen_orders(args.orders_memory, args.buyers, args.memory_event_rate),
                    args.orders_memory)
         app_id, port = f"bench-{uuid.uuid4().hex[:8]}", free_port(HOST)
@@ -1164,9 +1379,10 @@ def run_throughput(args: argparse.Namespace, workdir: Path, code: Code) -> dict[
         f"{calibration['client_cpu_us_per_request']} us of CPU each")
     paths = lookup_paths(orders, buyers, rate, 0.05)
     phases_: dict[str, Any] = {}
-    with embedded_broker(run_dir) as broker:
+    with start_broker(args.broker, run_dir) as broker:
         topic = f"bench-orders-{uuid.uuid4().hex[:8]}"
-        fill_topic(broker, topic, args.partitions, datagen_orders(orders, buyers, rate), orders)
+        fill_topic(broker.bootstrap, topic, args.partitions, datagen_orders(orders, buyers, rate),
+                   orders)
         app_id, port = f"bench-{uuid.uuid4().hex[:8]}", free_port(HOST)
         env = worker_env(broker, topic, app_id, run_dir / "data", port, code,
                          WINDOWS=args.windows, ALLOWED_LATENESS=args.allowed_lateness)
@@ -1249,11 +1465,30 @@ def summary_recovery(r: dict[str, Any]) -> list[str]:
         f"{r['data_dir_disk']['files']} files); changelog records {r['changelog_records']}",
         f"   (a) from RocksDB on disk: ready after {a['ready_s']:.2f} s "
         f"(goal <= 30 s: {'ok' if a['ready_s'] <= 30 else 'missed'}); {phases(a)}",
-        f"   (b) from changelogs only: ready after {b['ready_s']:.2f} s; {phases(b)}",
+        *summary_compaction(r.get("changelog_compaction")),
+        f"   (b) from changelogs only{' (compacted)' if r.get('changelog_compaction') else ''}: "
+        f"ready after {b['ready_s']:.2f} s; {phases(b)}",
         f"   load: {fmt(r['load_orders_per_s'])} orders/s; restored state identical "
         f"(fingerprint {r['fingerprint']}, {r['state_after_changelog_restore']['window_rows']:,} "
         f"rows after (b))",
     ]
+
+
+def summary_compaction(c: dict[str, Any] | None) -> list[str]:
+    """Kafka only: each changelog's records as written and as kept after compaction."""
+    if not c:
+        return []
+    lines = [f"   changelogs compacted (Kafka, {c['configs']}) {c['wait_s']:.1f} s after "
+             f"restart (a) ended; on disk {c['log_bytes_before'] / 1e6:,.1f} MB as loaded, "
+             f"{c['log_bytes_after'] / 1e6:,.1f} MB compacted:"]
+    for topic, kept in c["kept"].items():
+        written = c["written"][topic]
+        share = kept["records"] / written["records"] if written["records"] else 0.0
+        lines.append(f"     {topic}: {written['records']:,} records written "
+                     f"({written['offsets']:,} offsets with transaction markers), "
+                     f"{kept['records']:,} kept ({share:.1%}), {kept['distinct_keys']:,} "
+                     f"distinct keys, {kept['tombstones']:,} tombstones")
+    return lines
 
 
 def summary_memory(r: dict[str, Any]) -> list[str]:
@@ -1314,7 +1549,8 @@ def summary(document: dict[str, Any]) -> str:
     """The printed summary of a results document."""
     lines = [f"orderstream state benchmarks, commit {(document['git_commit'] or '?')[:12]}"
              f"{' (+ uncommitted changes)' if document['uncommitted_changes'] else ''}, "
-             f"{document['cpu_count']} CPUs, {document['timestamp']}"]
+             f"{document['cpu_count']} CPUs, {document['timestamp']}, on "
+             f"{document.get('broker', 'tansu (embedded, in memory)')}"]
     for name in document["args"]["only"]:
         if name in document["results"]:
             lines += SUMMARIES[name](document["results"][name])
@@ -1372,6 +1608,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
              "partition runs ahead of another (default 1h)")
     add("--recovery-timeout", type=positive_float, default=600.0,
         help="recovery: seconds a restart may take to be ready (default 600)")
+    add("--broker", choices=BROKER_KINDS, default="tansu",
+        help="tansu (embedded, in memory; the default) or kafka (Apache Kafka 4.1.1, one "
+             "KRaft node the bench starts: needs Java 17+, and Maven the first time)")
+    add("--compaction-timeout", type=positive_float, default=600.0,
+        help="recovery on Kafka: seconds to wait for the log cleaner (default 600)")
     add("--latency-event-rate", type=positive_float, default=1000.0,
         help="latency: orders per second of event time (default 1000, as make bench)")
     add("--idle-seconds", type=positive_float, default=5.0,
@@ -1455,6 +1696,8 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {}
     errors: dict[str, str] = {}
     try:
+        if args.broker == "kafka":
+            kafka_runtime()  # before any run: Java and the jars, or one line saying why not
         code = with_diagnostics(code_under_test(args.commit, workdir, args.code_dir), args,
                                 workdir)
         say(f"workers run {code.directory} (commit {code.commit}"
@@ -1474,7 +1717,7 @@ def main(argv: list[str] | None = None) -> int:
             "git_commit": code.commit, "uncommitted_changes": code.dirty,
             "code_dir": str(code.directory), "args": {k: v for k, v in vars(args).items()
                                                       if k != "window_specs"},
-            "broker": "tansu (embedded, in memory)", "cpu_count": os.cpu_count(),
+            "broker": broker_description(args.broker), "cpu_count": os.cpu_count(),
             "platform": platform.platform(), "python": platform.python_version(),
             "versions": versions(), "results": results, "errors": errors,
         }
@@ -1482,6 +1725,9 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + summary(document) + "\n", flush=True)
         say(f"results written to {path.relative_to(ROOT)}")
         return 1 if errors else 0
+    except BrokerUnavailable as why:
+        say(str(why))
+        return 1
     except KeyboardInterrupt:
         say("interrupted; brokers and workers are stopped")
         return 130

@@ -34,6 +34,8 @@ class ChildConfig:
     group: str  # consumer group / app id, fresh per run
     state_dir: Path
     status_path: Path
+    broker_kind: str = "tansu"  # or "kafka" (bench.harness.BROKER_KINDS)
+    exactly_once: bool = False  # Quix: processing_guarantee="exactly-once" (Kafka only)
 
     @classmethod
     def from_env(cls) -> ChildConfig:
@@ -43,7 +45,9 @@ class ChildConfig:
                    orders=int(env["BENCH_ORDERS"]), partitions=int(env["BENCH_PARTITIONS"]),
                    event_span_ms=int(env["BENCH_EVENT_SPAN_MS"]),
                    group=env["BENCH_GROUP"], state_dir=Path(env["BENCH_STATE_DIR"]),
-                   status_path=Path(env["BENCH_STATUS"]))
+                   status_path=Path(env["BENCH_STATUS"]),
+                   broker_kind=env.get("BENCH_BROKER_KIND", "tansu"),
+                   exactly_once=env.get("BENCH_EXACTLY_ONCE") == "1")
 
     def to_env(self) -> dict[str, str]:
         """The variables `from_env` reads."""
@@ -51,7 +55,8 @@ class ChildConfig:
                 "BENCH_ORDERS": str(self.orders), "BENCH_PARTITIONS": str(self.partitions),
                 "BENCH_EVENT_SPAN_MS": str(self.event_span_ms),
                 "BENCH_GROUP": self.group, "BENCH_STATE_DIR": str(self.state_dir),
-                "BENCH_STATUS": str(self.status_path)}
+                "BENCH_STATUS": str(self.status_path), "BENCH_BROKER_KIND": self.broker_kind,
+                "BENCH_EXACTLY_ONCE": "1" if self.exactly_once else "0"}
 
 
 def order_time_ms(order: dict[str, Any]) -> int:

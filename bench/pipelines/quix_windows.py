@@ -12,6 +12,10 @@
 The same results as orderstream's defaults (bench/pipelines/job.py), to Kafka topics as
 orderstream's go. Quix's defaults otherwise: at-least-once, a checkpoint every 5 s,
 changelog topics, RocksDB state in its own state dir, the "key" closing strategy.
+With BENCH_EXACTLY_ONCE=1 (`quix-eos`, on Apache Kafka only: tansu has no transactions)
+`processing_guarantee="exactly-once"`: each checkpoint is one Kafka transaction.
+On tansu Quix gets a TopicManager that supplies the `retention.ms` tansu does not report
+(`TansuTopicManager`); on Apache Kafka, Quix's own.
 
 It does no bench work per order beyond counting it in (the status file is written at the
 first order and once more when the app stops). The bench (bench/quix.py) watches the
@@ -83,11 +87,15 @@ def named(window: str) -> Any:
 def build(config: ChildConfig, status: Status, late: list[int]) -> Application:
     """The application; `late` collects the event time of each (order, window) dropped as
     late."""
+    tansu = config.broker_kind == "tansu"
+    if config.exactly_once and tansu:
+        raise SystemExit("exactly-once needs transactions, which tansu does not have")
     app = Application(
         broker_address=config.broker, consumer_group=config.group,
         state_dir=str(config.state_dir), auto_offset_reset="earliest", loglevel="WARNING",
+        processing_guarantee="exactly-once" if config.exactly_once else "at-least-once",
         topic_manager=TansuTopicManager(topic_admin=TopicAdmin(broker_address=config.broker),
-                                        consumer_group=config.group),
+                                        consumer_group=config.group) if tansu else None,
     )
 
     def order_timestamp(value: Any, headers: Any, timestamp: int, timestamp_type: Any) -> int:
