@@ -140,6 +140,12 @@ class Runtime(Service):
                      "their count, and the state is partitioned by it",
                      self.settings.topic_partitions, self.names.by_buyer, by_buyer)
         self.watch.ids.update(await reconcile(self.settings))
+        # the ids of every topic of the job, from the start: one deleted before the state
+        # holds a position in it is still a topic the state is built from
+        await self.watch.poll({(topic, 0): -1 for topic in self.partitions})
+        if self.watch.learned:
+            self.watch.learned = False
+            save_topic_ids(self.settings, self.watch.ids)
         await self._choose_transactions()
         await self.producer.start()
         self.watch.answered = time.monotonic()

@@ -241,10 +241,10 @@ async def _create(settings: Settings, existing: dict[str, int], topics: list[str
     # refuses its records at those offsets for good (UnknownError). ListOffsets counts
     # such records; deleting the topic drops them. Only a topic this call created is
     # checked (another worker may have created, and written to, the others), and never the
-    # orders topic: records in the input are never deleted. Only on tansu: on Kafka a new
-    # topic is empty, and another worker starting at once may already have written to it.
-    suspects = [t for t in created if t != topic_names(settings).orders
-                and settings.embedded_broker]  # Kafka's new topics are empty: no check
+    # orders topic: records in the input are never deleted. (tansu may also be an external
+    # broker, so this runs on every broker: a Kafka topic is created empty, and the check
+    # is one request.)
+    suspects = [t for t in created if t != topic_names(settings).orders]
     for _ in range(RECREATE_ATTEMPTS):
         held = await _records_in(settings, suspects, partitions)
         if not held:
