@@ -108,7 +108,10 @@ def build(config: ChildConfig, status: Status, late: list[int]) -> Application:
         return False  # counted here; the bench reports them
 
     grace = grace_ms(config)
-    output = TopicConfig(num_partitions=config.partitions, replication_factor=1)
+    # kept for ever, like orderstream's compacted outputs: Quix stamps its records with the
+    # orders' event time, fixed in the past, which a 7-day retention would delete at once
+    output = TopicConfig(num_partitions=config.partitions, replication_factor=1,
+                         extra_config={"retention.ms": "-1"})
     orders = app.topic(config.topic, value_deserializer="json",
                        timestamp_extractor=order_timestamp)
     totals = app.topic(totals_topic(config.group), key_serializer="str", config=output)
