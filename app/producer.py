@@ -96,13 +96,12 @@ def _new_producer(client: Mapping[str, Any],
 class Producer:
     """Sends a batch's records and waits until the broker has them all."""
 
-    def __init__(self, client: Mapping[str, Any], transactions_for: str | None = None) -> None:
-        """`client`: how to connect (Settings.kafka_client); `transactions_for`: the
-        APP_ID whose stages write transactionally (and whose consumer group takes their
-        input offsets); None on a broker without them."""
+    def __init__(self, client: Mapping[str, Any]) -> None:
+        """`client`: how to connect (Settings.kafka_client). Plain sends until
+        `use_transactions` names the APP_ID whose stages write transactionally."""
         self._client = client
         self._producer: AIOKafkaProducer | None = None
-        self._app_id = transactions_for
+        self._app_id: str | None = None
         self._transactional: dict[tuple[str, int], AIOKafkaProducer] = {}
         self._last_retry_log = -RETRY_LOG_S
         self.on_retry: Callable[[], None] | None = None  # a batch is being sent again

@@ -9,49 +9,19 @@ from collections import defaultdict
 from decimal import Decimal
 
 import pytest
-from aiokafka.partitioner import murmur2
 
 from app.embedded import free_port
 from tests.expected import expected_windows, iso, money
 from tests.integration.conftest import consume_all, produce, wait_for
+from tests.integration.timed_orders import TimedOrders
 
 pytestmark = pytest.mark.integration
 
-T0 = 1_795_514_400_000  # 2026-11-24T10:00:00.000Z
 ORDERS = 3_000
-SPACING_MS = 40  # event time per order: 120 s in all, 12 tumbling windows
-BUYERS = [(f"Ana{i}", f"Ruiz{i % 5}") for i in range(12)]
 
-
-PARTITIONS = 4  # TOPIC_PARTITIONS' default
-LATER_MS = 3_600_000  # a closing order per partition, an hour on: every window before is final
-
-
-def time_of(number: int) -> int:
-    return T0 + number * SPACING_MS if number < ORDERS else T0 + LATER_MS
-
-
-def order(number: int) -> tuple[bytes, bytes]:
-    first, last = BUYERS[number % len(BUYERS)]
-    return str(number).encode(), json.dumps({
-        "order_number": number, "price": f"{number % 997}.{number % 100:02d}",
-        "order_time": time_of(number),
-        "buyer": {"first_name": first, "last_name": last}}).encode()
-
-
-def closers() -> list[int]:
-    """An order number past ORDERS for each orders partition (the producer's partitioner)."""
-    found: dict[int, int] = {}
-    number = ORDERS
-    while len(found) < PARTITIONS:
-        found.setdefault((murmur2(str(number).encode()) & 0x7FFFFFFF) % PARTITIONS, number)
-        number += 1
-    return sorted(found.values())
-
-
-def meaning(numbers: list[int]) -> list[tuple]:
-    return [(n, Decimal(f"{n % 997}.{n % 100:02d}"), BUYERS[n % len(BUYERS)], time_of(n))
-            for n in numbers]
+ORDERS_IN = TimedOrders(ORDERS)
+time_of, order, closers, meaning = (ORDERS_IN.time_of, ORDERS_IN.order, ORDERS_IN.closers,
+                                    ORDERS_IN.meaning)
 
 
 def counted(worker) -> int:  # noqa: ANN001

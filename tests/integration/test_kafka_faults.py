@@ -15,14 +15,12 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
-from decimal import Decimal
 from pathlib import Path
 
 import httpx
 import pytest
 from aiokafka import AIOKafkaClient, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.partitioner import murmur2
 
 from app.settings import Settings
 from app.topics import describe_configs, topic_names
@@ -35,45 +33,19 @@ from tests.integration.conftest import (
     run_sync,
     wait_for,
 )
+from tests.integration.timed_orders import TimedOrders
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.faults]
 
-T0 = 1_795_514_400_000  # 2026-11-24T10:00:00.000Z
 ORDERS = 6_000
-SPACING_MS = 40  # event time per order: 240 s in all
-BUYERS = [(f"Ana{i}", f"Ruiz{i % 5}") for i in range(12)]
-PARTITIONS = 4  # TOPIC_PARTITIONS' default
-LATER_MS = 3_600_000  # a closing order per partition, an hour on: every window before is final
 WINDOWS = {"tumble_10s": (10_000, 10_000), "hop_1m_10s": (60_000, 10_000)}
 CHUNK, PAUSE_S = 50, 0.1  # the feed: some 500 orders/s, the worker busy throughout
 DOWN_S = 20
 
 
-def time_of(number: int) -> int:
-    return T0 + number * SPACING_MS if number < ORDERS else T0 + LATER_MS
-
-
-def order(number: int) -> tuple[bytes, bytes]:
-    first, last = BUYERS[number % len(BUYERS)]
-    return str(number).encode(), json.dumps({
-        "order_number": number, "price": f"{number % 997}.{number % 100:02d}",
-        "order_time": time_of(number),
-        "buyer": {"first_name": first, "last_name": last}}).encode()
-
-
-def closers() -> list[int]:
-    """An order number past ORDERS for each orders partition (the producer's partitioner)."""
-    found: dict[int, int] = {}
-    number = ORDERS
-    while len(found) < PARTITIONS:
-        found.setdefault((murmur2(str(number).encode()) & 0x7FFFFFFF) % PARTITIONS, number)
-        number += 1
-    return sorted(found.values())
-
-
-def meaning(numbers: list[int]) -> list[tuple]:
-    return [(n, Decimal(f"{n % 997}.{n % 100:02d}"), BUYERS[n % len(BUYERS)], time_of(n))
-            for n in numbers]
+ORDERS_IN = TimedOrders(ORDERS)
+time_of, order, closers, meaning = (ORDERS_IN.time_of, ORDERS_IN.order, ORDERS_IN.closers,
+                                    ORDERS_IN.meaning)
 
 
 class Feed:
