@@ -47,7 +47,7 @@ from app.topics import (
     internal_counts,
     topic_names,
 )
-from tables.changelog import FENCE_KEY, Restoring, batch_records, restore
+from tables.changelog import FENCE_KEY, RestoreStalled, Restoring, batch_records, restore
 from tables.store import PartitionStore
 
 JOIN_TIMEOUT_S = 60
@@ -151,16 +151,15 @@ async def delete_internal_topics(settings: Settings) -> list[str]:
     return present
 
 
-async def void_changelogs(settings: Settings) -> list[str]:
+async def void_changelogs(settings: Settings) -> AsyncIterator[str]:
     """A tombstone for every key the changelogs' records leave, so that a restore from
-    them yields empty stores; a line per changelog. Their records are read into scratch
-    stores in DATA_DIR, as a restore does."""
+    them yields empty stores; a line per changelog, once it is done. Their records are
+    read into scratch stores in DATA_DIR, as a restore does."""
     names = topic_names(settings)
     existing = await existing_topics(settings)
     scratch = settings.state_dir / "reset-scratch"
     producer = Producer(settings.kafka_client)
     await producer.start()
-    done = []
     try:
         for topic in (names.dedup_changelog, names.aggregate_changelog):
             stores = {p: PartitionStore(scratch / topic / str(p))
@@ -170,11 +169,10 @@ async def void_changelogs(settings: Settings) -> list[str]:
             finally:
                 for store in stores.values():
                     store.close()
-            done.append(f"emptied {topic}: {deleted} keys deleted")
+            yield f"emptied {topic}: {deleted} keys deleted"
     finally:
         await producer.stop()
         shutil.rmtree(scratch, ignore_errors=True)
-    return done
 
 
 async def _void(producer: Producer, settings: Settings, topic: str,
@@ -184,7 +182,10 @@ async def _void(producer: Producer, settings: Settings, topic: str,
     restoring = {p: Restoring(store, await producer.write("reset", topic, p,
                                                           [(FENCE_KEY, b"")], -1))
                  for p, store in stores.items()}
-    await restore(settings.kafka_client, topic, restoring)
+    try:
+        await restore(settings.kafka_client, topic, restoring, stall_s=JOIN_TIMEOUT_S)
+    except RestoreStalled as stalled:
+        raise StateError(f"could not read {topic}: {stalled}") from None
     deleted = 0
     for partition, restored in restoring.items():
         keys = {key for key, _ in restored.store.scan("") if not key.startswith("~")}
@@ -196,8 +197,8 @@ async def _void(producer: Producer, settings: Settings, topic: str,
     return deleted
 
 
-async def reset_all(settings: Settings) -> list[str]:
-    """Start over from the orders topic; what was done, a line each."""
+async def reset_all(settings: Settings) -> AsyncIterator[str]:
+    """Start over from the orders topic; what was done, a line each, as it is done."""
     lock = StateDirLock(settings.state_dir)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     lock.acquire()  # no worker runs on this DATA_DIR
@@ -206,33 +207,42 @@ async def reset_all(settings: Settings) -> list[str]:
         async with alone_in_group(settings, [topic_names(settings).orders]):
             # no worker runs in the group, and none joins while this member holds it
             deleted = await delete_internal_topics(settings)
-        return await start_over(settings, deleted)
+        async for line in start_over(settings, deleted):
+            yield line
     finally:
         lock.release()
 
 
-async def start_over(settings: Settings, deleted: list[str] | None = None) -> list[str]:
+async def start_over(settings: Settings,
+                     deleted: list[str] | None = None) -> AsyncIterator[str]:
     """Internal topics empty in effect, the group at offset 0 of the orders topic and at
     the end of the repartition topics, no local stores; `deleted`: the internal topics
-    already deleted."""
+    already deleted. A line per step, as it is done."""
     if deleted is None:
         deleted = await delete_internal_topics(settings)
-    done = [f"deleted {topic}" for topic in deleted]
+    for topic in deleted:
+        yield f"deleted {topic}"
     await ensure_topics(settings)
-    done += await void_changelogs(settings)
-    done += await reset_offsets(settings, void=True)
+    async for line in void_changelogs(settings):
+        yield line
+    for line in await reset_offsets(settings, void=True):
+        yield line
     discard_state(settings)
-    done.append(f"removed the stores in {settings.state_dir}")
-    return done
+    yield f"removed the stores in {settings.state_dir}"
+
+
+async def _lines(done: Awaitable[list[str]]) -> AsyncIterator[str]:
+    for line in await done:
+        yield line
 
 
 def register_reset_command(app: faust.App, settings: Settings) -> None:
     """Add `reset-offsets` and `reset` to `faust -A app`."""
 
-    async def say_lines(command: DatagenCommand, lines: Awaitable[list[str]]) -> None:
-        """What a reset did, a line each; a refusal in one line, exit 1."""
+    async def say_lines(command: DatagenCommand, lines: AsyncIterator[str]) -> None:
+        """What a reset did, a line each as it is done; a refusal in one line, exit 1."""
         try:
-            for line in await lines:
+            async for line in lines:
                 command.say(line)
         except (StateError, TopicError) as error:
             raise SystemExit(f"orderstream: {error}") from None
@@ -246,4 +256,4 @@ def register_reset_command(app: faust.App, settings: Settings) -> None:
     @app.command(base=DatagenCommand, settings=settings, name="reset-offsets")
     async def reset_offsets_command(self: DatagenCommand) -> None:
         """Rewind this app's consumer group to offset 0 (stop every worker first)."""
-        await say_lines(self, reset_offsets(self.settings))
+        await say_lines(self, _lines(reset_offsets(self.settings)))

@@ -130,7 +130,8 @@ class Runtime(Service):
                  self.settings.api_port)
         self.dropped_windows = reconcile_windows(self.settings)
         if os.environ.pop(CLEAN_START_ENV, None) and self.settings.embedded_broker:
-            await start_over(self.settings)
+            async for line in start_over(self.settings):
+                log.info("clean start: %s", line)
         self.partitions = await ensure_topics(self.settings)
         self.watch.counts = dict(self.partitions)
         check_orders_partitions(self.settings, self.partitions)

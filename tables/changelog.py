@@ -14,6 +14,7 @@ compaction removes the markers around them.
 """
 
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -41,6 +42,11 @@ class StoreAheadOfChangelog(RuntimeError):
             f"but the broker's changelog ends at {end_offset}"
         )
         self.topic, self.partition = topic, partition
+
+
+class RestoreStalled(RuntimeError):
+    """A restore read nothing for its whole allowance while partitions were short of
+    their end."""
 
 
 class Fenced(RuntimeError):
@@ -153,11 +159,13 @@ async def restore(
     topic: str,
     restoring: Mapping[int, Restoring],
     on_progress: Callable[[int, int], None] | None = None,
+    stall_s: float | None = None,
 ) -> None:
     """Bring each store up to the end of its changelog partition (past its owner's fence).
 
     A store whose offset is beyond the end raises StoreAheadOfChangelog: the broker lost
-    records this state was built from.
+    records this state was built from. With `stall_s`, a restore that reads nothing for
+    that long raises RestoreStalled, naming the partitions, their positions and ends.
     """
     reader = new_reader(client)
     await reader.start()
@@ -172,7 +180,7 @@ async def restore(
         reader.assign(list(tps))
         for tp, r in tps.items():
             reader.seek(tp, r.store.changelog_offset + 1)
-        await _read_to_end(reader, tps, dict(ends), on_progress)
+        await _read_to_end(reader, tps, dict(ends), on_progress, stall_s)
     finally:
         await reader.stop()
 
@@ -182,11 +190,20 @@ async def _read_to_end(
     restoring: Mapping[TopicPartition, Restoring],
     ends: dict[TopicPartition, int],
     on_progress: Callable[[int, int], None] | None,
+    stall_s: float | None = None,
 ) -> None:
     """Apply records until every partition's position reaches its end."""
     pending = {tp for tp, r in restoring.items() if r.store.changelog_offset + 1 < ends[tp]}
+    last_read = time.monotonic()
     while pending:
         fetched = await reader.getmany(*pending, timeout_ms=500, max_records=20_000)
+        if fetched:
+            last_read = time.monotonic()
+        elif stall_s is not None and time.monotonic() - last_read > stall_s:
+            short = [f"{tp.topic}[{tp.partition}] at {await reader.position(tp)} of "
+                     f"{ends[tp]} (high watermark {reader.highwater(tp)})"
+                     for tp in sorted(pending)]
+            raise RestoreStalled(f"read nothing for {stall_s:.0f} s: {', '.join(short)}")
         for tp, records in fetched.items():
             restoring[tp].apply(records)
             if on_progress:

@@ -284,8 +284,11 @@ def _refused_then_reset(make_worker, env: dict, named: str, orders: int) -> None
     assert refused.process.wait(timeout=60) == 1
     [line] = [li for li in refused.log().splitlines() if "ERROR" in li]
     assert named in line and "`faust -A app reset`" in line, line
-    reset = subprocess.run([str(FAUST), "-A", "app", "reset"], cwd=REPO, env=env,
-                           capture_output=True, text=True, timeout=120)
+    try:
+        reset = subprocess.run([str(FAUST), "-A", "app", "reset"], cwd=REPO, env=env,
+                               capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired as hung:  # what it had done, and its log
+        pytest.fail(f"reset hung after: {hung.stdout!r}\n{hung.stderr!r}")
     assert reset.returncode == 0, reset.stderr
     again = make_worker(env, "again")
     again.wait_ready()
@@ -401,8 +404,11 @@ def _reset_with_records_in_every_internal_topic(make_worker, env: dict, broker: 
     changelogs = [f"{env['APP_ID']}-dedup-changelog", f"{env['APP_ID']}-aggregate-changelog"]
     assert all(any(_state_in_changelog(broker, t).values()) for t in changelogs)
 
-    reset = subprocess.run([str(FAUST), "-A", "app", "reset"], cwd=REPO, env=env,
-                           capture_output=True, text=True, timeout=120)
+    try:
+        reset = subprocess.run([str(FAUST), "-A", "app", "reset"], cwd=REPO, env=env,
+                               capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired as hung:  # what it had done, and its log
+        pytest.fail(f"reset hung after: {hung.stdout!r}\n{hung.stderr!r}")
     assert reset.returncode == 0, reset.stderr
     assert "deleted" not in reset.stdout.replace("keys deleted", "")  # no topic deleted
     for topic in changelogs:

@@ -11,6 +11,7 @@ from app.producer import Producer
 from tables.changelog import (
     COMMIT_KEY,
     FENCE_KEY,
+    RestoreStalled,
     Restoring,
     StoreAheadOfChangelog,
     batch_records,
@@ -79,6 +80,18 @@ def test_a_store_ahead_of_the_changelog_is_refused(broker, tmp_path):
     ahead.commit({"t|a": "5"}, changelog_offset=40)
     with pytest.raises(StoreAheadOfChangelog, match="offset 40 but the broker's changelog ends"):
         _restored(broker, topic, ahead, fence)
+
+
+def test_a_restore_that_reads_nothing_for_its_allowance_says_where_it_stopped(
+        broker, tmp_path):
+    # a fence the log never reaches (offset 9 of a log of 3 records): the restore waits
+    # for records that never come, and gives up after stall_s naming the partition
+    topic = run_sync(_topic(broker))
+    run_sync(_write(broker, topic, [[(FENCE_KEY, b"")], batch_records({"t|a": "1"})]))
+    store = PartitionStore(tmp_path / "stalled")
+    with pytest.raises(RestoreStalled, match=rf"read nothing for 2 s: {topic}\[1\] at 3 of 10 "):
+        run_sync(restore({"bootstrap_servers": [broker]}, topic, {1: Restoring(store, 9)},
+                         stall_s=2))
 
 
 class Crashed(Exception):
