@@ -70,9 +70,11 @@ bench-state: $(VENV)/.installed-test
 test-soak: $(VENV)/.installed-test
 	$(BIN)/python scripts/soak.py $(SOAK_ARGS)
 
+# ruff, then mypy --strict on the packages ([tool.mypy] in pyproject.toml).
 lint: $(VENV)/.installed-test
 	$(BIN)/pip install -q ruff
 	$(BIN)/ruff check .
+	$(BIN)/python -m mypy
 
 clean:
 	rm -rf data .pytest_cache

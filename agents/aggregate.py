@@ -16,7 +16,7 @@ from typing import Any
 import faust
 
 from agents.batches import NOT_OURS, commit_durably, consumed_offsets, each_batch
-from app.producer import Outgoing
+from agents.schedule import every
 from app.runtime import BrokerLost, Runtime, wall_ms
 from app.transport import batch_topic
 from core.aggregate import BatchResult
@@ -31,7 +31,7 @@ from core.aggregation import (
 from core.late import late_value
 from core.shuffle import Shuffled, decode_shuffle
 from core.sinks import buyer_total_records, print_lines
-from tables.changelog import Fenced
+from tables.changelog import Fenced, Outgoing
 from tables.store import PartitionStore
 
 TIMER_INTERVAL_S = 0.5
@@ -47,7 +47,7 @@ def register_aggregate(app: faust.App, runtime: Runtime) -> None:
         await each_batch(stream, runtime, lambda partition, items, _: apply_partition(
             runtime, partition, items), lambda record: decode_shuffle(record.value, record.offset))
 
-    @app.timer(TIMER_INTERVAL_S)
+    @every(app, TIMER_INTERVAL_S)
     async def aggregate_watermarks() -> None:
         # a loss: the runtime stops the worker; fenced: the group assigns the partition anew
         with contextlib.suppress(BrokerLost, Fenced):
@@ -99,6 +99,7 @@ async def apply_partition(runtime: Runtime, partition: int, items: list[Shuffled
                 store.set_local(PUBLISHED, str(result.outbox_sequence))
             _count(runtime, result)
         await _close(runtime, config, partition, store)
+    return None
 
 
 async def _close(runtime: Runtime, config: AggregateConfig, partition: int,

@@ -4,16 +4,15 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import faust
 from aiokafka import TopicPartition
 
 from app.brokerwatch import BrokerLost
-from app.producer import Outgoing
 from app.runtime import Runtime
 from app.transport import release
-from tables.changelog import Fenced
+from tables.changelog import Fenced, Outgoing
 from tables.manager import StoreManager
 from tables.store import PartitionStore, Updates
 
@@ -122,7 +121,8 @@ async def each_batch(stream: faust.StreamT[Any], runtime: Runtime, handle: Parti
             runtime.fail(error)
 
     try:
-        async for event in stream.noack().events():
+        # StreamT does not declare noack(): the agent's stream is a faust Stream, which has it
+        async for event in cast(faust.Stream[Any], stream).noack().events():
             partition = event.message.partition
             lane = lanes.get(partition)
             if lane is None:

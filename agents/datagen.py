@@ -7,6 +7,7 @@ import time
 import faust
 from aiokafka.errors import ProducerClosed
 
+from agents.schedule import once_started
 from app.runtime import Runtime
 from core.datagen import OrderGenerator
 
@@ -20,7 +21,7 @@ def register_datagen(app: faust.App, runtime: Runtime) -> None:
     if settings.datagen_rps <= 0:
         return
 
-    @app.task
+    @once_started(app)
     async def datagen() -> None:
         generator = OrderGenerator(rows_per_second=settings.datagen_rps)
         limit = settings.datagen_rows or None

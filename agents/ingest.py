@@ -14,7 +14,7 @@ from typing import Any
 import faust
 
 from agents.batches import NOT_OURS, Peek, commit_durably, consumed_offsets, each_batch
-from app.producer import Outgoing
+from agents.schedule import every
 from app.runtime import BrokerLost, Runtime, wall_ms
 from app.transport import batch_topic
 from core.ingest import (
@@ -28,7 +28,7 @@ from core.ingest import (
     next_batch,
 )
 from core.sources import applied_offsets
-from tables.changelog import Fenced
+from tables.changelog import Fenced, Outgoing
 from tables.store import PartitionStore
 
 TIMER_INTERVAL_S = 0.25
@@ -44,7 +44,7 @@ def register_ingest(app: faust.App, runtime: Runtime) -> None:
         await each_batch(stream, runtime, lambda partition, messages, peek: ingest_one(
             runtime, partition, messages, peek))  # ConsumerRecords serve as RawMessages
 
-    @app.timer(TIMER_INTERVAL_S)
+    @every(app, TIMER_INTERVAL_S)
     async def ingest_watermarks() -> None:
         # a loss: the runtime stops the worker; fenced: the group assigns the partition anew
         with contextlib.suppress(BrokerLost, Fenced):
@@ -118,10 +118,11 @@ def _outputs(runtime: Runtime, partition: int, result: IngestResult, clock: Cloc
     due a watermark."""
     names = runtime.names
     rekeyed, shuffled = channel_records(partition, result, clock, runtime.emitter, config)
-    return ([(names.dlq, k, v, None) for k, v in result.dead_letters]
-            + [(names.late, k, v, None) for k, v in result.late]
-            + [(names.rekey, None, v, owner) for owner, v in rekeyed]
-            + [(names.by_buyer, None, v, target) for target, v in shuffled])
+    outputs: list[Outgoing] = [(names.dlq, k, v, None) for k, v in result.dead_letters]
+    outputs += [(names.late, k, v, None) for k, v in result.late]
+    outputs += [(names.rekey, None, v, owner) for owner, v in rekeyed]
+    outputs += [(names.by_buyer, None, v, target) for target, v in shuffled]
+    return outputs
 
 
 def _check_backlog(runtime: Runtime, partition: int, store: PartitionStore,

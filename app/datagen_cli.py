@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO, Any, ClassVar, NoReturn
+from typing import IO, Any, ClassVar, NoReturn, cast
 
 import click
 import faust
@@ -34,7 +34,7 @@ from rich.text import Text
 
 from app.durations import parse_duration_ms
 from app.settings import Settings
-from app.topics import replication_factor, topic_configs
+from app.topics import CreatedTopics, replication_factor, topic_configs
 from core.datagen import MAX_BUYERS, OrderGenerator, encode, rows_due
 from core.timefmt import parse_time_ms
 
@@ -173,7 +173,7 @@ async def ensure_orders_topic(settings: Settings) -> None:
         replication = await replication_factor(settings)
         topic = NewTopic(settings.orders_topic, settings.topic_partitions, replication,
                          topic_configs=topic_configs(settings, replication)[settings.orders_topic])
-        response = await admin.create_topics([topic])
+        response = cast(CreatedTopics, await admin.create_topics([topic]))
         for _name, code, *_message in response.topic_errors:
             if code not in (0, TopicAlreadyExistsError.errno):
                 raise for_code(code)(f"cannot create topic {settings.orders_topic}")

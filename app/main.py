@@ -6,10 +6,11 @@ import logging
 import sys
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 import faust
 from mode import ServiceT
+from mode.types import SignalHandlerT
 
 from app import transport
 from app.runtime import Runtime
@@ -152,10 +153,13 @@ def thread_exception_logger(runtime: Runtime) -> Callable[[threading.ExceptHookA
 
 
 def _connect_rebalance(app: OrderstreamApp) -> None:
-    @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
         await app.runtime.on_revoked()
 
-    @app.on_partitions_assigned.connect
     async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
         await app.runtime.on_assigned(set(assigned))
+
+    # mode types a handler as (sender, *args, signal=..., **kwargs); these require the
+    # partitions as second argument, which faust always sends
+    app.on_partitions_revoked.connect(cast(SignalHandlerT[Any], on_revoked))
+    app.on_partitions_assigned.connect(cast(SignalHandlerT[Any], on_assigned))

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import (
@@ -218,12 +218,14 @@ async def _send_all(producer: AIOKafkaProducer, records: list[Outgoing]) -> list
             await asyncio.gather(*futures, return_exceptions=True)
             raise _failed("the producer refused", topic, key, value, error) from error
     results = await asyncio.gather(*futures, return_exceptions=True)
+    sent: list[RecordMetadata] = []
     for (topic, key, value, _), result in zip(records, results, strict=True):
         if isinstance(result, ProducerFenced):
             raise result
         if isinstance(result, BaseException):
             raise _failed("the broker refused", topic, key, value, result) from result
-    return list(results)  # type: ignore[arg-type]
+        sent.append(result)
+    return sent
 
 
 async def _write(producer: AIOKafkaProducer, topic: str, partition: int, records: list[Record],
@@ -239,7 +241,7 @@ async def _write(producer: AIOKafkaProducer, topic: str, partition: int, records
             if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
                 raise _failed("the producer refused", topic, key, value or b"",
                               "larger than a record batch may be")
-    last = batch.record_count() - 1
+    last: int = batch.record_count() - 1
     futures.append(await producer.send_batch(batch, topic, partition=partition))
     results = await asyncio.gather(*futures, return_exceptions=True)
     for result in results:
@@ -248,7 +250,8 @@ async def _write(producer: AIOKafkaProducer, topic: str, partition: int, records
         if isinstance(result, BaseException):
             raise SendFailed(f"the broker refused changelog records for {topic}"
                              f"[{partition}]: {result!r}") from result
-    return int(results[-1].offset) + last  # type: ignore[union-attr]
+    written = cast(RecordMetadata, results[-1])  # not an exception: the loop above raised it
+    return int(written.offset) + last
 
 
 def _failed(who: str, topic: str, key: bytes | None, value: bytes,

@@ -13,10 +13,11 @@ import sys
 import threading
 import time
 import warnings
-from typing import Any
+from typing import Any, cast
 
 import faust
 from aiokafka import TopicPartition
+from faust.assignor import PartitionAssignor
 from faust.exceptions import AlreadyConfiguredWarning
 from mode import Service
 
@@ -424,7 +425,9 @@ class Runtime(Service):
     def members(self) -> dict[str, set[int]]:
         """Every worker of the group (advertised URL) and its aggregation partitions."""
         members: dict[str, set[int]] = {}
-        for url, topics in self.app.assignor.external_topics_metadata().items():
+        # faust types it PartitionAssignorT, which lacks the method; its PartitionAssignor is used
+        assignor = cast(PartitionAssignor, self.app.assignor)
+        for url, topics in assignor.external_topics_metadata().items():
             members[str(url).rstrip("/")] = set(topics.get(self.names.by_buyer, ()))
         members.setdefault(self.settings.advertised_url.rstrip("/"), set(self.aggregates.assigned))
         return members

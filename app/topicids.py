@@ -13,9 +13,9 @@ from typing import Any
 
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import IncompatibleBrokerVersion, KafkaError
+from aiokafka.protocol.abstract import AbstractType
 from aiokafka.protocol.api import Request, RequestStruct, Response
 from aiokafka.protocol.types import (
-    AbstractType,
     Boolean,
     CompactArray,
     CompactString,

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any, Protocol, cast
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -20,6 +21,24 @@ log = logging.getLogger(__name__)
 CREATED_WITHIN_S = 30.0
 DELETED_WITHIN_S = 60.0
 RECREATE_ATTEMPTS = 3
+
+
+# aiokafka's responses get their fields from the protocol schema at run time, where the
+# type checker cannot see them: the fields read here, in the versions aiokafka asks for.
+class CreatedTopics(Protocol):
+    topic_errors: list[tuple[str, int, str | None]]  # topic, error code, message
+
+
+class DeletedTopics(Protocol):
+    topic_error_codes: list[tuple[str, int]]  # topic, error code
+
+
+ConfigEntry = tuple[str, str | None, *tuple[Any, ...]]  # name, value, then flags
+
+
+class DescribedConfigs(Protocol):
+    # error code, message, resource type, topic, its config entries
+    resources: list[tuple[int, str | None, int, str, list[ConfigEntry]]]
 
 
 @dataclass(frozen=True)
@@ -83,7 +102,8 @@ async def _metadata(settings: Settings) -> ClusterMetadata:
     admin = AIOKafkaAdminClient(**settings.kafka_client, request_timeout_ms=10_000)
     try:
         await admin.start()
-        return await admin._client.fetch_all_metadata()  # noqa: SLF001
+        metadata: ClusterMetadata = await admin._client.fetch_all_metadata()  # noqa: SLF001
+        return metadata
     except KafkaConnectionError:
         raise TopicError(await _refusal(settings)) from None
     finally:
@@ -214,8 +234,8 @@ async def describe_configs(settings: Settings, topics: list[str]) -> dict[str, d
     admin = AIOKafkaAdminClient(**settings.kafka_client, request_timeout_ms=10_000)
     await admin.start()
     try:
-        responses = await admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, t) for t in topics])
+        responses = cast(list[DescribedConfigs], await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, t) for t in topics]))
     except KafkaError as error:
         raise TopicError(f"the broker did not describe the configs of {', '.join(topics)}: "
                          f"{error!r}") from None
@@ -269,9 +289,9 @@ async def _create_serving(settings: Settings, topics: list[str], partitions: int
     admin = AIOKafkaAdminClient(**settings.kafka_client, request_timeout_ms=10_000)
     await admin.start()
     try:
-        response = await admin.create_topics([
+        response = cast(CreatedTopics, await admin.create_topics([
             NewTopic(t, partitions, replication, topic_configs=configs.get(t, {}))
-            for t in topics])
+            for t in topics]))
     finally:
         await admin.close()
     refused = [(topic, code, message) for topic, code, message, *_ in response.topic_errors
@@ -328,7 +348,7 @@ async def delete_topics(settings: Settings, topics: list[str]) -> None:
     admin = AIOKafkaAdminClient(**settings.kafka_client, request_timeout_ms=30_000)
     await admin.start()
     try:
-        response = await admin.delete_topics(topics)
+        response = cast(DeletedTopics, await admin.delete_topics(topics))
     finally:
         await admin.close()
     refused = [(topic, code) for topic, code, *_ in response.topic_error_codes if code]

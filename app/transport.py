@@ -23,12 +23,12 @@ The broker URL scheme `orderstream://` selects it (`register()` adds the scheme)
 import asyncio
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar, cast
 
 import faust
 from faust.transport import drivers
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import TP, AppT, EventT, Message
+from faust.types import TP, AppT, ConsumerMessage, EventT, Message
 from faust.types.transports import ConsumerT
 
 SCHEME = "orderstream"
@@ -44,13 +44,13 @@ class FetchBatch:
         self.records = records
 
 
-class BatchSchema(faust.Schema):
+class BatchSchema(faust.Schema[None, Sequence[Any]]):
     """The event's value is the batch's record list as fetched: nothing to deserialize."""
 
     def compile(self, app: AppT, **_: Any) -> Any:
         create_event = app.create_event
 
-        async def decode(message: Message, *, propagate: bool = False) -> EventT:
+        async def decode(message: Message, *, propagate: bool = False) -> EventT[Sequence[Any]]:
             return create_event(None, message.value, [], message)
 
         return decode
@@ -73,7 +73,8 @@ def release(app: AppT, message: Any) -> None:
     but none of its offsets counts as processed, so no commit passes it and it is read
     again by whoever is assigned the partition. An ack there would let faust commit it:
     acks between a revocation and the next assignment outlive the rebalance."""
-    consumer = app.consumer
+    # app.consumer is typed ConsumerT, which lacks the ack bookkeeping of faust's Consumer
+    consumer = cast("Consumer", app.consumer)
     message.acked = True  # what faust's ack sets first, without recording the offset
     consumer._unacked_messages.discard(message)  # noqa: SLF001
     waiter = consumer._waiting_for_ack  # noqa: SLF001
@@ -186,10 +187,12 @@ class Consumer(faust_aiokafka.Consumer):
             return super()._to_message(tp, record)
         records = record.records
         last = records[-1]
-        return faust_aiokafka.ConsumerMessage(
+        # faust types the timestamp float (its own _to_message passes None too) and the
+        # value bytes: a batch's value is its record list
+        return ConsumerMessage(
             last.topic, last.partition, last.offset,
-            None if last.timestamp is None else last.timestamp / 1000.0,
-            last.timestamp_type, [], None, records, None,
+            cast(float, None if last.timestamp is None else last.timestamp / 1000.0),
+            last.timestamp_type, [], None, cast(bytes, records), None,
             sum(r.serialized_key_size for r in records),
             sum(r.serialized_value_size for r in records),
             tp, generation_id=self.app.consumer_generation_id,
@@ -239,7 +242,7 @@ class Consumer(faust_aiokafka.Consumer):
 class Transport(faust_aiokafka.Transport):
     """faust's aiokafka transport with the batch-delivering consumer."""
 
-    Consumer: type[ConsumerT] = Consumer  # type: ignore[assignment]
+    Consumer: ClassVar[type[ConsumerT]] = Consumer
 
 
 def register() -> None:

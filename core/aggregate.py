@@ -22,6 +22,7 @@ memory and merged with the stored values in one multi-get. Closing windows
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
+from typing import Any, TypeVar
 
 import orjson
 
@@ -34,7 +35,7 @@ from tables.windows import WindowSpec, window_starts_ms
 
 Buyer = tuple[str, str]
 ReadMany = Callable[[Sequence[str]], list[str | None]]
-ScanFrom = Callable[[str, str], Iterator[tuple[str, str]]]  # (prefix, start key)
+ScanFrom = Callable[[str, str | None], Iterator[tuple[str, str]]]  # (prefix, start key or None)
 START_BIAS_MS = 100_000_000_000_000  # makes every start from year 1 on a positive 15-digit number
 WATERMARK_KEY = "m|watermark"
 LATEST_ORDER_KEY = "m|latest-order"  # the watermark without ticks: the latest order time
@@ -146,14 +147,16 @@ def select_new(items: Sequence[Shuffled], read: ReadMany, channels: list[Channel
 
 
 RowKey = tuple[str, int, Buyer]  # window name, start, buyer
+Stats = list[Any]  # [count, sum] or [count, sum, min, max]: an int, then Decimals
+K = TypeVar("K")
 
 
 @dataclass(slots=True)
 class Fold:
     """A batch folded in memory: per buyer `[count, sum]`, per row `[count, sum, min, max]`."""
 
-    totals: dict[Buyer, list] = field(default_factory=dict)  # type: ignore[type-arg]
-    rows: dict[RowKey, list] = field(default_factory=dict)  # type: ignore[type-arg]
+    totals: dict[Buyer, Stats] = field(default_factory=dict)
+    rows: dict[RowKey, Stats] = field(default_factory=dict)
     late: list[LateOrder] = field(default_factory=list)
     counted: int = 0
 
@@ -167,7 +170,7 @@ def fold(fresh: Sequence[Fresh], windows: Sequence[WindowSpec], lateness_ms: int
     """
     folded = Fold()
     slides = sorted({spec.slide_ms for spec in windows})
-    buckets: dict[int, dict[tuple[int, Buyer], list]] = {s: {} for s in slides}  # type: ignore[type-arg]
+    buckets: dict[int, dict[tuple[int, Buyer], Stats]] = {s: {} for s in slides}
     with localcontext(MONEY_CONTEXT):
         for order, key, clock_ms in fresh:
             time_ms = order.order_time_ms
@@ -199,7 +202,7 @@ def _fold_total(folded: Fold, order: Order) -> None:
         total[1] += order.price
 
 
-def _add(stats_by_key: dict, key: object, price: Decimal) -> None:  # type: ignore[type-arg]
+def _add(stats_by_key: dict[K, Stats], key: K, price: Decimal) -> None:
     """One price into `[count, sum, min, max]`."""
     stats = stats_by_key.get(key)
     if stats is None:
@@ -213,7 +216,7 @@ def _add(stats_by_key: dict, key: object, price: Decimal) -> None:  # type: igno
         stats[3] = price
 
 
-def _merge(stats_by_key: dict, key: object, other: list) -> None:  # type: ignore[type-arg]
+def _merge(stats_by_key: dict[K, Stats], key: K, other: Stats) -> None:
     """`[count, sum, min, max]` of a bucket into a row."""
     stats = stats_by_key.get(key)
     if stats is None:
@@ -254,7 +257,7 @@ def stored_totals(keys: Sequence[str], read: ReadMany) -> list[TotalChange]:
     return changes
 
 
-def merge_totals(totals: dict[Buyer, list], read: ReadMany, result: BatchResult) -> None:  # type: ignore[type-arg]
+def merge_totals(totals: dict[Buyer, Stats], read: ReadMany, result: BatchResult) -> None:
     """Add a batch's per-buyer deltas to the stored totals."""
     buyers = list(totals)
     keys = [total_key(b) for b in buyers]
@@ -270,7 +273,7 @@ def merge_totals(totals: dict[Buyer, list], read: ReadMany, result: BatchResult)
             result.total_changes.append(TotalChange(buyer, old, Total(count, price_sum)))
 
 
-def merge_rows(rows: dict[RowKey, list], read: ReadMany, result: BatchResult) -> None:  # type: ignore[type-arg]
+def merge_rows(rows: dict[RowKey, Stats], read: ReadMany, result: BatchResult) -> None:
     """Add a batch's per-row window deltas to the stored rows."""
     buyer_json: dict[Buyer, str] = {}
     keys = []

@@ -25,7 +25,7 @@ from tables.windows import WindowSpec
 
 # A window's start and end repeat in every row of it: format each once.
 _window_time = lru_cache(maxsize=4096)(format_time_ms)
-ScanFrom = Callable[[str, str], Iterator[tuple[str, str]]]  # (prefix, first key)
+ScanFrom = Callable[[str, str | None], Iterator[tuple[str, str]]]  # (prefix, first key or None)
 
 
 def last_start_before_ms(bound_ms: int, spec: WindowSpec) -> int:
@@ -76,7 +76,8 @@ def close_window(
     pointers: Mapping[str, str | None], scan: ScanFrom,
 ) -> tuple[list[tuple[bytes, bytes]], dict[str, str | None]]:
     """Rows that became final (window-results records), and the updates closing them."""
-    results, updates = [], {}
+    results: list[tuple[bytes, bytes]] = []
+    updates: dict[str, str | None] = {}
     published = pointers.get(final_key(spec))
     newest_final = last_start_before_ms(watermark_ms - lateness_ms, spec)
     if published is None or newest_final > int(published):

@@ -110,7 +110,8 @@ class Clock(NamedTuple):
     idle_until_ms: int | None = None
 
 
-Candidate = tuple[tuple[str, int, Origin, int | None], Order, int]  # tag, order, clock
+Tag = tuple[str, int, Origin, int | None]  # source, offset, origin, late clock
+Candidate = tuple[Tag, Order, int]  # tag, order, clock
 
 
 @dataclass(slots=True)
@@ -202,7 +203,8 @@ def ingest_partition(partition: int, messages: Iterable[RawMessage], config: Ing
     fresh, offsets = skip_applied(messages, read)
     if any(m.topic == config.orders_topic for m in fresh):
         clock = Clock(clock.now_ms)  # it delivers again: no longer idle
-    source_ms, vias, applied = stored_source_ms, dict(stored_vias), {}
+    source_ms, vias = stored_source_ms, dict(stored_vias)
+    applied: dict[str, int] = {}
     owned: list[Candidate] = []
     for message in fresh:
         if message.topic == config.rekey_topic:
@@ -327,7 +329,7 @@ def channel_records(partition: int, result: IngestResult, clock: Clock, emitter:
     return rekeyed, shuffled
 
 
-def _record_rejects(decided: DedupResult, config: IngestConfig,  # type: ignore[type-arg]
+def _record_rejects(decided: DedupResult[Tag], config: IngestConfig,
                     result: IngestResult) -> None:
     for (_, _, origin, _), order in decided.conflicts:
         result.dead_letters.append((origin.key, dlq_value(
@@ -343,7 +345,8 @@ def _record_rejects(decided: DedupResult, config: IngestConfig,  # type: ignore[
     result.conflicts, result.too_old = len(decided.conflicts), len(decided.too_old)
 
 
-def _shuffle(accepted: list, config: IngestConfig, result: IngestResult) -> None:  # type: ignore[type-arg]
+def _shuffle(accepted: list[tuple[Tag, Order]], config: IngestConfig,
+             result: IngestResult) -> None:
     """Accepted orders to their buyer's partition, per source, offsets and clocks kept."""
     by_source: dict[str, list[Positioned]] = defaultdict(list)
     for (source, offset, origin, late_clock), order in accepted:

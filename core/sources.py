@@ -12,9 +12,16 @@ ReadMany = Callable[[Sequence[str]], list[str | None]]
 
 
 class HasPosition(Protocol):
-    topic: str
-    partition: int
-    offset: int
+    """Where a message was read: read-only, so a NamedTuple (core.ingest.RawMessage) fits."""
+
+    @property
+    def topic(self) -> str: ...
+
+    @property
+    def partition(self) -> int: ...
+
+    @property
+    def offset(self) -> int: ...
 
 
 M = TypeVar("M", bound=HasPosition)

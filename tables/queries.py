@@ -7,7 +7,6 @@ from decimal import Decimal
 import orjson
 
 from core.aggregate import (
-    NO_WATERMARK,
     Buyer,
     Total,
     parse_window_key,
@@ -18,6 +17,7 @@ from core.aggregate import (
 )
 from core.closing import row_json
 from core.shuffle import buyer_partition
+from core.watermarks import NO_WATERMARK
 from tables.store import PartitionStore
 from tables.windows import WindowSpec
 

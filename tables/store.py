@@ -9,6 +9,7 @@ written in the same `WriteBatch` as the updates.
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import cast
 
 from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch, WriteBufferManager
 
@@ -72,7 +73,8 @@ class PartitionStore:
         """Values of many keys in one RocksDB multi-get."""
         if not keys:
             return []
-        raws = self._db[[k.encode() for k in keys]]
+        # rocksdict types __getitem__ as one value; given a list of keys it answers a list
+        raws = cast(list[bytes | None], self._db[[k.encode() for k in keys]])
         return [None if raw is None else raw.decode() for raw in raws]
 
     def scan(self, prefix: str, first_key: str | None = None) -> Iterator[tuple[str, str]]:
