@@ -32,10 +32,10 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from app.durations import parse_duration_ms
 from app.settings import Settings
 from app.topics import CreatedTopics, replication_factor, topic_configs
 from core.datagen import MAX_BUYERS, OrderGenerator, encode, rows_due
+from core.durations import parse_duration_ms
 from core.timefmt import parse_time_ms
 
 log = logging.getLogger(__name__)

@@ -16,8 +16,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from app.durations import parse_duration_ms, parse_size_bytes
-from tables.windows import WindowSpec, parse_window_specs
+from core.durations import parse_duration_ms, parse_size_bytes
+from core.windows import WindowSpec, parse_window_specs
 
 DEFAULT_BROKER = "127.0.0.1:9092"
 # (session timeout, heartbeat interval, rebalance timeout): Apache Kafka's own consumer

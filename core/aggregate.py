@@ -19,7 +19,7 @@ memory and merged with the stored values in one multi-get. Closing windows
 (core.closing) works on committed state only.
 """
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 from typing import Any, TypeVar
@@ -30,12 +30,11 @@ from core.models import Order
 from core.money import MONEY_CONTEXT
 from core.shuffle import Shuffled
 from core.sources import applied_offsets, source_key
+from core.storage import ReadMany
 from core.watermarks import NO_WATERMARK, Channel, advance, combine
-from tables.windows import WindowSpec, window_starts_ms
+from core.windows import WindowSpec, window_starts_ms
 
 Buyer = tuple[str, str]
-ReadMany = Callable[[Sequence[str]], list[str | None]]
-ScanFrom = Callable[[str, str | None], Iterator[tuple[str, str]]]  # (prefix, start key or None)
 START_BIAS_MS = 100_000_000_000_000  # makes every start from year 1 on a positive 15-digit number
 WATERMARK_KEY = "m|watermark"
 LATEST_ORDER_KEY = "m|latest-order"  # the watermark without ticks: the latest order time

@@ -12,7 +12,6 @@ from core.aggregate import (
     LATEST_ORDER_KEY,
     WATERMARK_KEY,
     BatchResult,
-    ReadMany,
     TotalChange,
     fold,
     merge_rows,
@@ -23,8 +22,9 @@ from core.aggregate import (
     total_key,
     window_prefix,
 )
-from core.closing import ScanFrom, close_window, final_key, retired_key
+from core.closing import close_window, final_key, retired_key
 from core.shuffle import Shuffled
+from core.storage import ReadMany, ScanFrom
 from core.watermarks import (
     NO_WATERMARK,
     Channel,
@@ -34,7 +34,7 @@ from core.watermarks import (
     idle_catch_up_ms,
     last_window_final_ms,
 )
-from tables.windows import WindowSpec
+from core.windows import WindowSpec
 
 OUTBOX_KEY = "o|totals"
 READ_KEY = "m|read"  # the last repartition offset whose watermark was applied

@@ -10,7 +10,7 @@ a final row can then never change, so publishing it again after a crash repeats 
 same value, and a replay (which moves no watermark) publishes nothing.
 """
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from functools import lru_cache
 
@@ -20,12 +20,12 @@ from core import jsonbytes
 from core.aggregate import parse_window_key, start_prefix, window_prefix
 from core.money import average, money_str
 from core.sinks import buyer_json
+from core.storage import ScanFrom
 from core.timefmt import format_time_ms
-from tables.windows import WindowSpec
+from core.windows import WindowSpec
 
 # A window's start and end repeat in every row of it: format each once.
 _window_time = lru_cache(maxsize=4096)(format_time_ms)
-ScanFrom = Callable[[str, str | None], Iterator[tuple[str, str]]]  # (prefix, first key or None)
 
 
 def last_start_before_ms(bound_ms: int, spec: WindowSpec) -> int:

@@ -15,17 +15,16 @@ DEDUP_HORIZON`, which no later copy's clock can be below: deleting never changes
 decision, and a copy of a deleted entry is always too old or beyond the horizon.
 """
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 import orjson
 
 from core.models import Order
+from core.storage import ReadMany, Scan
 
 T = TypeVar("T")
-ReadMany = Callable[[Sequence[str]], list[str | None]]
-Scan = Callable[[str], Iterator[tuple[str, str]]]
 TIME_BIAS_MS = 100_000_000_000_000  # order times from year 1 on sort as 15-digit numbers
 
 

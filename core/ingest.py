@@ -35,7 +35,7 @@ from typing import NamedTuple
 import orjson
 
 from core import shuffle
-from core.dedup import DedupResult, ReadMany, Scan, dedup_batch, expire
+from core.dedup import DedupResult, dedup_batch, expire
 from core.late import late_value
 from core.models import Order
 from core.parse import InvalidOrder, parse_order
@@ -53,6 +53,7 @@ from core.shuffle import (
 )
 from core.sinks import dlq_value
 from core.sources import applied_offsets, skip_applied, source_key
+from core.storage import ReadMany, Scan
 from core.watermarks import (
     NO_WATERMARK,
     Channel,
@@ -63,7 +64,7 @@ from core.watermarks import (
     decode_channel,
     encode_channel,
 )
-from tables.windows import WindowSpec
+from core.windows import WindowSpec
 
 SOURCE_KEY = "m|source"
 _new_tuple = tuple.__new__  # a NamedTuple without its Python-level __new__: once per order

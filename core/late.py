@@ -8,7 +8,7 @@ from core.models import Order
 from core.money import money_str
 from core.sinks import buyer_json
 from core.timefmt import format_time_ms
-from tables.windows import WindowSpec, window_starts_ms
+from core.windows import WindowSpec, window_starts_ms
 
 
 @lru_cache(maxsize=4096)  # a late flood names the same few windows over and over

@@ -12,15 +12,9 @@ from typing import Any, NoReturn
 
 import orjson
 
+from core.durations import format_duration_ms, format_size_bytes
 from core.models import Order
-from core.timefmt import (
-    MAX_MS,
-    MIN_MS,
-    format_duration_ms,
-    format_size_bytes,
-    format_time_ms,
-    parse_time_ms,
-)
+from core.timefmt import MAX_MS, MIN_MS, format_time_ms, parse_time_ms
 
 BIGINT_MIN = -(2**63)
 BIGINT_MAX = 2**63 - 1

@@ -5,10 +5,10 @@ applied (a replay from an old offset, or a batch redone after a crash) and is sk
 the new offsets are written in the same batch as the state they produced.
 """
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Protocol, TypeVar
 
-ReadMany = Callable[[Sequence[str]], list[str | None]]
+from core.storage import ReadMany, Scan
 
 
 class HasPosition(Protocol):
@@ -52,7 +52,6 @@ def skip_applied(messages: Sequence[M], read: ReadMany) -> tuple[list[M], dict[s
     return fresh, {source_key(s): str(o) for s, o in moved.items()}
 
 
-Scan = Callable[[str], Iterable[tuple[str, str]]]
 
 
 def held_offsets(scan: Scan) -> dict[tuple[str, int], int]:

@@ -1,7 +1,4 @@
-"""Time at the edges: ISO-8601 text and Flink's JSON form <-> integer epoch milliseconds.
-
-Also the spelling of durations in reasons and names (`1h`), which app.durations parses.
-"""
+"""Time at the edges: ISO-8601 text and Flink's JSON form <-> integer epoch milliseconds."""
 
 import re
 from datetime import UTC, datetime, timedelta
@@ -9,8 +6,6 @@ from datetime import UTC, datetime, timedelta
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MIN_MS = -62_135_596_800_000  # 0001-01-01T00:00:00.000Z
 MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
-# Largest first, for the shortest exact spelling of a duration.
-_DURATION_UNITS = (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000))
 
 _ISO = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})([T ])(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"
@@ -53,19 +48,3 @@ def format_time_ms(ms: int) -> str:
     """`2026-11-24T10:15:30.000Z` for epoch ms."""
     moment = EPOCH + timedelta(milliseconds=ms)
     return f"{moment.year:04d}-" + moment.strftime("%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
-
-
-def format_duration_ms(ms: int) -> str:
-    """The shortest exact spelling of `ms` (`90000` -> `90s`); app.durations parses it back."""
-    for unit, size in _DURATION_UNITS:
-        if ms and ms % size == 0:
-            return f"{ms // size}{unit}"
-    return f"{ms}ms"
-
-
-def format_size_bytes(size: int) -> str:
-    """`1048576` -> `1MiB`, `1536` -> `1536B`: the largest binary unit that divides it."""
-    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
-        if size % factor == 0:
-            return f"{size // factor}{unit}"
-    return f"{size}B"

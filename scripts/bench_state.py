@@ -105,7 +105,6 @@ import httpx  # noqa: E402
 import orjson  # noqa: E402
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
 
-from app.durations import parse_duration_ms  # noqa: E402
 from app.embedded import free_port, stop_process  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from bench.harness import (  # noqa: E402
@@ -124,8 +123,9 @@ from bench.harness import (  # noqa: E402
 from bench.harness import broker as start_broker  # noqa: E402
 from bench.orderstream import buyer_count_sum, counters  # noqa: E402
 from core.datagen import OrderGenerator, buyer_pool, encode, price_text  # noqa: E402
+from core.durations import parse_duration_ms  # noqa: E402
 from core.timefmt import format_time_ms  # noqa: E402
-from tables.windows import WindowSpec, parse_window_specs  # noqa: E402
+from core.windows import WindowSpec, parse_window_specs  # noqa: E402
 
 HOST = "127.0.0.1"
 START_TIME_MS = int(datetime(2026, 11, 24, 10, tzinfo=UTC).timestamp() * 1000)  # as make bench

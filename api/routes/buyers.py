@@ -14,19 +14,14 @@ from api.deps import (
 )
 from api.schemas import BuyerPage, BuyerTotal, ErrorDetail, checked, json_response
 from app.runtime import Runtime
+from core.queries import all_totals, json_ranking_key, one_total
 from core.shuffle import buyer_partition
 from core.sinks import total_json
-from tables.queries import all_totals, one_total
 
 router = APIRouter(tags=["buyers"])
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorDetail, "description": "buyer never seen"},
     503: {"model": ErrorDetail, "description": "partitions moving: retry"}}
-
-
-def _rank(item: dict[str, Any]) -> tuple[int, str, str]:
-    buyer = item["buyer"]
-    return (-item["count"], buyer["last_name"], buyer["first_name"])
 
 
 @router.get("/buyers", response_model=BuyerPage, responses=NOT_FOUND)
@@ -49,7 +44,7 @@ async def list_buyers(
     for answer in answers:
         items.extend(answer["items"])
         total += answer["total"]
-    items.sort(key=_rank)
+    items.sort(key=json_ranking_key)
     return checked(BuyerPage, {"items": items[offset:offset + limit], "total": total},
                    from_peers=bool(answers))
 

@@ -42,7 +42,7 @@ from api.fanout_ring import Entry
 from api.schemas import ErrorDetail
 from core.aggregate import parse_window_key, window_prefix
 from core.closing import row_json
-from tables.windows import WindowSpec
+from core.windows import WindowSpec
 
 router = APIRouter(tags=["streams"])
 KEEPALIVE_S = 1.0  # a comment after this long without an event

@@ -9,9 +9,9 @@ from api.cluster import call, gather, is_local, owner_url, require_ready
 from api.deps import FirstNameFilter, LastNameFilter, RuntimeDep, WindowName, parse_time_param
 from api.schemas import ErrorDetail, WindowInfo, WindowPage, WindowTop, checked
 from app.runtime import Runtime
+from core.queries import json_ranking_key, latest_start, rows_of_window, window_final, window_rows
 from core.timefmt import MAX_MS, format_time_ms
-from tables.queries import latest_start, rows_of_window, window_final, window_rows
-from tables.windows import WindowSpec, window_starts_ms
+from core.windows import WindowSpec, window_starts_ms
 
 router = APIRouter(prefix="/windows", tags=["windows"])
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
@@ -33,10 +33,6 @@ async def list_windows(runtime: RuntimeDep) -> list[WindowInfo]:
 
 def _by_start(item: dict[str, Any]) -> tuple[str, str, str]:
     return (item["window_start"], item["buyer"]["last_name"], item["buyer"]["first_name"])
-
-
-def _rank(item: dict[str, Any]) -> tuple[int, str, str]:
-    return (-item["count"], item["buyer"]["last_name"], item["buyer"]["first_name"])
 
 
 @router.get("/{name}", response_model=WindowPage, responses=NOT_FOUND)
@@ -105,7 +101,7 @@ async def get_window_top(
         items.extend(answer["items"])
         final = final and answer["final"]
     if answers:
-        items.sort(key=_rank)
+        items.sort(key=json_ranking_key)
     return checked(WindowTop, {
         "window_start": format_time_ms(start_ms),
         "window_end": format_time_ms(start_ms + spec.size_ms),

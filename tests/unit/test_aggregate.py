@@ -9,7 +9,7 @@ from core.aggregation import AggregateConfig, Clock, apply_batch, close_windows,
 from core.models import Order
 from core.shuffle import Shuffled
 from core.watermarks import NO_WATERMARK
-from tables.windows import WindowSpec
+from core.windows import WindowSpec
 from tests.unit.dictstore import DictStore as BaseStore
 
 TUMBLE = WindowSpec("tumble_10s", "tumbling", 10_000, 10_000)

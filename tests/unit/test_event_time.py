@@ -16,7 +16,7 @@ from core.aggregation import Clock as AggregateClock
 from core.ingest import Clock, IngestConfig, RawMessage, channel_records, ingest_partition
 from core.shuffle import decode_shuffle
 from core.watermarks import Emitter
-from tables.windows import WindowSpec
+from core.windows import WindowSpec
 from tests.expected import expected_event_time
 from tests.unit.dictstore import DictStore
 

@@ -6,7 +6,7 @@ from aiokafka.partitioner import murmur2
 from core.ingest import Clock, IngestConfig, RawMessage, channel_records, ingest_partition
 from core.shuffle import decode_rekeyed, encode_rekeyed
 from core.watermarks import Emitter
-from tables.windows import WindowSpec
+from core.windows import WindowSpec
 from tests.unit.dictstore import DictStore
 
 DAY = 86_400_000

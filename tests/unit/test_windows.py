@@ -2,7 +2,7 @@
 
 import pytest
 
-from tables.windows import WindowSpec, parse_window_spec, parse_window_specs, window_starts_ms
+from core.windows import WindowSpec, parse_window_spec, parse_window_specs, window_starts_ms
 
 
 def test_specs_parse_with_names_as_in_spec_md():

@@ -3,6 +3,7 @@
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 import orjson
 
@@ -17,16 +18,22 @@ from core.aggregate import (
 )
 from core.closing import row_json
 from core.shuffle import buyer_partition
+from core.storage import ReadStore
 from core.watermarks import NO_WATERMARK
-from tables.store import PartitionStore
-from tables.windows import WindowSpec
+from core.windows import WindowSpec
 
-Stores = Mapping[int, PartitionStore]
+Stores = Mapping[int, ReadStore]
 
 
 def ranking_key(count: int, buyer: Buyer) -> tuple[int, str, str]:
     """Count descending, then last name, then first name (code points)."""
     return (-count, buyer[1], buyer[0])
+
+
+def json_ranking_key(item: Mapping[str, Any]) -> tuple[int, str, str]:
+    """`ranking_key` of a total or window row as the API renders it (`count`, `buyer`)."""
+    buyer = item["buyer"]
+    return ranking_key(item["count"], (buyer["first_name"], buyer["last_name"]))
 
 
 def decode_total(value: str) -> Total:
@@ -67,7 +74,7 @@ class WindowRow:
         return row_json(spec, self.key, self.value, self.final)
 
 
-def _rows(store: PartitionStore, spec: WindowSpec, prefix: str, first_key: str | None,
+def _rows(store: ReadStore, spec: WindowSpec, prefix: str, first_key: str | None,
           lateness_ms: int) -> list[WindowRow]:
     watermark = read_watermark(store.get_many)
     rows = []

@@ -7,7 +7,7 @@ window whose slide equals its size.
 
 from dataclasses import dataclass
 
-from app.durations import format_duration_ms, parse_duration_ms
+from core.durations import format_duration_ms, parse_duration_ms
 
 
 @dataclass(frozen=True, slots=True)
