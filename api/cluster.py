@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 from fastapi import HTTPException, Request
 
-from app.runtime import Runtime
+from api.ports import QueryService
 from core.shuffle import buyer_partition
 
 SCOPE_HEADER = "X-Orderstream-Scope"
@@ -27,7 +27,7 @@ FORWARD_TIMEOUT_S = 5.0
 
 def runtime_metrics(request: Request) -> Any:
     """The metrics of the worker serving this request."""
-    return request.app.state.runtime.metrics
+    return request.app.state.service.metrics
 
 
 def unavailable(why: str) -> HTTPException:
@@ -40,27 +40,27 @@ def is_local(request: Request) -> bool:
     return request.headers.get(SCOPE_HEADER) == "local"
 
 
-def require_ready(runtime: Runtime) -> None:
+def require_ready(service: QueryService) -> None:
     """Data routes answer only when this worker's state is complete."""
-    if runtime.readiness != "ready":
-        raise unavailable(f"this worker is {runtime.readiness}")
+    if service.readiness != "ready":
+        raise unavailable(f"this worker is {service.readiness}")
 
 
-def owner_url(runtime: Runtime, first_name: str, last_name: str) -> str | None:
+def owner_url(service: QueryService, first_name: str, last_name: str) -> str | None:
     """URL of the worker owning a buyer's partition; None when it is this worker."""
-    partition = buyer_partition(first_name, last_name, runtime.partitions[runtime.names.by_buyer])
-    if partition in runtime.aggregates.assigned:
+    partition = buyer_partition(first_name, last_name, service.buyer_partitions)
+    if partition in service.owned():
         return None
-    for url, partitions in runtime.members().items():
+    for url, partitions in service.members().items():
         if partition in partitions:
             return url
     raise unavailable(f"no worker owns partition {partition} right now")
 
 
-def peers(runtime: Runtime) -> list[str]:
+def peers(service: QueryService) -> list[str]:
     """URLs of the other workers of the group."""
-    me = runtime.settings.advertised_url.rstrip("/")
-    return [url for url in runtime.members() if url != me]
+    me = service.settings.advertised_url.rstrip("/")
+    return [url for url in service.members() if url != me]
 
 
 def forward_headers(request: Request) -> dict[str, str]:
@@ -94,8 +94,8 @@ async def call(request: Request, url: str, path: str,
     return response.json()
 
 
-async def gather(request: Request, runtime: Runtime, path: str,
+async def gather(request: Request, service: QueryService, path: str,
                  params: Mapping[str, Any]) -> list[Any]:
     """The same route on every other worker, in local scope, concurrently."""
     return list(await asyncio.gather(*(call(request, url, path, params)
-                                       for url in peers(runtime))))
+                                       for url in peers(service))))

@@ -1,4 +1,4 @@
-"""Dependencies of the routes: the worker's runtime and time parameters (ISO or epoch ms).
+"""Dependencies of the routes: the worker's service and time parameters (ISO or epoch ms).
 
 The dependencies are `async def`: FastAPI runs a plain `def` one in its thread pool, a
 hop per dependency and request.
@@ -13,17 +13,17 @@ from fastapi import Depends, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from app.runtime import Runtime
+from api.ports import QueryService
 from core.timefmt import MAX_MS, MIN_MS, parse_time_ms
 
 
-async def get_runtime(request: Request) -> Runtime:
-    """The runtime of the worker serving this request."""
-    runtime: Runtime = request.app.state.runtime
-    return runtime
+async def get_service(request: Request) -> QueryService:
+    """The service of the worker serving this request."""
+    service: QueryService = request.app.state.service
+    return service
 
 
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+ServiceDep = Annotated[QueryService, Depends(get_service)]
 
 # Parameters several routes share; the examples show in /docs and lead the schema fuzz
 # (tests/unit/test_api_fuzz.py) to names and windows that hold data.
@@ -39,13 +39,13 @@ _bearer = HTTPBearer(auto_error=False, description="API_TOKEN, when the worker h
 
 
 async def require_token(
-    runtime: RuntimeDep,
+    service: ServiceDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
     """With API_TOKEN set, `Authorization: Bearer <token>` (compared in constant time). A
     header's bytes reach the app decoded as Latin-1 (ASGI); a non-ASCII token matches sent
     as UTF-8 (curl, browsers' fetch) or as Latin-1."""
-    expected = runtime.settings.api_token
+    expected = service.settings.api_token
     if expected is None:
         return
     given = b"" if credentials is None else credentials.credentials.encode("latin-1")

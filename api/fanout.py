@@ -41,7 +41,7 @@ from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
 from api.fanout_ring import Entry, KafkaSource, Ring, Source
-from app.metrics import Metrics
+from api.ports import ApiMetrics
 
 log = logging.getLogger(__name__)
 MAX_BEHIND = 100_000  # records behind the end of a partition: a client further back is dropped
@@ -81,7 +81,7 @@ class HubStopped(Exception):
 class StreamHub:
     """The shared consumer, the ring, and the count of connected clients."""
 
-    def __init__(self, client: Mapping[str, Any], metrics: Metrics, max_clients: int, *,
+    def __init__(self, client: Mapping[str, Any], metrics: ApiMetrics, max_clients: int, *,
                  source: SourceFactory | None = None, linger_s: float = LINGER_S,
                  ring: Ring | None = None, stopping: Callable[[], bool] = lambda: False,
                  ) -> None:

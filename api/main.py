@@ -10,9 +10,9 @@ from fastapi.responses import JSONResponse
 from prometheus_client import Histogram
 
 from api.deps import require_token
+from api.ports import QueryService
 from api.routes import buyers, docs, health, instances, metrics, streams, windows
 from api.schemas import ErrorDetail
-from app.runtime import Runtime
 
 # ASGI's types as starlette spells them (starlette comes with fastapi, not declared itself)
 Scope = MutableMapping[str, Any]
@@ -55,8 +55,8 @@ class TimedRequests:
         child.observe(seconds)
 
 
-def create_api(runtime: Runtime) -> FastAPI:
-    """The API of one worker, reading that worker's runtime."""
+def create_api(service: QueryService) -> FastAPI:
+    """The API of one worker, reading that worker's service."""
     api = FastAPI(
         title="orderstream",
         description="Live buyer totals and event-time window aggregates of the orders stream.",
@@ -64,7 +64,7 @@ def create_api(runtime: Runtime) -> FastAPI:
         # api/routes/docs.py serves these: the schema needs the token, the shells send it
         openapi_url=None, docs_url=None, redoc_url=None,
     )
-    api.state.runtime = runtime
+    api.state.service = service
     api.state.http = httpx.AsyncClient(trust_env=False)  # calls to other workers
     api.include_router(health.router)
     api.include_router(docs.router)
@@ -72,7 +72,7 @@ def create_api(runtime: Runtime) -> FastAPI:
     for module in (streams, buyers, windows, instances, metrics):
         api.include_router(module.router, dependencies=[Depends(require_token)],
                            responses=UNAUTHORIZED)
-    api.add_middleware(TimedRequests, histogram=runtime.metrics.requests)
+    api.add_middleware(TimedRequests, histogram=service.metrics.requests)
 
     @api.exception_handler(Exception)
     async def internal_error(request: Request, error: Exception) -> JSONResponse:

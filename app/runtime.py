@@ -22,6 +22,7 @@ from faust.exceptions import AlreadyConfiguredWarning
 from mode import Service
 
 from api.fanout import raise_fd_limit
+from api.main import create_api
 from api.server import ApiServer, PortTaken
 from app import logthrottle
 from app.brokerwatch import CHECK_INTERVAL_S, UNREACHABLE_AFTER_S, BrokerLost, Loss, Watch
@@ -43,12 +44,13 @@ from app.statecheck import (
     save_topic_ids,
     stage_positions,
 )
-from app.topics import TopicError, ensure_topics, topic_names
+from app.topics import TopicError, TopicNames, ensure_topics, topic_names
 from core.aggregate import read_watermark
 from core.ingest import SOURCE_KEY
 from core.watermarks import NO_WATERMARK, Emitter
 from tables.changelog import StoreAheadOfChangelog
 from tables.manager import StoreManager
+from tables.store import PartitionStore
 
 # At most one watermark-only record per channel this often, and a quarter of IDLE_TIMEOUT
 # at most, so that a renewed idle lease always reaches the receivers before the last ends.
@@ -104,8 +106,6 @@ class Runtime(Service):
         self.partitions: dict[str, int] = {}
         self.dropped_windows: tuple[str, ...] = ()
         self.state_lock = StateDirLock(settings.state_dir)
-        from api.main import create_api  # api imports this module: import it late
-
         self.api = ApiServer(create_api(self), settings.api_host, settings.api_port)
 
     async def on_start(self) -> None:
@@ -421,6 +421,22 @@ class Runtime(Service):
         # empty broker before it noticed (buffered sends, timers) must not come back
         os.environ[CLEAN_START_ENV] = "1"
         os.execv(sys.executable, sys.orig_argv)
+
+    # The API's view of this worker (api.ports.QueryService), beside readiness and members.
+
+    @property
+    def topics(self) -> TopicNames:
+        return self.names
+
+    @property
+    def buyer_partitions(self) -> int:
+        return self.partitions[self.names.by_buyer]
+
+    def owned(self) -> set[int]:
+        return self.aggregates.assigned
+
+    def stores(self) -> dict[int, PartitionStore]:
+        return self.aggregates.read_only_view()
 
     def members(self) -> dict[str, set[int]]:
         """Every worker of the group (advertised URL) and its aggregation partitions."""

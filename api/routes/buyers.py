@@ -10,10 +10,10 @@ from api.deps import (
     FirstNameQuery,
     LastNamePath,
     LastNameQuery,
-    RuntimeDep,
+    ServiceDep,
 )
+from api.ports import QueryService
 from api.schemas import BuyerPage, BuyerTotal, ErrorDetail, checked, json_response
-from app.runtime import Runtime
 from core.queries import all_totals, json_ranking_key, one_total
 from core.shuffle import buyer_partition
 from core.sinks import total_json
@@ -27,20 +27,20 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 @router.get("/buyers", response_model=BuyerPage, responses=NOT_FOUND)
 async def list_buyers(
     request: Request,
-    runtime: RuntimeDep,
+    service: ServiceDep,
     limit: Annotated[int, Query(ge=0, le=10_000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
     upto: Annotated[int | None, Query(ge=0, include_in_schema=False)] = None,
 ) -> Response:
     """Buyers by count descending, then last name, then first name (code points)."""
-    require_ready(runtime)
-    totals = all_totals(runtime.aggregates.read_only_view())
+    require_ready(service)
+    totals = all_totals(service.stores())
     if is_local(request):  # another worker gathers: its first `upto` items, all counted
         page = [total_json(*buyer, total) for buyer, total in totals[:upto]]
         return json_response({"items": page, "total": len(totals)})
     items = [total_json(*buyer, total) for buyer, total in totals[:offset + limit]]
     total = len(totals)
-    answers = await gather(request, runtime, "/buyers", {"upto": offset + limit})
+    answers = await gather(request, service, "/buyers", {"upto": offset + limit})
     for answer in answers:
         items.extend(answer["items"])
         total += answer["total"]
@@ -52,38 +52,38 @@ async def list_buyers(
 @router.get("/buyers/{first_name}/{last_name}", response_model=BuyerTotal, responses=NOT_FOUND)
 async def get_buyer(
     request: Request,
-    runtime: RuntimeDep,
+    service: ServiceDep,
     first_name: FirstNamePath,
     last_name: LastNamePath,
 ) -> Response:
     """One buyer's count and total price."""
-    return await _lookup(request, runtime, first_name, last_name)
+    return await _lookup(request, service, first_name, last_name)
 
 
 @router.get("/buyer", response_model=BuyerTotal, responses=NOT_FOUND)
 async def get_buyer_by_query(
     request: Request,
-    runtime: RuntimeDep,
+    service: ServiceDep,
     first_name: FirstNameQuery,
     last_name: LastNameQuery,
 ) -> Response:
     """The same as /buyers/{first_name}/{last_name}, for names a path cannot carry."""
-    return await _lookup(request, runtime, first_name, last_name)
+    return await _lookup(request, service, first_name, last_name)
 
 
-async def _lookup(request: Request, runtime: Runtime, first_name: str,
+async def _lookup(request: Request, service: QueryService, first_name: str,
                   last_name: str) -> Response:
-    require_ready(runtime)
+    require_ready(service)
     if not is_local(request):
-        url = owner_url(runtime, first_name, last_name)
+        url = owner_url(service, first_name, last_name)
         if url is not None:  # one hop to the owner
             answer = await call(request, url, "/buyer",
                                 {"first_name": first_name, "last_name": last_name})
             return checked(BuyerTotal, answer, from_peers=True)
-    partitions = runtime.partitions[runtime.names.by_buyer]
-    if buyer_partition(first_name, last_name, partitions) not in runtime.aggregates.assigned:
+    partitions = service.buyer_partitions
+    if buyer_partition(first_name, last_name, partitions) not in service.owned():
         raise unavailable("the buyer's partition moved: retry")
-    total = one_total(runtime.aggregates.read_only_view(), (first_name, last_name), partitions)
+    total = one_total(service.stores(), (first_name, last_name), partitions)
     if total is None:
         raise HTTPException(404, f"buyer {first_name} {last_name} never seen")
     return json_response(total_json(first_name, last_name, total))

@@ -3,7 +3,7 @@
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from api.deps import RuntimeDep
+from api.deps import ServiceDep
 from api.schemas import Status
 
 router = APIRouter(tags=["health"])
@@ -18,9 +18,9 @@ async def health() -> Status:
 @router.get("/ready", response_model=Status,
             responses={503: {"model": Status,
                              "description": "starting, restoring, rebalancing or broker-lost"}})
-async def ready(runtime: RuntimeDep) -> JSONResponse:
+async def ready(service: ServiceDep) -> JSONResponse:
     """`ready` once this worker's state is restored and it consumes; 503 with the reason
     before, and when the broker no longer backs the state (`broker-lost`, with `reason`)."""
-    status, reason = runtime.readiness, runtime.readiness_reason
+    status, reason = service.readiness, service.readiness_reason
     body = {"status": status} if reason is None else {"status": status, "reason": reason}
     return JSONResponse(body, status_code=200 if status == "ready" else 503)

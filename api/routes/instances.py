@@ -8,8 +8,8 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
 from api.cluster import forward_headers
-from api.deps import RuntimeDep
-from app.runtime import Runtime
+from api.deps import ServiceDep
+from api.ports import QueryService
 
 router = APIRouter(tags=["instances"])
 
@@ -22,17 +22,17 @@ class Instance(BaseModel):
     this_worker: bool
 
 
-def own_state(runtime: Runtime) -> dict[str, Any]:
+def own_state(service: QueryService) -> dict[str, Any]:
     """This worker's readiness and input lag."""
-    lag = sum(int(sample.value) for metric in runtime.metrics.lag.collect()
+    lag = sum(int(sample.value) for metric in service.metrics.lag.collect()
               for sample in metric.samples)
-    return {"status": runtime.readiness, "lag": lag}
+    return {"status": service.readiness, "lag": lag}
 
 
 @router.get("/instance", include_in_schema=False)
-async def this_instance(runtime: RuntimeDep) -> dict[str, Any]:
+async def this_instance(service: ServiceDep) -> dict[str, Any]:
     """For other workers: this worker's readiness and lag."""
-    return own_state(runtime)
+    return own_state(service)
 
 
 async def _state(request: Request, url: str) -> dict[str, Any]:
@@ -46,13 +46,13 @@ async def _state(request: Request, url: str) -> dict[str, Any]:
 
 
 @router.get("/instances", response_model=list[Instance])
-async def list_instances(request: Request, runtime: RuntimeDep) -> list[Instance]:
+async def list_instances(request: Request, service: ServiceDep) -> list[Instance]:
     """Every worker with its advertised URL, aggregation partitions, readiness and lag."""
-    me = runtime.settings.advertised_url.rstrip("/")
-    members = sorted(runtime.members().items())
+    me = service.settings.advertised_url.rstrip("/")
+    members = sorted(service.members().items())
 
     async def state(url: str) -> dict[str, Any]:
-        return own_state(runtime) if url == me else await _state(request, url)
+        return own_state(service) if url == me else await _state(request, url)
 
     states = await asyncio.gather(*(state(url) for url, _ in members))
     return [Instance(url=url, partitions=sorted(parts), this_worker=url == me, **found)

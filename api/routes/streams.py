@@ -28,7 +28,7 @@ import orjson
 from fastapi import APIRouter, Depends, Header, HTTPException, Request
 from fastapi.responses import StreamingResponse
 
-from api.deps import FirstNameFilter, LastNameFilter, RuntimeDep, WindowName
+from api.deps import FirstNameFilter, LastNameFilter, ServiceDep, WindowName
 from api.fanout import (
     HubStopped,
     HubUnavailable,
@@ -70,16 +70,16 @@ def event_id(positions: Mapping[Position, int]) -> str:
     return ",".join(f"{tag}{p}:{o}" for (tag, p), o in sorted(positions.items()))
 
 
-async def get_hub(request: Request, runtime: RuntimeDep) -> StreamHub:
+async def get_hub(request: Request, service: ServiceDep) -> StreamHub:
     """The API's stream hub, made on the API's loop with its first stream (async: a plain
     function would run in the thread pool, and the hub belongs to the loop)."""
     hub: StreamHub | None = getattr(request.app.state, "sse_hub", None)
     if hub is None:
         raise_fd_limit()
-        settings = runtime.settings
+        settings = service.settings
         hub = request.app.state.sse_hub = StreamHub(
-            settings.kafka_client, runtime.metrics, settings.sse_max_clients,
-            stopping=lambda: bool(getattr(runtime, "should_stop", False)))  # a mode Service
+            settings.kafka_client, service.metrics, settings.sse_max_clients,
+            stopping=lambda: service.should_stop)
     return hub
 
 
@@ -177,7 +177,7 @@ def _with_event(value: bytes, name: str) -> bytes:
 
 @router.get("/buyers/stream", response_class=StreamingResponse, responses=STREAM)
 async def stream_buyers(
-    runtime: RuntimeDep, hub: HubDep,
+    service: ServiceDep, hub: HubDep,
     first_name: FirstNameFilter = None, last_name: LastNameFilter = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
@@ -194,7 +194,7 @@ async def stream_buyers(
         value = entry.value
         return [(b"update", entry.memoized("update", lambda: _with_event(value, "update")))]
 
-    return await _open(hub, {"": runtime.names.buyer_totals}, positions, {"": updates})
+    return await _open(hub, {"": service.topics.buyer_totals}, positions, {"": updates})
 
 
 Row = tuple[str, str, str, str]  # first name, last name, store key, store value
@@ -226,13 +226,13 @@ def _rendered_rows(entry: Entry, spec: WindowSpec,
 
 @router.get("/windows/{name}/stream", response_class=StreamingResponse, responses=STREAM)
 async def stream_window(
-    runtime: RuntimeDep, hub: HubDep, name: WindowName,
+    service: ServiceDep, hub: HubDep, name: WindowName,
     first_name: FirstNameFilter = None, last_name: LastNameFilter = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
     """Every change of a row of window `name` (event `update`) and every row as it becomes
     final (event `final`), data as a /windows item."""
-    specs = {w.name: w for w in runtime.settings.windows}
+    specs = {w.name: w for w in service.settings.windows}
     if name not in specs:
         raise HTTPException(404, f"unknown window {name!r}")
     spec = specs[name]
@@ -253,6 +253,6 @@ async def stream_window(
         value = entry.value
         return [(b"final", entry.memoized("data", lambda: _with_event(value, "final")))]
 
-    names = runtime.names
+    names = service.topics
     return await _open(hub, {"u": names.aggregate_changelog, "f": names.window_results},
                        positions, {"u": updates, "f": finals})

@@ -6,9 +6,9 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 
 from api.cluster import call, gather, is_local, owner_url, require_ready
-from api.deps import FirstNameFilter, LastNameFilter, RuntimeDep, WindowName, parse_time_param
+from api.deps import FirstNameFilter, LastNameFilter, ServiceDep, WindowName, parse_time_param
+from api.ports import QueryService
 from api.schemas import ErrorDetail, WindowInfo, WindowPage, WindowTop, checked
-from app.runtime import Runtime
 from core.queries import json_ranking_key, latest_start, rows_of_window, window_final, window_rows
 from core.timefmt import MAX_MS, format_time_ms
 from core.windows import WindowSpec, window_starts_ms
@@ -20,9 +20,9 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 
 
 @router.get("", response_model=list[WindowInfo])
-async def list_windows(runtime: RuntimeDep) -> list[WindowInfo]:
+async def list_windows(service: ServiceDep) -> list[WindowInfo]:
     """The configured windows."""
-    settings = runtime.settings
+    settings = service.settings
     return [
         WindowInfo(name=w.name, kind=w.kind, size_ms=w.size_ms, slide_ms=w.slide_ms,
                    allowed_lateness_ms=settings.allowed_lateness,
@@ -38,7 +38,7 @@ def _by_start(item: dict[str, Any]) -> tuple[str, str, str]:
 @router.get("/{name}", response_model=WindowPage, responses=NOT_FOUND)
 async def get_window_rows(
     request: Request,
-    runtime: RuntimeDep,
+    service: ServiceDep,
     name: WindowName,
     first_name: FirstNameFilter = None,
     last_name: LastNameFilter = None,
@@ -47,22 +47,22 @@ async def get_window_rows(
     limit: Annotated[int, Query(ge=0, le=10_000)] = 1000,
 ) -> Response:
     """Rows of windows overlapping [start, end), by window start, then last, first name."""
-    spec = _spec(runtime, name)
+    spec = _spec(service, name)
     start_ms, end_ms = parse_time_param("start", start), parse_time_param("end", end)
-    require_ready(runtime)
+    require_ready(service)
     params = {k: v for k, v in {"first_name": first_name, "last_name": last_name,
                                 "start": start, "end": end, "limit": limit}.items()
               if v is not None}
     if not is_local(request) and first_name is not None and last_name is not None:
-        url = owner_url(runtime, first_name, last_name)
+        url = owner_url(service, first_name, last_name)
         if url is not None:  # one buyer: one hop to its owner
             answer = await call(request, url, f"/windows/{name}", params)
             return checked(WindowPage, answer, from_peers=True)
-    rows = window_rows(runtime.aggregates.read_only_view(), spec,
-                       runtime.settings.allowed_lateness, start_ms=start_ms, end_ms=end_ms,
+    rows = window_rows(service.stores(), spec,
+                       service.settings.allowed_lateness, start_ms=start_ms, end_ms=end_ms,
                        first_name=first_name, last_name=last_name)
     items = [row.as_json(spec) for row in rows[:limit]]
-    answers = [] if is_local(request) else await gather(request, runtime, f"/windows/{name}",
+    answers = [] if is_local(request) else await gather(request, service, f"/windows/{name}",
                                                          params)
     for answer in answers:
         items.extend(answer["items"])
@@ -74,29 +74,29 @@ async def get_window_rows(
 @router.get("/{name}/top", response_model=WindowTop, responses=NOT_FOUND)
 async def get_window_top(
     request: Request,
-    runtime: RuntimeDep,
+    service: ServiceDep,
     name: WindowName,
     at: Annotated[str | None, Query(description="ISO-8601 UTC or epoch ms")] = None,
     k: Annotated[int, Query(ge=1, le=10_000)] = 10,
 ) -> Response:
     """The k buyers with the most orders in the latest window holding `at` (or with data)."""
-    spec = _spec(runtime, name)
+    spec = _spec(service, name)
     at_ms = parse_time_param("at", at)
-    require_ready(runtime)
-    stores = runtime.aggregates.read_only_view()
+    require_ready(service)
+    stores = service.stores()
     if at_ms is None:
-        at_ms = await _latest_everywhere(request, runtime, spec)
+        at_ms = await _latest_everywhere(request, service, spec)
     start_ms = window_starts_ms(at_ms, spec.size_ms, spec.slide_ms)[-1]
     if start_ms + spec.size_ms > MAX_MS:  # the window holding it ends after year 9999
         raise RequestValidationError([{
             "loc": ["query", "at"], "type": "value_error", "input": at,
             "msg": f"at: the {name} window holding it would end after {format_time_ms(MAX_MS)}",
         }])
-    lateness = runtime.settings.allowed_lateness
+    lateness = service.settings.allowed_lateness
     items = [row.as_json(spec) for row in rows_of_window(stores, spec, start_ms, lateness)[:k]]
     final = window_final(stores, spec, start_ms, lateness)
     answers = [] if is_local(request) else await gather(
-        request, runtime, f"/windows/{name}/top", {"at": start_ms, "k": k})
+        request, service, f"/windows/{name}/top", {"at": start_ms, "k": k})
     for answer in answers:
         items.extend(answer["items"])
         final = final and answer["final"]
@@ -110,28 +110,28 @@ async def get_window_top(
 
 
 @router.get("/{name}/latest-start", include_in_schema=False)
-async def get_latest_start(runtime: RuntimeDep, name: WindowName) -> dict[str, int | None]:
+async def get_latest_start(service: ServiceDep, name: WindowName) -> dict[str, int | None]:
     """For other workers: the largest window start this worker has data for."""
-    require_ready(runtime)
-    return {"latest_start_ms": latest_start(runtime.aggregates.read_only_view(),
-                                            _spec(runtime, name))}
+    require_ready(service)
+    return {"latest_start_ms": latest_start(service.stores(),
+                                            _spec(service, name))}
 
 
-async def _latest_everywhere(request: Request, runtime: Runtime, spec: WindowSpec) -> int:
+async def _latest_everywhere(request: Request, service: QueryService, spec: WindowSpec) -> int:
     """The largest window start with data on any worker; 404 when there is none."""
-    starts = [latest_start(runtime.aggregates.read_only_view(), spec)]
+    starts = [latest_start(service.stores(), spec)]
     if not is_local(request):
         starts += [answer["latest_start_ms"] for answer in await gather(
-            request, runtime, f"/windows/{spec.name}/latest-start", {})]
+            request, service, f"/windows/{spec.name}/latest-start", {})]
     known = [s for s in starts if s is not None]
     if not known:
         raise HTTPException(404, f"window {spec.name} has no data")
     return max(known)
 
 
-def _spec(runtime: Runtime, name: str) -> WindowSpec:
-    for spec in runtime.settings.windows:
+def _spec(service: QueryService, name: str) -> WindowSpec:
+    for spec in service.settings.windows:
         if spec.name == name:
             return spec
-    known = ", ".join(w.name for w in runtime.settings.windows)
+    known = ", ".join(w.name for w in service.settings.windows)
     raise HTTPException(404, f"unknown window {name!r} (configured: {known})")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from app.metrics import Metrics
 from app.settings import Settings
-from app.topics import topic_names
+from app.topics import TopicNames, topic_names
 from core.aggregation import AggregateConfig, Clock, apply_batch, close_windows
 from core.models import Order
 from core.shuffle import Positioned, Shuffled, buyer_partition
@@ -44,6 +44,22 @@ class FakeRuntime:
         self.metrics = Metrics()
         self.readiness = readiness
         self.readiness_reason: str | None = None
+
+    should_stop = False
+
+    @property
+    def topics(self) -> TopicNames:
+        return self.names
+
+    @property
+    def buyer_partitions(self) -> int:
+        return self.partitions[self.names.by_buyer]
+
+    def owned(self) -> set[int]:
+        return self.aggregates.assigned
+
+    def stores(self) -> dict[int, PartitionStore]:
+        return self.aggregates.read_only_view()
 
     def members(self) -> dict[str, set[int]]:
         return {self.settings.advertised_url: set(self.aggregates.assigned)}

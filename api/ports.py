@@ -1,0 +1,117 @@
+"""What the API needs of the worker it runs in, as protocols: the composition root
+(app/main.py) hands `create_api` an object that provides them, and nothing in api/
+imports the worker's own modules.
+
+A settings object, a metrics registry or a topic-name table with these attributes fits:
+the worker's pydantic Settings, app.metrics.Metrics and app.topics.TopicNames do."""
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from core.storage import ReadStore
+from core.windows import WindowSpec
+
+
+class ApiSettings(Protocol):
+    """The settings the routes read."""
+
+    @property
+    def api_token(self) -> str | None: ...
+
+    @property
+    def advertised_url(self) -> str: ...
+
+    @property
+    def windows(self) -> tuple[WindowSpec, ...]: ...
+
+    @property
+    def allowed_lateness(self) -> int: ...
+
+    @property
+    def window_retention(self) -> int: ...
+
+    @property
+    def sse_max_clients(self) -> int: ...
+
+    @property
+    def kafka_client(self) -> dict[str, Any]: ...
+
+
+class ApiMetrics(Protocol):
+    """The worker's Prometheus metrics: the registry /metrics renders, and those the API
+    itself records."""
+
+    @property
+    def registry(self) -> CollectorRegistry: ...
+
+    @property
+    def requests(self) -> Histogram: ...
+
+    @property
+    def forwarded(self) -> Histogram: ...
+
+    @property
+    def lag(self) -> Gauge: ...
+
+    @property
+    def sse_clients(self) -> Gauge: ...
+
+    @property
+    def sse_dropped(self) -> Counter: ...
+
+
+class StreamTopics(Protocol):
+    """The topics the live push reads."""
+
+    @property
+    def buyer_totals(self) -> str: ...
+
+    @property
+    def aggregate_changelog(self) -> str: ...
+
+    @property
+    def window_results(self) -> str: ...
+
+
+class QueryService(Protocol):
+    """One worker, as the API sees it: its readiness, its aggregation stores, and the
+    group it is part of."""
+
+    @property
+    def settings(self) -> ApiSettings: ...
+
+    @property
+    def metrics(self) -> ApiMetrics: ...
+
+    @property
+    def topics(self) -> StreamTopics: ...
+
+    @property
+    def readiness(self) -> str:
+        """`ready`, or why not: `starting`, `rebalancing`, `restoring`, `broker-lost`."""
+
+    @property
+    def readiness_reason(self) -> str | None:
+        """What `broker-lost` means, when it is that."""
+
+    @property
+    def should_stop(self) -> bool:
+        """True once the worker is stopping: streams end."""
+
+    @property
+    def buyer_partitions(self) -> int:
+        """How many aggregation partitions buyers are spread over."""
+
+    def owned(self) -> set[int]:
+        """The aggregation partitions this worker holds."""
+
+    def stores(self) -> Mapping[int, ReadStore]:
+        """The restored aggregation stores of this worker, by partition."""
+
+    def members(self) -> dict[str, set[int]]:
+        """Every worker of the group (advertised URL) and its aggregation partitions."""
+
+    def refresh_gauges(self) -> None:
+        """Bring the per-partition gauges up to date, before /metrics renders them."""
