@@ -1,4 +1,4 @@
-"""The aggregate agent: orders grouped by buyer in; RocksDB state, buyer-totals, the print
+"""The aggregate stage: orders grouped by buyer in; RocksDB state, buyer-totals, the print
 sink, window-results and orders-late out.
 
 Per partition and batch: skip orders already applied (by source offset), fold the rest,
@@ -6,19 +6,17 @@ each by its own clock, send the changelog record and the late orders, and once t
 has them, commit the store; then publish the batch's buyer-totals and print them (a
 restart publishes the last batch's again from the store: `o|totals`, the outbox). Then
 close the windows the committed watermark passed: publish them to window-results and
-commit that too. The batch is acked last. A timer moves the watermark by the idle rule.
+commit that too. The batch is acked last. A timer (`tick`) moves the watermark by the
+idle rule.
 """
 
 import contextlib
 import sys
+from collections.abc import Callable
 from typing import Any
 
-import faust
-
-from agents.batches import NOT_OURS, commit_durably, consumed_offsets, each_batch
-from agents.schedule import every
-from app.runtime import BrokerLost, Runtime, wall_ms
-from app.transport import batch_topic
+from agents.batches import NOT_OURS, commit_durably, consumed_offsets
+from agents.ports import Guard, Sender, StageMetrics, Topics
 from core.aggregate import BatchResult
 from core.aggregation import (
     READ_KEY,
@@ -29,136 +27,123 @@ from core.aggregation import (
     outbox,
 )
 from core.late import late_value
-from core.shuffle import Shuffled, decode_shuffle
+from core.shuffle import Shuffled
 from core.sinks import buyer_total_records, print_lines
-from tables.changelog import Fenced, Outgoing
+from core.timefmt import wall_ms
+from tables.changelog import BrokerLost, Fenced, Outgoing
+from tables.manager import StoreManager
 from tables.store import PartitionStore
 
 TIMER_INTERVAL_S = 0.5
 PUBLISHED = "totals-published"  # local: the outbox number whose buyer-totals went out
 
 
-def register_aggregate(app: faust.App, runtime: Runtime) -> None:
-    """Declare the agent on the internal by-buyer topic, and its timer."""
-    topic = batch_topic(app, runtime.names.by_buyer)
+class AggregateStage:
+    """The aggregation stores of this worker's by-buyer partitions, and their outputs."""
 
-    @app.agent(topic, name="aggregate")
-    async def aggregate(stream: faust.StreamT[Any]) -> None:
-        await each_batch(stream, runtime, lambda partition, items, _: apply_partition(
-            runtime, partition, items), lambda record: decode_shuffle(record.value, record.offset))
+    def __init__(self, stores: StoreManager, guard: Guard, sender: Sender, topics: Topics,
+                 metrics: StageMetrics, config: Callable[[], AggregateConfig],
+                 totals_partition: Callable[[int], int | None], print_sink: bool) -> None:
+        """`totals_partition`: the buyer-totals partition of an aggregation partition's
+        buyers, when it is one (None: by the key's hash)."""
+        self.stores, self.guard, self.sender = stores, guard, sender
+        self.topics, self.metrics, self.config = topics, metrics, config
+        self.totals_partition, self.print_sink = totals_partition, print_sink
+        self.all_idle_since: dict[int, int] = {}  # since when every input has been idle
+        self.totals_sent: set[int] = set()  # partitions whose outbox was sent
 
-    @every(app, TIMER_INTERVAL_S)
-    async def aggregate_watermarks() -> None:
+    def assigned(self) -> None:
+        """A new assignment: idle clocks and outboxes start anew."""
+        self.all_idle_since.clear()
+        self.totals_sent.clear()
+
+    async def tick(self) -> None:
+        """Move time on in every partition."""
         # a loss: the runtime stops the worker; fenced: the group assigns the partition anew
         with contextlib.suppress(BrokerLost, Fenced):
-            for partition in sorted(runtime.aggregates.read_only_view()):
-                await apply_partition(runtime, partition, [])
+            for partition in sorted(self.stores.read_only_view()):
+                await self.apply(partition, [])
 
+    async def apply(self, partition: int, items: list[Shuffled]) -> str | None:
+        """Apply one partition's repartition records (none: only move time on) to its
+        store, exactly once per order."""
+        guard, config = self.guard, self.config()
+        await guard.settled()
+        async with self.stores.holding(partition) as store:
+            if store is None:  # revoked meanwhile: never committed, the owner applies these
+                return NOT_OURS
+            if not items:
+                guard.check_backed()
+            else:
+                read = store.get(READ_KEY)
+                guard.check_read(self.topics.by_buyer, partition,
+                                 -1 if read is None else int(read))
+            if partition not in self.totals_sent:
+                await self._resend_outbox(partition, store)
+            now_ms = wall_ms()
+            result = apply_batch(items, config, store.get_many,
+                                 Clock(now_ms, self.all_idle_since.get(partition)))
+            self._track_idle(partition, result, now_ms)
+            if result.changed:
+                transactional = self.sender.transactional
+                # with transactions buyer-totals commit with the batch; without, they go out
+                # once it is committed, from the store (the outbox covers a crash between)
+                totals = self._totals(partition, result.total_changes) if transactional else []
+                consumed = (consumed_offsets(self.topics.by_buyer, partition, items[-1].offset)
+                            if items and items[-1].offset >= 0 else None)
+                await commit_durably(guard, self.stores, partition, store, result.updates,
+                                     self._late(config, result) + totals, consumed)
+                if not transactional:
+                    await self.sender.send_all(self._totals(partition, result.total_changes))
+                self._print_changes(result.total_changes)
+                if result.outbox_sequence:
+                    store.set_local(PUBLISHED, str(result.outbox_sequence))
+                self.metrics.counted.inc(result.counted)
+                self.metrics.late.inc(len(result.late))
+            await self._close(config, partition, store)
+        return None
 
-def aggregate_config(runtime: Runtime) -> AggregateConfig:
-    settings = runtime.settings
-    return AggregateConfig(settings.windows, settings.allowed_lateness,
-                           settings.window_retention, runtime.dropped_windows,
-                           carriers=runtime.partitions[runtime.names.orders],
-                           idle_timeout_ms=settings.idle_timeout)
+    async def _close(self, config: AggregateConfig, partition: int,
+                     store: PartitionStore) -> None:
+        closing = close_windows(config, store.get_many, store.scan)
+        if closing.changed:
+            await commit_durably(self.guard, self.stores, partition, store, closing.updates,
+                                 [(self.topics.window_results, key, value, None)
+                                  for key, value in closing.finals])
 
+    async def _resend_outbox(self, partition: int, store: PartitionStore) -> None:
+        """After a crash between a commit and its buyer-totals, or a restore elsewhere: the
+        last batch's buyers' totals again, from the store (never an older value)."""
+        sequence, changes = outbox(store.get_many)
+        if (sequence and store.get_local(PUBLISHED) != str(sequence)
+                and not self.sender.transactional):  # committed with their batch there
+            await self.sender.send_all(self._totals(partition, changes))
+            store.set_local(PUBLISHED, str(sequence))
+        self.totals_sent.add(partition)
 
-async def apply_partition(runtime: Runtime, partition: int, items: list[Shuffled]) -> str | None:
-    """Apply one partition's repartition records (none: only move time on) to its store,
-    exactly once per order."""
-    config = aggregate_config(runtime)
-    await runtime.settled()
-    async with runtime.aggregates.holding(partition) as store:
-        if store is None:  # revoked meanwhile: never committed, the owner applies these
-            return NOT_OURS
-        if not items:
-            runtime.check_backed()
+    def _track_idle(self, partition: int, result: BatchResult, now_ms: int) -> None:
+        """Since when every channel of the partition has been idle (the idle rule's clock)."""
+        if result.all_idle:
+            self.all_idle_since.setdefault(partition, now_ms)
         else:
-            read = store.get(READ_KEY)
-            runtime.check_read(runtime.names.by_buyer, partition, -1 if read is None else int(read))
-        if partition not in runtime.totals_sent:
-            await _resend_outbox(runtime, partition, store)
-        now_ms = wall_ms()
-        result = apply_batch(items, config, store.get_many,
-                             Clock(now_ms, runtime.all_idle_since.get(partition)))
-        _track_idle(runtime, partition, result, now_ms)
-        if result.changed:
-            transactional = runtime.producer.transactional
-            # with transactions buyer-totals commit with the batch; without, they go out
-            # once it is committed, from the store (the outbox covers a crash between)
-            totals = _totals(runtime, partition, result.total_changes) if transactional else []
-            consumed = (consumed_offsets(runtime.names.by_buyer, partition, items[-1].offset)
-                        if items and items[-1].offset >= 0 else None)
-            await commit_durably(runtime, runtime.aggregates, partition, store,
-                                 result.updates, _late(runtime, result) + totals, consumed)
-            if not transactional:
-                await runtime.producer.send_all(_totals(runtime, partition,
-                                                        result.total_changes))
-            _print_changes(runtime, result.total_changes)
-            if result.outbox_sequence:
-                store.set_local(PUBLISHED, str(result.outbox_sequence))
-            _count(runtime, result)
-        await _close(runtime, config, partition, store)
-    return None
+            self.all_idle_since.pop(partition, None)
 
+    def _totals(self, partition: int, changes: list[Any]) -> list[Outgoing]:
+        """buyer-totals records of the changed buyers."""
+        target = self.totals_partition(partition)
+        return [(self.topics.buyer_totals, key, value, target)
+                for key, value in buyer_total_records(changes)]
 
-async def _close(runtime: Runtime, config: AggregateConfig, partition: int,
-                 store: PartitionStore) -> None:
-    closing = close_windows(config, store.get_many, store.scan)
-    if closing.changed:
-        await commit_durably(runtime, runtime.aggregates, partition, store, closing.updates,
-                             [(runtime.names.window_results, key, value, None)
-                              for key, value in closing.finals])
+    def _print_changes(self, changes: list[Any]) -> None:
+        """The print sink, once the batch is committed."""
+        if changes and self.print_sink:
+            _print("\n".join(print_lines(changes)) + "\n")
 
-
-async def _resend_outbox(runtime: Runtime, partition: int, store: PartitionStore) -> None:
-    """After a crash between a commit and its buyer-totals, or a restore elsewhere: the
-    last batch's buyers' totals again, from the store (never an older value)."""
-    sequence, changes = outbox(store.get_many)
-    if (sequence and store.get_local(PUBLISHED) != str(sequence)
-            and not runtime.producer.transactional):  # committed with their batch there
-        await runtime.producer.send_all(_totals(runtime, partition, changes))
-        store.set_local(PUBLISHED, str(sequence))
-    runtime.totals_sent.add(partition)
-
-
-def _track_idle(runtime: Runtime, partition: int, result: BatchResult, now_ms: int) -> None:
-    """Since when every channel of the partition has been idle (the idle rule's clock)."""
-    if result.all_idle:
-        runtime.all_idle_since.setdefault(partition, now_ms)
-    else:
-        runtime.all_idle_since.pop(partition, None)
-
-
-def _totals(runtime: Runtime, partition: int, changes: list[Any]) -> list[Outgoing]:
-    """buyer-totals records of the changed buyers."""
-    names = runtime.names
-    # A buyer's buyer-totals partition is its aggregation partition when the counts agree
-    # (both are Kafka's default partitioner on the same key): no hash per record then.
-    target = (partition if runtime.partitions[names.buyer_totals]
-              == runtime.partitions[names.by_buyer] else None)
-    return [(names.buyer_totals, key, value, target)
-            for key, value in buyer_total_records(changes)]
-
-
-def _print_changes(runtime: Runtime, changes: list[Any]) -> None:
-    """The print sink, once the batch is committed."""
-    if changes and runtime.settings.print_sink:
-        _print("\n".join(print_lines(changes)) + "\n")
-
-
-def _late(runtime: Runtime, result: BatchResult) -> list[Outgoing]:
-    settings = runtime.settings
-    return [(runtime.names.late, item.key, late_value(
-        item.order, f"late: {len(item.missed)} of its windows had closed before it arrived",
-        settings.windows, settings.allowed_lateness, missed=item.missed), None)
-        for item in result.late]
-
-
-def _count(runtime: Runtime, result: BatchResult) -> None:
-    metrics = runtime.metrics
-    metrics.counted.inc(result.counted)
-    metrics.late.inc(len(result.late))
+    def _late(self, config: AggregateConfig, result: BatchResult) -> list[Outgoing]:
+        return [(self.topics.late, item.key, late_value(
+            item.order, f"late: {len(item.missed)} of its windows had closed before it "
+            "arrived", config.windows, config.allowed_lateness_ms, missed=item.missed), None)
+            for item in result.late]
 
 
 def _print(text: str) -> None:

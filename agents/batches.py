@@ -1,18 +1,12 @@
-"""How the agents take their input: whole fetches per partition, acked by hand."""
+"""The rule both stages follow for a batch of one partition, whoever delivers it."""
 
-import asyncio
-import logging
-from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import Any
 
-import faust
 from aiokafka import TopicPartition
 
-from app.brokerwatch import BrokerLost
-from app.runtime import Runtime
-from app.transport import release
-from tables.changelog import Fenced, Outgoing
+from agents.ports import Guard
+from tables.changelog import Outgoing
 from tables.manager import StoreManager
 from tables.store import PartitionStore, Updates
 
@@ -23,118 +17,9 @@ NOT_OURS = "not ours"
 # (partition, items, the batch the lane takes next) -> False to put this one aside,
 # NOT_OURS when not applied for that
 PartitionHandler = Callable[[int, list[Any], Peek], Awaitable[bool | str | None]]
-LANE_DEPTH = 2  # batches waiting per partition: enough to keep a lane busy
-log = logging.getLogger(__name__)
 
 
-def position(event: Any) -> Position:
-    """Where a batch event's records come from, and its last offset."""
-    message = event.message
-    return f"{message.topic}:{message.partition}", message.offset
-
-
-class Lane:
-    """One partition's batches in arrival order, with those put aside ahead of them."""
-
-    def __init__(self, depth: int) -> None:
-        self.depth = depth
-        self.waiting: deque[Any] = deque()
-        self.aside: deque[Any] = deque()
-        self._changed = asyncio.Condition()
-
-    async def put(self, event: Any) -> None:
-        async with self._changed:
-            await self._changed.wait_for(lambda: len(self.waiting) < self.depth)
-            self.waiting.append(event)
-            self._changed.notify_all()
-
-    async def get(self) -> Any:
-        async with self._changed:
-            await self._changed.wait_for(lambda: bool(self.waiting))
-            event = self.waiting.popleft()
-            self._changed.notify_all()
-            return event
-
-    def peek(self) -> Position | None:
-        """The batch this lane tries next: the first put aside, else the first waiting."""
-        for queue in (self.aside, self.waiting):
-            if queue:
-                return position(queue[0])
-        return None
-
-
-async def each_batch(stream: faust.StreamT[Any], runtime: Runtime, handle: PartitionHandler,
-                     to_item: Callable[[Any], Any] | None = None) -> None:
-    """Hand each fetched batch (one partition's records, see `app.transport`, each passed
-    through `to_item` if given) to `handle`; ack it only once handled.
-
-    Each partition has its own lane: its batches are handled one after another, while
-    other partitions' batches are handled meanwhile, so one partition's wait for the
-    broker's acknowledgement does not stall the others. A handler may put a batch aside
-    (it returns False: not yet); it is tried again, before newer ones, after each batch
-    handled. An error stops the worker with the batch unacked: it is read again after a
-    restart, and the offsets kept in the stores make that harmless.
-    """
-    lanes: dict[int, Lane] = {}
-    tasks: list[asyncio.Task[None]] = []
-
-    async def run(partition: int, lane: Lane, event: Any) -> bool:
-        records = event.value
-        try:
-            handled = await handle(partition, records if to_item is None else
-                                   [to_item(record) for record in records], lane.peek)
-        except Fenced as fenced:
-            # expelled from the group: the batch is the new owner's to apply, and the
-            # partition's stores hand out nothing until it is assigned again
-            log.warning("%s: batch not applied, the group assigns the partition again",
-                        fenced)
-            handled = NOT_OURS
-        if handled is False:
-            return False
-        if handled == NOT_OURS:  # never committed: read again by the partition's owner
-            release(runtime.app, event.message)
-            return True
-        await stream.ack(event)
-        return True
-
-    async def retry_aside(partition: int, lane: Lane) -> bool:
-        """The first batch put aside that can go now, if any; whether one went."""
-        for index in range(len(lane.aside)):
-            event = lane.aside[index]
-            del lane.aside[index]  # not its own next batch while it runs
-            if await run(partition, lane, event):
-                return True
-            lane.aside.insert(index, event)
-        return False
-
-    async def drive(partition: int, lane: Lane) -> None:
-        try:
-            while True:
-                if lane.aside and await retry_aside(partition, lane):
-                    continue
-                event = await lane.get()
-                if not await run(partition, lane, event):
-                    lane.aside.append(event)
-        except BrokerLost:  # the runtime stops the worker, having said why
-            return
-        except Exception as error:  # noqa: BLE001 - the worker must stop, not skip it
-            runtime.fail(error)
-
-    try:
-        # StreamT does not declare noack(): the agent's stream is a faust Stream, which has it
-        async for event in cast(faust.Stream[Any], stream).noack().events():
-            partition = event.message.partition
-            lane = lanes.get(partition)
-            if lane is None:
-                lane = lanes[partition] = Lane(LANE_DEPTH)
-                tasks.append(asyncio.create_task(drive(partition, lane)))
-            await lane.put(event)
-    finally:
-        for task in tasks:
-            task.cancel()
-
-
-async def commit_durably(runtime: Runtime, stores: StoreManager, partition: int,
+async def commit_durably(guard: Guard, stores: StoreManager, partition: int,
                          store: PartitionStore, updates: Updates, outputs: list[Outgoing],
                          consumed: dict[TopicPartition, int] | None = None) -> None:
     """The rule both stages follow: a batch's outputs, its changelog records (a record per
@@ -144,9 +29,9 @@ async def commit_durably(runtime: Runtime, stores: StoreManager, partition: int,
     outputs it has too: a restore never marks a batch applied whose outputs were lost,
     and outputs without their commit marker are sent again by the redo, which downstream
     skips (without transactions) or never sees (a transaction aborted)."""
-    runtime.check_backed()
+    guard.check_backed()
     reflected = store.changelog_offset
-    await stores.write(partition, store, updates, lambda offset: runtime.check_written(
+    await stores.write(partition, store, updates, lambda offset: guard.check_written(
         stores.changelog_topic, partition, offset, reflected), outputs, consumed)
 
 

@@ -41,10 +41,6 @@ ASK_TIMEOUT_S = 5.0
 Positions = Mapping[tuple[str, int], int]  # (topic, partition) -> last offset held
 
 
-class BrokerLost(RuntimeError):
-    """The broker no longer backs the state: nothing more may be applied or sent."""
-
-
 @dataclass(frozen=True)
 class Loss:
     """What the broker lacks: per topic, the partitions it ends at or below the state."""

@@ -12,10 +12,15 @@ import faust
 from mode import ServiceT
 from mode.types import SignalHandlerT
 
-from app import transport
+from agents.aggregate import AggregateStage
+from agents.ingest import IngestStage
+from app.faust import transport
+from app.faust.agents import register_aggregate, register_datagen, register_ingest
 from app.runtime import Runtime
 from app.settings import Settings, load_settings
 from app.statecheck import StateError, check_writable
+from core.aggregation import AggregateConfig
+from core.ingest import IngestConfig
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +64,7 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
     """faust's own settings: tuned for a job that keeps its state outside faust Tables."""
     session_ms, heartbeat_ms, rebalance_ms = settings.group_timeouts_ms
     return {
-        # `orderstream://` selects app.transport: agents get whole fetches, not single records
+        # `orderstream://` selects app.faust.transport: agents get whole fetches, not single records
         "broker": [f"{transport.SCHEME}://{url}" for url in settings.broker_urls],
         # KAFKA_SECURITY_PROTOCOL and the rest: how faust's consumer and producer connect
         "broker_credentials": faust_credentials(settings),
@@ -79,7 +84,7 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         "broker_heartbeat_interval": heartbeat_ms / 1000,
         "broker_rebalance_timeout": rebalance_ms / 1000,
         "broker_commit_interval": 1.0,
-        # Both count fetched batches (app.transport), not records: a small buffer keeps
+        # Both count fetched batches (app.faust.transport), not records: a small buffer keeps
         # one partition from running ahead of the others.
         "broker_commit_every": 100,
         "stream_buffer_maxsize": 4,
@@ -104,10 +109,8 @@ def faust_credentials(settings: Settings) -> faust.types.auth.CredentialsT | Non
 
 
 def create_app(settings: Settings | None = None) -> OrderstreamApp:
-    """The app with its runtime, agents and CLI commands; nothing is started."""
-    from agents.aggregate import register_aggregate
-    from agents.datagen import register_datagen
-    from agents.ingest import register_ingest
+    """The app with its runtime, stages as agents, and CLI commands; nothing is started.
+    The composition root: each part gets only what it uses."""
     from app.datagen_cli import register_datagen_command
     from app.reset_cli import register_reset_command
 
@@ -115,17 +118,53 @@ def create_app(settings: Settings | None = None) -> OrderstreamApp:
     transport.register()
     app = OrderstreamApp(settings.app_id, **faust_settings(settings))
     transport.set_batch_size(app, settings.batch_max_orders)
-    app.runtime = Runtime(app, settings)
-    transport.on_rewind(app, app.runtime.rewound)
-    register_ingest(app, app.runtime)
-    register_aggregate(app, app.runtime)
-    register_datagen(app, app.runtime)
+    runtime = app.runtime = Runtime(app, settings)
+    names = runtime.names
+
+    def highwater(topic: str, partition: int) -> int | None:
+        return app.consumer.highwater(faust.types.TP(topic, partition))
+
+    ingest = IngestStage(runtime.dedup, runtime, runtime.producer, names, runtime.metrics,
+                         lambda: ingest_config(runtime), highwater, settings.idle_timeout)
+    aggregate = AggregateStage(runtime.aggregates, runtime, runtime.producer, names,
+                               runtime.metrics, lambda: aggregate_config(runtime),
+                               runtime.totals_partition, settings.print_sink)
+    runtime.ingest, runtime.aggregate = ingest, aggregate  # rebalances and gauges reach them
+    transport.on_rewind(app, runtime.rewound)
+    register_ingest(app, ingest, runtime.fail)
+    register_aggregate(app, aggregate, runtime.fail)
+    register_datagen(app, runtime.producer, names.orders, settings.datagen_rps,
+                     settings.datagen_rows, lambda: bool(runtime.should_stop))
     register_datagen_command(app, settings)
     register_reset_command(app, settings)
     _connect_rebalance(app)
     # faust's worker leaves aiokafka at DEBUG: log records nobody reads cost ~10% CPU.
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     return app
+
+
+def ingest_config(runtime: Runtime) -> IngestConfig:
+    """The ingest step's view of settings and topics (partition counts are known once the
+    runtime has started)."""
+    names, settings = runtime.names, runtime.settings
+    return IngestConfig(
+        orders_topic=names.orders, rekey_topic=names.rekey,
+        orders_partitions=runtime.partitions[names.orders],
+        buyer_partitions=runtime.partitions[names.by_buyer],
+        horizon_ms=settings.dedup_horizon, windows=settings.windows,
+        allowed_lateness_ms=settings.allowed_lateness,
+        max_future_skew_ms=settings.max_future_skew,
+        max_message_bytes=settings.max_message_bytes, dedup=settings.dedup,
+    )
+
+
+def aggregate_config(runtime: Runtime) -> AggregateConfig:
+    """The aggregation step's view of settings and topics."""
+    settings = runtime.settings
+    return AggregateConfig(settings.windows, settings.allowed_lateness,
+                           settings.window_retention, runtime.dropped_windows,
+                           carriers=runtime.partitions[runtime.names.orders],
+                           idle_timeout_ms=settings.idle_timeout)
 
 
 def tune_interpreter() -> None:

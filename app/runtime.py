@@ -21,12 +21,13 @@ from faust.assignor import PartitionAssignor
 from faust.exceptions import AlreadyConfiguredWarning
 from mode import Service
 
+from agents.aggregate import AggregateStage
+from agents.ingest import IngestStage
 from api.fanout import raise_fd_limit
 from api.main import create_api
 from api.server import ApiServer, PortTaken
 from app import logthrottle
-from app.brokerwatch import CHECK_INTERVAL_S, UNREACHABLE_AFTER_S, BrokerLost, Loss, Watch
-from app.idleness import SourceIdleness
+from app.brokerwatch import CHECK_INTERVAL_S, UNREACHABLE_AFTER_S, Loss, Watch
 from app.metrics import Metrics
 from app.producer import NoTransactions, Producer, probe_transactions
 from app.purge import purge_committed
@@ -47,14 +48,12 @@ from app.statecheck import (
 from app.topics import TopicError, TopicNames, ensure_topics, topic_names
 from core.aggregate import read_watermark
 from core.ingest import SOURCE_KEY
-from core.watermarks import NO_WATERMARK, Emitter
-from tables.changelog import StoreAheadOfChangelog
+from core.timefmt import wall_ms
+from core.watermarks import NO_WATERMARK
+from tables.changelog import BrokerLost, StoreAheadOfChangelog
 from tables.manager import StoreManager
 from tables.store import PartitionStore
 
-# At most one watermark-only record per channel this often, and a quarter of IDLE_TIMEOUT
-# at most, so that a renewed idle lease always reaches the receivers before the last ends.
-WATERMARK_INTERVAL_MS = 1000
 # A stop that takes longer (a broker that does not answer: consumer commits and producer
 # flushes wait out their timeouts) ends the process: nothing is lost by it, as every
 # batch is redone from the broker after any stop (agents.batches), so it is a kill -9
@@ -88,12 +87,9 @@ class Runtime(Service):
             "aggregate", settings.state_dir, self.names.aggregate_changelog,
             settings.kafka_client, on_crash=self.fail, writer=self.producer,
         )
-        # event time (core.watermarks): which orders partitions are idle, what each output
-        # channel last carried, since when every input of an aggregation partition is idle
-        self.sources = SourceIdleness(settings.idle_timeout)
-        self.emitter = Emitter(min(WATERMARK_INTERVAL_MS, settings.idle_timeout // 4))
-        self.all_idle_since: dict[int, int] = {}
-        self.totals_sent: set[int] = set()  # aggregation partitions whose outbox was sent
+        # the stages, once the composition root (app.main) has built them on these parts
+        self.ingest: IngestStage | None = None
+        self.aggregate: AggregateStage | None = None
         self._generation: int | None = None  # the group generation of the last assignment
         self.status = "starting"
         self.watch = Watch(settings.kafka_client)
@@ -221,10 +217,10 @@ class Runtime(Service):
         self.metrics.rebalances.inc()
         ingest_topics = (self.names.orders, self.names.rekey)
         sources = {tp.partition for tp in assigned if tp.topic in ingest_topics}
-        self.sources.assigned(sources, wall_ms())
-        self.emitter.forget()
-        self.all_idle_since.clear()
-        self.totals_sent.clear()
+        if self.ingest is not None:
+            self.ingest.assigned(sources, wall_ms())
+        if self.aggregate is not None:
+            self.aggregate.assigned()
         rebuild = self._missed_generation()
         await self.dedup.on_assigned(sources, rebuild)
         await self.aggregates.on_assigned({tp.partition for tp in assigned
@@ -368,7 +364,7 @@ class Runtime(Service):
         self.check_backed()
 
     def rewound(self, tp: faust.types.TP, expected: int, got: int) -> None:
-        """The consumer was reset to an offset before what it had read (app.transport)."""
+        """The consumer was reset to an offset before what it had read (app.faust.transport)."""
         self.broker_lost(Loss({tp.topic: (tp.partition,)}, (
             f"{tp.topic}[{tp.partition}] went back from offset {expected} to {got}")))
 
@@ -460,7 +456,17 @@ class Runtime(Service):
             source = read_watermark(store.get_many, SOURCE_KEY)
             if source != NO_WATERMARK:
                 metrics.source_watermark.labels(str(partition)).set(source)
-            metrics.source_idle.labels(str(partition)).set(int(self.sources.idle(partition)))
+            if self.ingest is not None:
+                idle = self.ingest.sources.idle(partition)
+                metrics.source_idle.labels(str(partition)).set(int(idle))
+
+    def totals_partition(self, partition: int) -> int | None:
+        """The buyer-totals partition of aggregation partition `partition`'s buyers: the same
+        number when the counts agree (both are Kafka's default partitioner on the same
+        key: no hash per record then); None: by the key's hash."""
+        names = self.names
+        same = self.partitions[names.buyer_totals] == self.partitions[names.by_buyer]
+        return partition if same else None
 
     def watermarks(self) -> dict[int, int]:
         """Watermark of each restored aggregation partition of this worker."""
@@ -482,9 +488,4 @@ class Runtime(Service):
         asyncio.ensure_future(self.app.crash(error))
 
 
-def wall_ms() -> int:
-    """The wall clock in epoch milliseconds (leases, MAX_FUTURE_SKEW, the idle rule)."""
-    return time.time_ns() // 1_000_000
-
-
-__all__ = ["BrokerLost", "Runtime", "StateError", "wall_ms"]
+__all__ = ["Runtime", "StateError"]

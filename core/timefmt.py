@@ -1,6 +1,7 @@
 """Time at the edges: ISO-8601 text and Flink's JSON form <-> integer epoch milliseconds."""
 
 import re
+import time
 from datetime import UTC, datetime, timedelta
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -48,3 +49,8 @@ def format_time_ms(ms: int) -> str:
     """`2026-11-24T10:15:30.000Z` for epoch ms."""
     moment = EPOCH + timedelta(milliseconds=ms)
     return f"{moment.year:04d}-" + moment.strftime("%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def wall_ms() -> int:
+    """The wall clock in epoch milliseconds (leases, MAX_FUTURE_SKEW, the idle rule)."""
+    return time.time_ns() // 1_000_000

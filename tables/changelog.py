@@ -44,6 +44,10 @@ class StoreAheadOfChangelog(RuntimeError):
         self.topic, self.partition = topic, partition
 
 
+class BrokerLost(RuntimeError):
+    """The broker no longer backs the state: nothing more may be applied or sent."""
+
+
 class RestoreStalled(RuntimeError):
     """A restore read nothing for its whole allowance while partitions were short of
     their end."""

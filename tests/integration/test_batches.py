@@ -1,4 +1,4 @@
-"""The batch transport (app.transport) end to end: faust's committed offsets reach the end
+"""The batch transport (app.faust.transport) end to end: faust's committed offsets reach the end
 of every input, and a backlog read a partition at a time is not late (per-partition
 watermarks, core.watermarks)."""
 

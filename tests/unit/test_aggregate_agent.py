@@ -1,4 +1,4 @@
-"""The aggregate agent's order of sends (agents.aggregate): buyer-totals go out after the
+"""The aggregate stage's order of sends (agents.aggregate): buyer-totals go out after the
 commit, from the store, so a worker that dies mid-batch and redoes it cut otherwise never
 makes a buyer's published count go back. Real RocksDB stores; the producer is a fake
 that records what it is asked to send and can die on a changelog record."""
@@ -10,14 +10,15 @@ from types import SimpleNamespace
 
 import orjson
 
-from agents.aggregate import apply_partition
-from app.brokerwatch import BrokerLost
+from agents.aggregate import AggregateStage
 from app.metrics import Metrics
 from app.runtime import Runtime
 from app.settings import Settings
 from app.topics import topic_names
+from core.aggregation import AggregateConfig
 from core.models import Order
 from core.shuffle import Shuffled
+from tables.changelog import BrokerLost
 from tables.manager import StoreManager
 from tables.store import PartitionStore
 
@@ -72,17 +73,28 @@ async def settled() -> None:
 
 
 def runtime_on(store: PartitionStore) -> SimpleNamespace:
+    """The stage on one partition's store, with a fake producer; the namespace is its
+    guard (checks that pass), so a test can swap a check."""
     settings = Settings(print_sink=False)
     names = topic_names(settings)
     producer = Producer(names.aggregate_changelog)
-    return SimpleNamespace(
-        settings=settings, names=names, metrics=Metrics(), dropped_windows=(),
-        partitions={names.orders: 1, names.by_buyer: 1, names.buyer_totals: 1},
-        aggregates=Stores(store, names.aggregate_changelog, producer), all_idle_since={},
-        totals_sent=set(), producer=producer,
+    runtime = SimpleNamespace(
+        settings=settings, names=names, producer=producer,
         check_read=lambda topic, partition, applied: None, check_backed=lambda: None,
-        settled=settled,
+        settled=settled, fail=lambda error: None,
         check_written=lambda topic, partition, offset, reflected: None)
+    config = AggregateConfig(settings.windows, settings.allowed_lateness,
+                             settings.window_retention, (), carriers=1,
+                             idle_timeout_ms=settings.idle_timeout)
+    runtime.stage = AggregateStage(
+        Stores(store, names.aggregate_changelog, producer), runtime, producer, names,
+        Metrics(), lambda: config, lambda partition: partition, print_sink=False)
+    return runtime
+
+
+async def apply_partition(runtime: SimpleNamespace, partition: int,
+                          items: list[Shuffled]) -> None:
+    await runtime.stage.apply(partition, items)
 
 
 def batch(*offsets: int) -> list[Shuffled]:

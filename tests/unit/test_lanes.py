@@ -1,10 +1,10 @@
-"""A partition's lane (agents.batches): batches in order, one put aside until the batch
+"""A partition's lane (app.faust.batches): batches in order, one put aside until the batch
 it waits for has gone, and the next batch named to the handler."""
 
 import asyncio
 from types import SimpleNamespace
 
-from agents.batches import each_batch
+from app.faust.batches import each_batch
 
 
 def event(topic: str, offset: int) -> SimpleNamespace:
@@ -42,8 +42,8 @@ def test_a_batch_put_aside_goes_after_the_one_it_waits_for_and_before_newer_ones
         peeked.append(peek())
         return True
 
-    runtime = SimpleNamespace(fail=lambda error: taken.append(f"failed: {error}"))
-    asyncio.run(each_batch(stream, runtime, handle))
+    asyncio.run(each_batch(stream, handle, fail=lambda error: taken.append(f"failed: {error}"),
+                           release=lambda message: taken.append("released")))
     assert taken == ["orders@0", "rekey@0", "rekey@1"]
     assert stream.acked == taken
     # while orders@0 ran, the batch put aside was the next one, ahead of any newer one

@@ -1,0 +1,96 @@
+"""What the stages need of the worker around them, as protocols. The composition root
+(app/main.py) hands each stage the parts that provide them; nothing in agents/ imports
+the worker's own modules or faust."""
+
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+from prometheus_client import Counter, Gauge
+
+from tables.changelog import Outgoing
+
+# The high watermark of an input partition as the consumer last fetched it (None: unknown).
+Highwater = Callable[[str, int], int | None]
+
+
+class Guard(Protocol):
+    """The broker's checks around a batch (app.runtime): a batch waits for `settled`,
+    checks what it read and wrote, and raises BrokerLost once the broker no longer backs
+    the state."""
+
+    async def settled(self) -> None:
+        """After a rebalance or a sign of broker trouble: once every held position is
+        checked against the broker."""
+
+    def check_backed(self) -> None:
+        """Raise BrokerLost once a loss is known."""
+
+    def check_read(self, topic: str, partition: int, applied: int) -> None:
+        """Before a batch is applied: the broker still has the record at `applied`."""
+
+    def check_written(self, topic: str, partition: int, offset: int, reflected: int) -> None:
+        """After a changelog record is sent: it landed past what the store reflects."""
+
+    def fail(self, error: BaseException) -> None:
+        """Stop the worker on an error it must not continue past."""
+
+
+class Sender(Protocol):
+    """The producer's side the stages use beside StoreManager.write."""
+
+    @property
+    def transactional(self) -> bool:
+        """True when each batch is a Kafka transaction."""
+
+    async def send_all(self, records: Iterable[Outgoing]) -> Any:
+        """Send records and wait until the broker has them all."""
+
+
+class Topics(Protocol):
+    """The topics the stages read and write (app.topics.TopicNames)."""
+
+    @property
+    def orders(self) -> str: ...
+
+    @property
+    def rekey(self) -> str: ...
+
+    @property
+    def by_buyer(self) -> str: ...
+
+    @property
+    def dlq(self) -> str: ...
+
+    @property
+    def late(self) -> str: ...
+
+    @property
+    def buyer_totals(self) -> str: ...
+
+    @property
+    def window_results(self) -> str: ...
+
+
+class StageMetrics(Protocol):
+    """The counters and gauges the stages move (app.metrics.Metrics)."""
+
+    @property
+    def processed(self) -> Counter: ...
+
+    @property
+    def counted(self) -> Counter: ...
+
+    @property
+    def invalid(self) -> Counter: ...
+
+    @property
+    def duplicate(self) -> Counter: ...
+
+    @property
+    def conflict(self) -> Counter: ...
+
+    @property
+    def late(self) -> Counter: ...
+
+    @property
+    def lag(self) -> Gauge: ...

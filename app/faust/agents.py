@@ -1,0 +1,69 @@
+"""The stages as faust agents and timers: each stage gets whole fetches of its input
+topics (app.faust.transport) in per-partition lanes (app.faust.batches), and its timer."""
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import faust
+
+from agents.aggregate import TIMER_INTERVAL_S as AGGREGATE_TICK_S
+from agents.aggregate import AggregateStage
+from agents.batches import Peek
+from agents.datagen import run_datagen
+from agents.ingest import TIMER_INTERVAL_S as INGEST_TICK_S
+from agents.ingest import IngestStage
+from agents.ports import Sender
+from app.faust.batches import each_batch
+from app.faust.schedule import every, once_started
+from app.faust.transport import batch_topic, release
+from core.ingest import RawMessage
+from core.shuffle import decode_shuffle
+
+
+def register_ingest(app: faust.App, stage: IngestStage,
+                    fail: Callable[[BaseException], None]) -> None:
+    """The ingest agent on ORDERS_TOPIC and the rekey topic (co-partitioned), and its timer."""
+    topic = batch_topic(app, stage.topics.orders, stage.topics.rekey)
+    let_go = functools.partial(release, app)
+
+    @app.agent(topic, name="ingest")
+    async def ingest(stream: faust.StreamT[Any]) -> None:
+        async def handle(partition: int, messages: list[RawMessage], peek: Peek) -> bool | str:
+            return await stage.apply(partition, messages, peek)  # ConsumerRecords serve
+
+        await each_batch(stream, handle, fail=fail, release=let_go)
+
+    @every(app, INGEST_TICK_S)
+    async def ingest_watermarks() -> None:
+        await stage.tick()
+
+
+def register_aggregate(app: faust.App, stage: AggregateStage,
+                       fail: Callable[[BaseException], None]) -> None:
+    """The aggregate agent on the internal by-buyer topic, and its timer."""
+    topic = batch_topic(app, stage.topics.by_buyer)
+    let_go = functools.partial(release, app)
+
+    @app.agent(topic, name="aggregate")
+    async def aggregate(stream: faust.StreamT[Any]) -> None:
+        async def handle(partition: int, items: list[Any], _: Peek) -> str | None:
+            return await stage.apply(partition, items)
+
+        await each_batch(stream, handle, fail=fail, release=let_go,
+                         to_item=lambda record: decode_shuffle(record.value, record.offset))
+
+    @every(app, AGGREGATE_TICK_S)
+    async def aggregate_watermarks() -> None:
+        await stage.tick()
+
+
+def register_datagen(app: faust.App, sender: Sender, topic: str, rows_per_second: float,
+                     rows: int, stopping: Callable[[], bool]) -> None:
+    """Start producing orders once the worker runs, when `rows_per_second` > 0."""
+    if rows_per_second <= 0:
+        return
+
+    @once_started(app)
+    async def datagen() -> None:
+        await run_datagen(sender, topic, rows_per_second, rows, stopping)
