@@ -14,13 +14,22 @@ from mode.types import SignalHandlerT
 
 from agents.aggregate import AggregateStage
 from agents.ingest import IngestStage
+from api.main import create_api
+from api.server import ApiServer
 from app.faust import transport
 from app.faust.agents import register_aggregate, register_datagen, register_ingest
-from app.runtime import Runtime
+from app.guard import BrokerGuard
+from app.membership import Membership
+from app.metrics import Metrics
+from app.producer import Producer
+from app.queries import WorkerQueries
+from app.runtime import Runtime, Stop, Topology
 from app.settings import Settings, load_settings
 from app.statecheck import StateError, check_writable
+from app.topics import topic_names
 from core.aggregation import AggregateConfig
 from core.ingest import IngestConfig
+from tables.manager import StoreManager
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +44,8 @@ class OrderstreamApp(faust.App):
     """A faust app whose first service is orderstream's runtime (API, stores, producer)."""
 
     runtime: Runtime
+    stop_: Stop
+    membership: Membership
 
     def on_init_dependencies(self) -> Iterable[ServiceT]:
         # The API is orderstream's own uvicorn server; faust's CLI turns its aiohttp
@@ -50,13 +61,13 @@ class OrderstreamApp(faust.App):
             log.error("orderstream: %s", error)
             raise SystemExit(1) from None
         tune_interpreter()  # the worker's only: not `faust -A app reset` and the like
-        threading.excepthook = thread_exception_logger(self.runtime)
+        threading.excepthook = thread_exception_logger(self.stop_)
         await super().on_first_start()
 
     async def on_stop(self) -> None:
         """A stop (SIGTERM, Ctrl-C, a crash) ends within the runtime's limit, whatever the
         broker does."""
-        self.runtime.stop_within_limit()
+        self.stop_.within_limit()
         await super().on_stop()
 
 
@@ -118,23 +129,48 @@ def create_app(settings: Settings | None = None) -> OrderstreamApp:
     transport.register()
     app = OrderstreamApp(settings.app_id, **faust_settings(settings))
     transport.set_batch_size(app, settings.batch_max_orders)
-    runtime = app.runtime = Runtime(app, settings)
-    names = runtime.names
+    names = topic_names(settings)
+    topology = Topology(names)  # filled in at start
+    stop = app.stop_ = Stop(app, ",".join(settings.broker_urls))
+    metrics = Metrics()
+    producer = Producer(settings.kafka_client)  # transactions or not: decided at start
 
     def highwater(topic: str, partition: int) -> int | None:
         return app.consumer.highwater(faust.types.TP(topic, partition))
 
-    ingest = IngestStage(runtime.dedup, runtime, runtime.producer, names, runtime.metrics,
-                         lambda: ingest_config(runtime), highwater, settings.idle_timeout)
-    aggregate = AggregateStage(runtime.aggregates, runtime, runtime.producer, names,
-                               runtime.metrics, lambda: aggregate_config(runtime),
-                               runtime.totals_partition, settings.print_sink)
-    runtime.ingest, runtime.aggregate = ingest, aggregate  # rebalances and gauges reach them
-    transport.on_rewind(app, runtime.rewound)
-    register_ingest(app, ingest, runtime.fail)
-    register_aggregate(app, aggregate, runtime.fail)
-    register_datagen(app, runtime.producer, names.orders, settings.datagen_rps,
-                     settings.datagen_rows, lambda: bool(runtime.should_stop))
+    def fail(error: BaseException) -> None:
+        guard.fail(error)
+
+    def stores(stage: str, changelog: str) -> StoreManager:
+        return StoreManager(stage, settings.state_dir, changelog, settings.kafka_client,
+                            on_crash=fail, writer=producer)
+
+    dedup = stores("dedup", names.dedup_changelog)
+    aggregates = stores("aggregate", names.aggregate_changelog)
+    guard = BrokerGuard(settings, [(dedup, None), (aggregates, names.by_buyer)], highwater,
+                        stop.crash, lambda: stop.stopping, lambda: stop.exit_code)
+    stop.before_exit = guard.exit_after_loss  # a stop out of time after a loss
+    producer.on_retry = guard.doubt  # 503 until a check of the broker passes
+    transport.on_rewind(app, guard.rewound)
+
+    ingest = IngestStage(dedup, guard, producer, names, metrics,
+                         lambda: ingest_config(settings, topology), highwater,
+                         settings.idle_timeout)
+    aggregate = AggregateStage(aggregates, guard, producer, names, metrics,
+                               lambda: aggregate_config(settings, topology),
+                               topology.totals_partition, settings.print_sink)
+    register_ingest(app, ingest, guard.fail)
+    register_aggregate(app, aggregate, guard.fail)
+    register_datagen(app, producer, names.orders, settings.datagen_rps, settings.datagen_rows,
+                     lambda: stop.stopping)
+
+    membership = app.membership = Membership(app, names, settings.advertised_url, ingest,
+                                             aggregate, guard, metrics)
+    queries = WorkerQueries(settings, metrics, topology, membership, guard, stop, ingest,
+                            aggregates)
+    api = ApiServer(create_api(queries), settings.api_host, settings.api_port)
+    app.runtime = Runtime(settings, topology, stop, producer, (dedup, aggregates), guard,
+                          membership, api)
     register_datagen_command(app, settings)
     register_reset_command(app, settings)
     _connect_rebalance(app)
@@ -143,14 +179,14 @@ def create_app(settings: Settings | None = None) -> OrderstreamApp:
     return app
 
 
-def ingest_config(runtime: Runtime) -> IngestConfig:
+def ingest_config(settings: Settings, topology: Topology) -> IngestConfig:
     """The ingest step's view of settings and topics (partition counts are known once the
     runtime has started)."""
-    names, settings = runtime.names, runtime.settings
+    names = topology.names
     return IngestConfig(
         orders_topic=names.orders, rekey_topic=names.rekey,
-        orders_partitions=runtime.partitions[names.orders],
-        buyer_partitions=runtime.partitions[names.by_buyer],
+        orders_partitions=topology.count(names.orders),
+        buyer_partitions=topology.count(names.by_buyer),
         horizon_ms=settings.dedup_horizon, windows=settings.windows,
         allowed_lateness_ms=settings.allowed_lateness,
         max_future_skew_ms=settings.max_future_skew,
@@ -158,12 +194,11 @@ def ingest_config(runtime: Runtime) -> IngestConfig:
     )
 
 
-def aggregate_config(runtime: Runtime) -> AggregateConfig:
+def aggregate_config(settings: Settings, topology: Topology) -> AggregateConfig:
     """The aggregation step's view of settings and topics."""
-    settings = runtime.settings
     return AggregateConfig(settings.windows, settings.allowed_lateness,
-                           settings.window_retention, runtime.dropped_windows,
-                           carriers=runtime.partitions[runtime.names.orders],
+                           settings.window_retention, topology.dropped_windows,
+                           carriers=topology.count(topology.names.orders),
                            idle_timeout_ms=settings.idle_timeout)
 
 
@@ -174,7 +209,7 @@ def tune_interpreter() -> None:
     gc.set_threshold(*GC_THRESHOLD)
 
 
-def thread_exception_logger(runtime: Runtime) -> Callable[[threading.ExceptHookArgs], None]:
+def thread_exception_logger(stop: Stop) -> Callable[[threading.ExceptHookArgs], None]:
     """A thread's uncaught exception as one log record, not a traceback written to stderr,
     which mode logs a WARNING per write (some 100 lines). faust's consumer thread ends so
     when stopped while the broker is down: aiokafka's fetcher, closing, awaits a request
@@ -183,7 +218,7 @@ def thread_exception_logger(runtime: Runtime) -> Callable[[threading.ExceptHookA
         if args.exc_type is SystemExit:  # as the default hook: a thread's way to end
             return
         name = args.thread.name if args.thread is not None else "?"
-        if args.exc_type is asyncio.CancelledError and runtime.stopping:
+        if args.exc_type is asyncio.CancelledError and stop.stopping:
             log.info("thread %s was cancelled while stopping", name)
             return
         log.error("thread %s ended with %s", name, args.exc_type.__name__,
@@ -193,10 +228,10 @@ def thread_exception_logger(runtime: Runtime) -> Callable[[threading.ExceptHookA
 
 def _connect_rebalance(app: OrderstreamApp) -> None:
     async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
-        await app.runtime.on_revoked()
+        await app.membership.revoked()
 
     async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
-        await app.runtime.on_assigned(set(assigned))
+        await app.membership.assigned(set(assigned))
 
     # mode types a handler as (sender, *args, signal=..., **kwargs); these require the
     # partitions as second argument, which faust always sends

@@ -1,6 +1,7 @@
-"""A stand-in for app.runtime.Runtime that the API routes can read: settings, metrics,
-readiness, and the aggregation stores, either none or real RocksDB stores (tables.store)
-filled by the real aggregation step (core.aggregation) from a list of orders."""
+"""A stand-in for the worker (app.queries.WorkerQueries, api.ports.QueryService) that the
+API routes can read: settings, metrics, readiness, and the aggregation stores, either
+none or real RocksDB stores (tables.store) filled by the real aggregation step
+(core.aggregation) from a list of orders."""
 
 from collections.abc import Iterable
 from pathlib import Path
@@ -34,7 +35,7 @@ class Stores:
 
 
 class FakeRuntime:
-    """The parts of app.runtime.Runtime the routes read."""
+    """What the routes read of a worker (api.ports.QueryService)."""
 
     def __init__(self, readiness: str = "ready", **settings: object) -> None:
         self.settings = Settings(**settings)

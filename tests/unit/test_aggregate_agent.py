@@ -11,8 +11,8 @@ from types import SimpleNamespace
 import orjson
 
 from agents.aggregate import AggregateStage
+from app.guard import BrokerGuard
 from app.metrics import Metrics
-from app.runtime import Runtime
 from app.settings import Settings
 from app.topics import topic_names
 from core.aggregation import AggregateConfig
@@ -69,7 +69,7 @@ class Stores:
 
 
 async def settled() -> None:
-    """The broker checks out (app.runtime.Runtime.settled)."""
+    """The broker checks out (app.guard.BrokerGuard.settled)."""
 
 
 def runtime_on(store: PartitionStore) -> SimpleNamespace:
@@ -170,7 +170,7 @@ def test_a_changelog_that_went_back_stops_the_batch_before_the_store_commits(tmp
 
         runtime.broker_lost = lost
         runtime.check_written = lambda topic, partition, offset, reflected: (
-            Runtime.check_written(runtime, topic, partition, offset, reflected))
+            BrokerGuard.check_written(runtime, topic, partition, offset, reflected))
         runtime.producer.sent = []  # an emptied broker: offsets start at 0 again
         with contextlib.suppress(BrokerLost):
             await apply_partition(runtime, 0, batch(2))

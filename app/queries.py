@@ -1,0 +1,71 @@
+"""The worker as the API sees it (api.ports.QueryService): readiness, the aggregation
+stores, the group's members, and the gauges /metrics renders."""
+
+from agents.ingest import IngestStage
+from app.guard import BrokerGuard
+from app.membership import Membership
+from app.metrics import Metrics
+from app.runtime import Stop, Topology
+from app.settings import Settings
+from app.topics import TopicNames
+from core.aggregate import read_watermark
+from core.ingest import SOURCE_KEY
+from core.watermarks import NO_WATERMARK
+from tables.manager import StoreManager
+from tables.store import PartitionStore
+
+
+class WorkerQueries:
+    """What the API reads of this worker, from the parts that hold it."""
+
+    def __init__(self, settings: Settings, metrics: Metrics, topology: Topology,
+                 membership: Membership, guard: BrokerGuard, stop: Stop,
+                 ingest: IngestStage, aggregates: StoreManager) -> None:
+        self.settings, self.metrics, self.topology = settings, metrics, topology
+        self.membership, self.guard, self.stop = membership, guard, stop
+        self.ingest, self.aggregates = ingest, aggregates
+
+    @property
+    def topics(self) -> TopicNames:
+        return self.topology.names
+
+    @property
+    def readiness(self) -> str:
+        return self.membership.readiness
+
+    @property
+    def readiness_reason(self) -> str | None:
+        return self.guard.reason
+
+    @property
+    def should_stop(self) -> bool:
+        return self.stop.stopping
+
+    @property
+    def buyer_partitions(self) -> int:
+        return self.topology.count(self.topology.names.by_buyer)
+
+    def owned(self) -> set[int]:
+        return self.aggregates.assigned
+
+    def stores(self) -> dict[int, PartitionStore]:
+        return self.aggregates.read_only_view()
+
+    def members(self) -> dict[str, set[int]]:
+        return self.membership.members()
+
+    def refresh_gauges(self) -> None:
+        """Per-partition gauges from the stores, for a /metrics scrape."""
+        metrics = self.metrics
+        for gauge in (metrics.watermark, metrics.source_watermark, metrics.source_idle):
+            gauge.clear()
+        for partition, store in self.aggregates.read_only_view().items():
+            watermark = read_watermark(store.get_many)
+            if watermark != NO_WATERMARK:
+                metrics.watermark.labels(str(partition)).set(watermark)
+        for partition, store in self.ingest.stores.read_only_view().items():
+            source = read_watermark(store.get_many, SOURCE_KEY)
+            if source != NO_WATERMARK:
+                metrics.source_watermark.labels(str(partition)).set(source)
+            metrics.source_idle.labels(str(partition)).set(
+                int(self.ingest.sources.idle(partition)))
