@@ -6,12 +6,19 @@ API_ADVERTISED_URL (faust's canonical_url) and the leader hands every member the
 partitions of every other. A forwarded call carries `X-Orderstream-Scope: local`: the
 receiving worker answers from its own partitions and never forwards again. If any worker
 cannot answer (not ready, unreachable, or the assignment moved meanwhile), the query
-gets 503 with Retry-After: never a silently partial result.
+gets 503 with Retry-After: never a silently partial result (only /instances, asking
+`Lenient`ly, lists such a worker as unreachable instead).
+
+Routes ask the cluster through one helper, `query_cluster`: they state this worker's own
+answer, the route to ask the others and how the answers merge (`Merge`), and pass the
+result's `from_peers` to `api.schemas.checked`.
 """
 
 import asyncio
+import functools
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -94,8 +101,79 @@ async def call(request: Request, url: str, path: str,
     return response.json()
 
 
-async def gather(request: Request, service: QueryService, path: str,
-                 params: Mapping[str, Any]) -> list[Any]:
-    """The same route on every other worker, in local scope, concurrently."""
-    return list(await asyncio.gather(*(call(request, url, path, params)
-                                       for url in peers(service))))
+Answer = dict[str, Any]  # one worker's JSON answer to a route
+
+
+@dataclass(frozen=True)
+class Merge:
+    """How this worker's answer and its peers' answers to one route make one answer.
+
+    The `items` of all answers are concatenated, ordered by `key` and cut to
+    [offset, offset + limit). This worker's items come in `key` order already, so they are
+    sorted only when peers answered. Each field named in `combine` is folded over the answers,
+    this worker's first (`operator.add` sums counts); any other field is this worker's."""
+
+    key: Callable[[Any], Any] | None = None
+    offset: int = 0
+    limit: int | None = None
+    combine: Mapping[str, Callable[[Any, Any], Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Lenient:
+    """Ask the peers without failing the query: a peer that does not answer, or whose answer
+    `read` cannot take, counts as `unreachable(url)` (no 503, no forwarded-call metric)."""
+
+    read: Callable[[str, Any], Answer]  # a peer's URL and JSON answer -> its Answer
+    unreachable: Callable[[str], Answer]
+    timeout_s: float
+
+
+@dataclass(frozen=True)
+class Gathered:
+    """The merged answer, and whether other workers' answers are in it (for `checked`)."""
+
+    answer: Answer
+    from_peers: bool
+
+
+def merge_answers(local: Answer, answers: Sequence[Answer], merge: Merge) -> Answer:
+    """One answer from this worker's and its peers' answers to the same route."""
+    merged = dict(local)
+    for name, combine in merge.combine.items():
+        merged[name] = functools.reduce(combine, (answer[name] for answer in answers),
+                                        local[name])
+    if "items" in local:
+        items = [*local["items"], *(item for answer in answers for item in answer["items"])]
+        if answers and merge.key is not None:
+            items.sort(key=merge.key)
+        end = None if merge.limit is None else merge.offset + merge.limit
+        merged["items"] = items[merge.offset:end]
+    return merged
+
+
+async def query_cluster(request: Request, service: QueryService, local: Answer, path: str,
+                        params: Mapping[str, Any], merge: Merge, *,
+                        urls: Sequence[str] | None = None,
+                        lenient: Lenient | None = None) -> Gathered:
+    """`local` (this worker's answer) merged with `path`'s answers from `urls` (by default
+    every other worker; none when this call is itself in local scope), asked concurrently."""
+    if urls is None:
+        urls = [] if is_local(request) else peers(service)
+    answers = await asyncio.gather(*(_ask(request, url, path, params, lenient)
+                                     for url in urls))
+    return Gathered(merge_answers(local, answers, merge), from_peers=bool(answers))
+
+
+async def _ask(request: Request, url: str, path: str, params: Mapping[str, Any],
+               lenient: Lenient | None) -> Answer:
+    if lenient is None:
+        answer: Answer = await call(request, url, path, params)
+        return answer
+    client: httpx.AsyncClient = request.app.state.http
+    try:
+        response = await client.get(url + path, params=params, headers=forward_headers(request),
+                                    timeout=lenient.timeout_s)
+        return lenient.read(url, response.json())
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        return lenient.unreachable(url)

@@ -1,10 +1,19 @@
 """Buyer totals: the seed's `saving_ex`, live, from any worker."""
 
+import operator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
-from api.cluster import call, gather, is_local, owner_url, require_ready, unavailable
+from api.cluster import (
+    Merge,
+    call,
+    is_local,
+    owner_url,
+    query_cluster,
+    require_ready,
+    unavailable,
+)
 from api.deps import (
     FirstNamePath,
     FirstNameQuery,
@@ -38,15 +47,12 @@ async def list_buyers(
     if is_local(request):  # another worker gathers: its first `upto` items, all counted
         page = [total_json(*buyer, total) for buyer, total in totals[:upto]]
         return json_response({"items": page, "total": len(totals)})
-    items = [total_json(*buyer, total) for buyer, total in totals[:offset + limit]]
-    total = len(totals)
-    answers = await gather(request, service, "/buyers", {"upto": offset + limit})
-    for answer in answers:
-        items.extend(answer["items"])
-        total += answer["total"]
-    items.sort(key=json_ranking_key)
-    return checked(BuyerPage, {"items": items[offset:offset + limit], "total": total},
-                   from_peers=bool(answers))
+    mine = {"items": [total_json(*buyer, total) for buyer, total in totals[:offset + limit]],
+            "total": len(totals)}
+    merged = await query_cluster(
+        request, service, mine, "/buyers", {"upto": offset + limit},
+        Merge(key=json_ranking_key, offset=offset, limit=limit, combine={"total": operator.add}))
+    return checked(BuyerPage, merged.answer, from_peers=merged.from_peers)
 
 
 @router.get("/buyers/{first_name}/{last_name}", response_model=BuyerTotal, responses=NOT_FOUND)

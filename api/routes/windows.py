@@ -5,7 +5,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 
-from api.cluster import call, gather, is_local, owner_url, require_ready
+from api.cluster import Merge, call, is_local, owner_url, query_cluster, require_ready
 from api.deps import FirstNameFilter, LastNameFilter, ServiceDep, WindowName, parse_time_param
 from api.ports import QueryService
 from api.schemas import ErrorDetail, WindowInfo, WindowPage, WindowTop, checked
@@ -61,14 +61,10 @@ async def get_window_rows(
     rows = window_rows(service.stores(), spec,
                        service.settings.allowed_lateness, start_ms=start_ms, end_ms=end_ms,
                        first_name=first_name, last_name=last_name)
-    items = [row.as_json(spec) for row in rows[:limit]]
-    answers = [] if is_local(request) else await gather(request, service, f"/windows/{name}",
-                                                         params)
-    for answer in answers:
-        items.extend(answer["items"])
-    if answers:
-        items.sort(key=_by_start)
-    return checked(WindowPage, {"items": items[:limit]}, from_peers=bool(answers))
+    mine = {"items": [row.as_json(spec) for row in rows[:limit]]}
+    merged = await query_cluster(request, service, mine, f"/windows/{name}", params,
+                                 Merge(key=_by_start, limit=limit))
+    return checked(WindowPage, merged.answer, from_peers=merged.from_peers)
 
 
 @router.get("/{name}/top", response_model=WindowTop, responses=NOT_FOUND)
@@ -94,19 +90,13 @@ async def get_window_top(
         }])
     lateness = service.settings.allowed_lateness
     items = [row.as_json(spec) for row in rows_of_window(stores, spec, start_ms, lateness)[:k]]
-    final = window_final(stores, spec, start_ms, lateness)
-    answers = [] if is_local(request) else await gather(
-        request, service, f"/windows/{name}/top", {"at": start_ms, "k": k})
-    for answer in answers:
-        items.extend(answer["items"])
-        final = final and answer["final"]
-    if answers:
-        items.sort(key=json_ranking_key)
-    return checked(WindowTop, {
-        "window_start": format_time_ms(start_ms),
-        "window_end": format_time_ms(start_ms + spec.size_ms),
-        "final": final, "items": items[:k],
-    }, from_peers=bool(answers))
+    mine = {"window_start": format_time_ms(start_ms),
+            "window_end": format_time_ms(start_ms + spec.size_ms),
+            "final": window_final(stores, spec, start_ms, lateness), "items": items}
+    merged = await query_cluster(request, service, mine, f"/windows/{name}/top",
+                                 {"at": start_ms, "k": k},
+                                 Merge(key=json_ranking_key, limit=k, combine={"final": _both}))
+    return checked(WindowTop, merged.answer, from_peers=merged.from_peers)
 
 
 @router.get("/{name}/latest-start", include_in_schema=False)
@@ -119,14 +109,25 @@ async def get_latest_start(service: ServiceDep, name: WindowName) -> dict[str, i
 
 async def _latest_everywhere(request: Request, service: QueryService, spec: WindowSpec) -> int:
     """The largest window start with data on any worker; 404 when there is none."""
-    starts = [latest_start(service.stores(), spec)]
-    if not is_local(request):
-        starts += [answer["latest_start_ms"] for answer in await gather(
-            request, service, f"/windows/{spec.name}/latest-start", {})]
-    known = [s for s in starts if s is not None]
-    if not known:
+    mine = {"latest_start_ms": latest_start(service.stores(), spec)}
+    merged = await query_cluster(request, service, mine, f"/windows/{spec.name}/latest-start",
+                                 {}, Merge(combine={"latest_start_ms": _later}))
+    latest: int | None = merged.answer["latest_start_ms"]
+    if latest is None:
         raise HTTPException(404, f"window {spec.name} has no data")
-    return max(known)
+    return latest
+
+
+def _both(final: Any, other: Any) -> Any:
+    """Final only when every worker's part of the window is."""
+    return final and other
+
+
+def _later(start: int | None, other: int | None) -> int | None:
+    """The larger of two workers' latest starts; None is a worker without data."""
+    if start is None or other is None:
+        return other if start is None else start
+    return max(start, other)
 
 
 def _spec(service: QueryService, name: str) -> WindowSpec:
