@@ -18,15 +18,9 @@ from typing import Any
 from agents.batches import NOT_OURS, commit_durably, consumed_offsets
 from agents.ports import Guard, Sender, StageMetrics, Topics
 from core.aggregate import BatchResult
-from core.aggregation import (
-    READ_KEY,
-    AggregateConfig,
-    Clock,
-    apply_batch,
-    close_windows,
-    outbox,
-)
+from core.aggregation import AggregateConfig, Clock, apply_batch, close_windows, outbox
 from core.late import late_value
+from core.schema import READ_KEY
 from core.shuffle import Shuffled
 from core.sinks import buyer_total_records, print_lines
 from core.timefmt import wall_ms

@@ -6,6 +6,7 @@ A settings object, a metrics registry or a topic-name table with these attribute
 the worker's pydantic Settings, app.metrics.Metrics and app.topics.TopicNames do."""
 
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -107,8 +108,10 @@ class QueryService(Protocol):
     def owned(self) -> set[int]:
         """The aggregation partitions this worker holds."""
 
-    def stores(self) -> Mapping[int, ReadStore]:
-        """The restored aggregation stores of this worker, by partition."""
+    def reading(self) -> AbstractContextManager[Mapping[int, ReadStore]]:
+        """The restored aggregation stores of this worker, by partition, held for a
+        `with` block: a rebalance closes none of them until it ends (hold them for
+        reading only, never across a call to another worker)."""
 
     def members(self) -> dict[str, set[int]]:
         """Every worker of the group (advertised URL) and its aggregation partitions."""

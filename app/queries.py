@@ -1,6 +1,8 @@
 """The worker as the API sees it (api.ports.QueryService): readiness, the aggregation
 stores, the group's members, and the gauges /metrics renders."""
 
+from contextlib import AbstractContextManager
+
 from agents.ingest import IngestStage
 from app.guard import BrokerGuard
 from app.membership import Membership
@@ -9,7 +11,7 @@ from app.runtime import Stop, Topology
 from app.settings import Settings
 from app.topics import TopicNames
 from core.aggregate import read_watermark
-from core.ingest import SOURCE_KEY
+from core.schema import SOURCE_KEY
 from core.watermarks import NO_WATERMARK
 from tables.manager import StoreManager
 from tables.store import PartitionStore
@@ -48,8 +50,8 @@ class WorkerQueries:
     def owned(self) -> set[int]:
         return self.aggregates.assigned
 
-    def stores(self) -> dict[int, PartitionStore]:
-        return self.aggregates.read_only_view()
+    def reading(self) -> AbstractContextManager[dict[int, PartitionStore]]:
+        return self.aggregates.reading()
 
     def members(self) -> dict[str, set[int]]:
         return self.membership.members()
@@ -59,13 +61,15 @@ class WorkerQueries:
         metrics = self.metrics
         for gauge in (metrics.watermark, metrics.source_watermark, metrics.source_idle):
             gauge.clear()
-        for partition, store in self.aggregates.read_only_view().items():
-            watermark = read_watermark(store.get_many)
-            if watermark != NO_WATERMARK:
-                metrics.watermark.labels(str(partition)).set(watermark)
-        for partition, store in self.ingest.stores.read_only_view().items():
-            source = read_watermark(store.get_many, SOURCE_KEY)
-            if source != NO_WATERMARK:
-                metrics.source_watermark.labels(str(partition)).set(source)
-            metrics.source_idle.labels(str(partition)).set(
-                int(self.ingest.sources.idle(partition)))
+        with self.aggregates.reading() as stores:
+            for partition, store in stores.items():
+                watermark = read_watermark(store.get_many)
+                if watermark != NO_WATERMARK:
+                    metrics.watermark.labels(str(partition)).set(watermark)
+        with self.ingest.stores.reading() as stores:
+            for partition, store in stores.items():
+                source = read_watermark(store.get_many, SOURCE_KEY)
+                if source != NO_WATERMARK:
+                    metrics.source_watermark.labels(str(partition)).set(source)
+                metrics.source_idle.labels(str(partition)).set(
+                    int(self.ingest.sources.idle(partition)))

@@ -13,7 +13,7 @@ from aiokafka.errors import KafkaError
 from app.brokerwatch import Loss, Positions, Watch
 from app.settings import Settings
 from app.topics import topic_names
-from core.aggregation import READ_KEY
+from core.schema import READ_KEY
 from core.sources import held_offsets
 from tables.store import PartitionStore
 

@@ -1,18 +1,7 @@
 """Buyer totals and window aggregates over one partition's batch, in event time.
 
-State is text in a key-value store (tables.store), fixed-size per key:
-- `t|<buyer json>`                   -> `[count, "sum"]`
-- `w|<window>|<start>|<buyer json>`  -> `[count, "sum", "min", "max"]`
-- `s|<source topic:partition>`       -> the last source offset applied (core.sources)
-- `m|ch|<carrier>`                   -> the watermark and lease dedup partition `carrier`
-                                        last carried here (core.watermarks.Channel)
-- `m|watermark`                      -> the partition's watermark: the min over the
-                                        channels (idle ones left out), never moving back
-- `m|latest-order`                   -> the largest order time applied
-- `o|totals`                         -> the buyers of the last batch, whose buyer-totals
-                                        are published after the commit (the outbox)
-- `f|<window>` / `r|<window>`        -> the last window start published as final / deleted
-An order is late for a window whose end plus ALLOWED_LATENESS its origin's source watermark
+State is text in a key-value store, fixed-size per key (core.schema: the aggregation
+stores). An order is late for a window whose end plus ALLOWED_LATENESS its origin's source watermark
 before it had reached, or the partition's watermark had (SPEC.md, Event time): nothing
 else, so the order in which a batch is applied does not matter. The batch is folded in
 memory and merged with the stored values in one multi-get. Closing windows
@@ -26,53 +15,24 @@ from typing import Any, TypeVar
 
 import orjson
 
-from core.models import Order
+from core.models import Buyer, Order, Total
 from core.money import MONEY_CONTEXT
+from core.schema import (
+    WATERMARK_KEY,
+    buyer_of_total_key,
+    decode_row,
+    decode_total,
+    encode_row,
+    encode_total,
+    source_key,
+    start_prefix,
+    total_key,
+)
 from core.shuffle import Shuffled
-from core.sources import applied_offsets, source_key
+from core.sources import applied_offsets
 from core.storage import ReadMany
 from core.watermarks import NO_WATERMARK, Channel, advance, combine
 from core.windows import WindowSpec, window_starts_ms
-
-Buyer = tuple[str, str]
-START_BIAS_MS = 100_000_000_000_000  # makes every start from year 1 on a positive 15-digit number
-WATERMARK_KEY = "m|watermark"
-LATEST_ORDER_KEY = "m|latest-order"  # the watermark without ticks: the latest order time
-
-
-def total_key(buyer: Buyer) -> str:
-    """Store key of a buyer's total."""
-    return "t|" + orjson.dumps(buyer).decode()
-
-
-def window_prefix(name: str) -> str:
-    """Store key prefix of every row of one window."""
-    return f"w|{name}|"
-
-
-def start_prefix(name: str, start_ms: int) -> str:
-    """Store key prefix of every row of one window start."""
-    return f"w|{name}|{start_ms + START_BIAS_MS:016d}|"
-
-
-def window_key(name: str, start_ms: int, buyer: Buyer) -> str:
-    """Store key of one window row; keys of a window sort by start."""
-    return start_prefix(name, start_ms) + orjson.dumps(buyer).decode()
-
-
-def parse_window_key(key: str) -> tuple[str, int, Buyer]:
-    """Inverse of window_key."""
-    _, name, start, buyer = key.split("|", 3)
-    first, last = orjson.loads(buyer)
-    return name, int(start) - START_BIAS_MS, (first, last)
-
-
-@dataclass(frozen=True, slots=True)
-class Total:
-    """A buyer's count and exact sum."""
-
-    count: int
-    total_price: Decimal
 
 
 @dataclass(slots=True)
@@ -247,13 +207,8 @@ def _fold_order(folded: Fold, order: Order, key: bytes | None, windows: Sequence
 
 def stored_totals(keys: Sequence[str], read: ReadMany) -> list[TotalChange]:
     """The current totals of buyers by their store keys, as changes from nothing."""
-    changes = []
-    for key, stored in zip(keys, read(keys), strict=True):
-        if stored is not None:
-            count, price_sum = orjson.loads(stored)
-            first, last = orjson.loads(key.removeprefix("t|"))
-            changes.append(TotalChange((first, last), None, Total(count, Decimal(price_sum))))
-    return changes
+    return [TotalChange(buyer_of_total_key(key), None, decode_total(stored))
+            for key, stored in zip(keys, read(keys), strict=True) if stored is not None]
 
 
 def merge_totals(totals: dict[Buyer, Stats], read: ReadMany, result: BatchResult) -> None:
@@ -265,10 +220,9 @@ def merge_totals(totals: dict[Buyer, Stats], read: ReadMany, result: BatchResult
             count, price_sum = totals[buyer]
             old = None
             if stored is not None:
-                old_count, old_sum = orjson.loads(stored)
-                old = Total(old_count, Decimal(old_sum))
+                old = decode_total(stored)
                 count, price_sum = count + old.count, price_sum + old.total_price
-            result.updates[key] = orjson.dumps([count, str(price_sum)]).decode()
+            result.updates[key] = encode_total(count, price_sum)
             result.total_changes.append(TotalChange(buyer, old, Total(count, price_sum)))
 
 
@@ -285,13 +239,11 @@ def merge_rows(rows: dict[RowKey, Stats], read: ReadMany, result: BatchResult) -
         for key, delta, stored in zip(keys, rows.values(), read(keys), strict=True):
             count, price_sum, low, high = delta
             if stored is not None:
-                old_count, old_sum, old_low, old_high = orjson.loads(stored)
+                old_count, old_sum, old_low, old_high = decode_row(stored)
                 count += old_count
-                price_sum += Decimal(old_sum)
-                low, high = min(low, Decimal(old_low)), max(high, Decimal(old_high))
-            result.updates[key] = orjson.dumps(
-                [count, str(price_sum), str(low), str(high)]
-            ).decode()
+                price_sum += old_sum
+                low, high = min(low, old_low), max(high, old_high)
+            result.updates[key] = encode_row(count, price_sum, low, high)
 
 
 def read_watermark(read: ReadMany, key: str = WATERMARK_KEY) -> int:

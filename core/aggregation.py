@@ -9,8 +9,6 @@ from typing import NamedTuple
 import orjson
 
 from core.aggregate import (
-    LATEST_ORDER_KEY,
-    WATERMARK_KEY,
     BatchResult,
     TotalChange,
     fold,
@@ -19,10 +17,19 @@ from core.aggregate import (
     read_watermark,
     select_new,
     stored_totals,
+)
+from core.closing import close_window
+from core.schema import (
+    LATEST_ORDER_KEY,
+    OUTBOX_KEY,
+    READ_KEY,
+    WATERMARK_KEY,
+    channel_key,
+    final_key,
+    retired_key,
     total_key,
     window_prefix,
 )
-from core.closing import close_window, final_key, retired_key
 from core.shuffle import Shuffled
 from core.storage import ReadMany, ScanFrom
 from core.watermarks import (
@@ -35,14 +42,6 @@ from core.watermarks import (
     last_window_final_ms,
 )
 from core.windows import WindowSpec
-
-OUTBOX_KEY = "o|totals"
-READ_KEY = "m|read"  # the last repartition offset whose watermark was applied
-
-
-def channel_key(carrier: int) -> str:
-    """Store key of dedup partition `carrier`'s channel through the repartition topic."""
-    return f"m|ch|{carrier}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +132,7 @@ def close_windows(config: AggregateConfig, read: ReadMany, scan: ScanFrom) -> Ba
         result.updates.update({key: None for key, _ in scan(window_prefix(name), None)})
     if watermark == NO_WATERMARK:
         return result
-    pointer_keys = [k for w in config.windows for k in (final_key(w), retired_key(w))]
+    pointer_keys = [k for w in config.windows for k in (final_key(w.name), retired_key(w.name))]
     pointers = dict(zip(pointer_keys, read(pointer_keys), strict=True))
     for spec in config.windows:
         finals, updates = close_window(spec, watermark, config.allowed_lateness_ms,

@@ -11,14 +11,18 @@ same value, and a replay (which moves no watermark) publishes nothing.
 """
 
 from collections.abc import Iterator, Mapping
-from decimal import Decimal
 from functools import lru_cache
 
-import orjson
-
 from core import jsonbytes
-from core.aggregate import parse_window_key, start_prefix, window_prefix
 from core.money import average, money_str
+from core.schema import (
+    decode_row,
+    final_key,
+    parse_window_key,
+    retired_key,
+    start_prefix,
+    window_prefix,
+)
 from core.sinks import buyer_json
 from core.storage import ScanFrom
 from core.timefmt import format_time_ms
@@ -34,27 +38,19 @@ def last_start_before_ms(bound_ms: int, spec: WindowSpec) -> int:
     return latest - latest % spec.slide_ms
 
 
-def final_key(spec: WindowSpec) -> str:
-    return f"f|{spec.name}"
-
-
-def retired_key(spec: WindowSpec) -> str:
-    return f"r|{spec.name}"
-
-
 def row_json(spec: WindowSpec, key: str, value: str, final: bool) -> dict[str, object]:
     """A window row as in the API and on window-results."""
     _, start_ms, (first, last) = parse_window_key(key)
-    count, price_sum, low, high = orjson.loads(value)
+    count, price_sum, low, high = decode_row(value)
     return {
         "window_start": _window_time(start_ms),
         "window_end": _window_time(start_ms + spec.size_ms),
         "buyer": buyer_json(first, last),
         "count": count,
-        "sum_price": money_str(Decimal(price_sum)),
-        "min_price": money_str(Decimal(low)),
-        "max_price": money_str(Decimal(high)),
-        "avg_price": money_str(average(Decimal(price_sum), count)),
+        "sum_price": money_str(price_sum),
+        "min_price": money_str(low),
+        "max_price": money_str(high),
+        "avg_price": money_str(average(price_sum, count)),
         "final": final,
     }
 
@@ -78,7 +74,7 @@ def close_window(
     """Rows that became final (window-results records), and the updates closing them."""
     results: list[tuple[bytes, bytes]] = []
     updates: dict[str, str | None] = {}
-    published = pointers.get(final_key(spec))
+    published = pointers.get(final_key(spec.name))
     newest_final = last_start_before_ms(watermark_ms - lateness_ms, spec)
     if published is None or newest_final > int(published):
         after = None if published is None else int(published)
@@ -86,12 +82,12 @@ def close_window(
             _, start_ms, (first, last) = parse_window_key(key)
             results.append((jsonbytes.dumps([spec.name, start_ms, first, last]),
                             jsonbytes.dumps(row_json(spec, key, value, final=True))))
-        updates[final_key(spec)] = str(newest_final)
-    retired = pointers.get(retired_key(spec))
+        updates[final_key(spec.name)] = str(newest_final)
+    retired = pointers.get(retired_key(spec.name))
     newest_gone = last_start_before_ms(watermark_ms - lateness_ms - retention_ms, spec)
     if retired is None or newest_gone > int(retired):
         after = None if retired is None else int(retired)
         updates.update({key: None for key, _ in _rows_between(spec, after, newest_gone, scan)})
-        updates[retired_key(spec)] = str(newest_gone)
+        updates[retired_key(spec.name)] = str(newest_gone)
     return results, updates
 

@@ -22,20 +22,10 @@ from typing import Generic, TypeVar
 import orjson
 
 from core.models import Order
+from core.schema import ENTRY_PREFIX, EXPIRY_PREFIX, entry_key, expiry_key
 from core.storage import ReadMany, Scan
 
 T = TypeVar("T")
-TIME_BIAS_MS = 100_000_000_000_000  # order times from year 1 on sort as 15-digit numbers
-
-
-def entry_key(order_number: int) -> str:
-    """Store key of an order number's entry."""
-    return f"d|{order_number}"
-
-
-def expiry_key(recorded_ms: int, order_number: int) -> str:
-    """Store key of an entry in the time index."""
-    return f"x|{recorded_ms + TIME_BIAS_MS:016d}|{order_number}"
 
 
 def content(order: Order) -> str:
@@ -107,10 +97,10 @@ def expire(before_ms: int, scan: Scan, updates: dict[str, str | None]) -> None:
     only has to be eventual to keep the store bounded.
     """
     bound = expiry_key(before_ms, 0).rsplit("|", 1)[0]
-    for key, _ in scan("x|"):
+    for key, _ in scan(EXPIRY_PREFIX):
         prefix, _, number = key.rpartition("|")
         if prefix >= bound:
             break
         if key not in updates:
             updates[key] = None
-            updates["d|" + number] = None
+            updates[ENTRY_PREFIX + number] = None

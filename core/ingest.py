@@ -41,6 +41,7 @@ from core.models import Order
 from core.parse import InvalidOrder, parse_order
 from core.partitioning import key_partition
 from core.raw import KEY_LIMIT_BYTES, cut_raw
+from core.schema import NEXT_KEY, SOURCE_KEY, WATERMARK_KEY, source_key, via_key
 from core.shuffle import (
     Origin,
     Positioned,
@@ -52,7 +53,7 @@ from core.shuffle import (
     regroup,
 )
 from core.sinks import dlq_value
-from core.sources import applied_offsets, skip_applied, source_key
+from core.sources import applied_offsets, skip_applied
 from core.storage import ReadMany, Scan
 from core.watermarks import (
     NO_WATERMARK,
@@ -66,15 +67,7 @@ from core.watermarks import (
 )
 from core.windows import WindowSpec
 
-SOURCE_KEY = "m|source"
 _new_tuple = tuple.__new__  # a NamedTuple without its Python-level __new__: once per order
-WATERMARK_KEY = "m|watermark"
-NEXT_KEY = "m|next"
-
-
-def via_key(origin: int) -> str:
-    """Store key of orders partition `origin`'s channel through the rekey topic."""
-    return f"m|via|{origin}"
 
 
 class RawMessage(NamedTuple):

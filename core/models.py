@@ -1,5 +1,6 @@
 """The order record as the job sees it after parsing."""
 
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import NamedTuple
 
@@ -16,3 +17,14 @@ class Order(NamedTuple):
     @property
     def buyer(self) -> tuple[str, str]:
         return (self.first_name, self.last_name)
+
+
+Buyer = tuple[str, str]  # first name, last name
+
+
+@dataclass(frozen=True, slots=True)
+class Total:
+    """A buyer's count and exact sum."""
+
+    count: int
+    total_price: Decimal

@@ -2,21 +2,22 @@
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 import orjson
 
-from core.aggregate import (
-    Buyer,
-    Total,
+from core.aggregate import read_watermark
+from core.closing import row_json
+from core.models import Buyer, Total
+from core.schema import (
+    TOTAL_PREFIX,
+    buyer_of_total_key,
+    decode_total,
     parse_window_key,
-    read_watermark,
     start_prefix,
     total_key,
     window_prefix,
 )
-from core.closing import row_json
 from core.shuffle import buyer_partition
 from core.storage import ReadStore
 from core.watermarks import NO_WATERMARK
@@ -36,18 +37,12 @@ def json_ranking_key(item: Mapping[str, Any]) -> tuple[int, str, str]:
     return ranking_key(item["count"], (buyer["first_name"], buyer["last_name"]))
 
 
-def decode_total(value: str) -> Total:
-    count, price_sum = orjson.loads(value)
-    return Total(count, Decimal(price_sum))
-
-
 def all_totals(stores: Stores) -> list[tuple[Buyer, Total]]:
     """Every buyer total, ranked."""
     found = []
     for store in stores.values():
-        for key, value in store.scan("t|"):
-            first, last = orjson.loads(key[2:])
-            found.append(((first, last), decode_total(value)))
+        for key, value in store.scan(TOTAL_PREFIX):
+            found.append((buyer_of_total_key(key), decode_total(value)))
     found.sort(key=lambda item: ranking_key(item[1].count, item[0]))
     return found
 

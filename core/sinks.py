@@ -4,7 +4,8 @@ import base64
 from collections.abc import Iterable
 
 from core import jsonbytes
-from core.aggregate import Total, TotalChange
+from core.aggregate import TotalChange
+from core.models import Total
 from core.money import money_str
 from core.raw import cut_raw
 from core.shuffle import buyer_key

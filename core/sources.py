@@ -8,6 +8,7 @@ the new offsets are written in the same batch as the state they produced.
 from collections.abc import Iterable, Sequence
 from typing import Protocol, TypeVar
 
+from core.schema import SOURCE_OFFSET_PREFIX, source_key
 from core.storage import ReadMany, Scan
 
 
@@ -25,11 +26,6 @@ class HasPosition(Protocol):
 
 
 M = TypeVar("M", bound=HasPosition)
-
-
-def source_key(source: str) -> str:
-    """Store key of the last offset applied from one source stream."""
-    return "s|" + source
 
 
 def applied_offsets(sources: Iterable[str], read: ReadMany) -> dict[str, int]:
@@ -61,7 +57,7 @@ def held_offsets(scan: Scan) -> dict[tuple[str, int], int]:
     their origin is held under its own label too.
     """
     held = {}
-    for key, value in scan("s|"):
+    for key, value in scan(SOURCE_OFFSET_PREFIX):
         topic, _, partition = key[2:].rpartition(":")
         if topic and partition.isascii() and partition.isdigit():
             held[(topic, int(partition))] = int(value)

@@ -5,12 +5,17 @@ Restores run in the background after an assignment so faust's rebalance callback
 never waits on a changelog read; processing of a partition waits for its store. A
 partition new to this worker is fenced first (tables.changelog), so a previous owner that
 still writes is dropped from every later restore.
+
+Queries read the stores from the API's own thread (`reading`): each store they hold is
+counted, and a rebalance closes a store only once its readers are done, so no query reads
+a closed store, and none waits on a batch.
 """
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +33,7 @@ from tables.changelog import (
 from tables.store import PartitionStore, Updates
 
 log = logging.getLogger(__name__)
+READERS_POLL_S = 0.001  # a close waiting for a query to finish with its store looks this often
 
 
 class StoreManager:
@@ -49,6 +55,10 @@ class StoreManager:
         self._locks: dict[int, asyncio.Lock] = {}
         self._restore_task: asyncio.Task[None] | None = None
         self.assigned: set[int] = set()
+        # queries from other threads: how many hold each store, and the stores being closed
+        self._view_lock = threading.Lock()
+        self._readers: dict[int, int] = {}
+        self._closing: set[int] = set()
 
     def path(self, partition: int) -> Path:
         """Directory of one partition's store."""
@@ -93,10 +103,19 @@ class StoreManager:
         self._locks[partition] = asyncio.Lock()
 
     async def _close(self, partition: int, destroy: bool = False) -> None:
+        with self._view_lock:
+            self._closing.add(partition)  # no query takes it from here on
+        while True:  # queries take milliseconds: wait for those that hold it
+            with self._view_lock:
+                if not self._readers.get(partition):
+                    break
+            await asyncio.sleep(READERS_POLL_S)
         async with self._locks[partition]:
             self.stores.pop(partition).close()
             if destroy:
                 PartitionStore.destroy(self.path(partition))
+        with self._view_lock:
+            self._closing.discard(partition)
         self._ready.pop(partition).set()  # wakes batches waiting for it: they see it is gone
         self.epochs.pop(partition, None)
         del self._locks[partition]
@@ -191,6 +210,24 @@ class StoreManager:
             await self._close(partition)
 
     def read_only_view(self) -> dict[int, PartitionStore]:
-        """Restored stores, for queries."""
+        """Restored stores, for the worker's own loop (a rebalance closes them only between
+        its steps)."""
         return {p: s for p, s in self.stores.items()
                 if p in self.assigned and self._ready[p].is_set()}
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[dict[int, PartitionStore]]:
+        """Restored stores, for queries from any thread: none of them is closed until the
+        block ends."""
+        with self._view_lock:
+            view = {p: s for p, s in list(self.stores.items())
+                    if p in self.assigned and p not in self._closing
+                    and (ready := self._ready.get(p)) is not None and ready.is_set()}
+            for partition in view:
+                self._readers[partition] = self._readers.get(partition, 0) + 1
+        try:
+            yield view
+        finally:
+            with self._view_lock:
+                for partition in view:
+                    self._readers[partition] -= 1

@@ -43,7 +43,8 @@ async def list_buyers(
 ) -> Response:
     """Buyers by count descending, then last name, then first name (code points)."""
     require_ready(service)
-    totals = all_totals(service.stores())
+    with service.reading() as stores:
+        totals = all_totals(stores)
     if is_local(request):  # another worker gathers: its first `upto` items, all counted
         page = [total_json(*buyer, total) for buyer, total in totals[:upto]]
         return json_response({"items": page, "total": len(totals)})
@@ -89,7 +90,8 @@ async def _lookup(request: Request, service: QueryService, first_name: str,
     partitions = service.buyer_partitions
     if buyer_partition(first_name, last_name, partitions) not in service.owned():
         raise unavailable("the buyer's partition moved: retry")
-    total = one_total(service.stores(), (first_name, last_name), partitions)
+    with service.reading() as stores:
+        total = one_total(stores, (first_name, last_name), partitions)
     if total is None:
         raise HTTPException(404, f"buyer {first_name} {last_name} never seen")
     return json_response(total_json(first_name, last_name, total))

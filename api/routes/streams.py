@@ -40,8 +40,8 @@ from api.fanout import (
 )
 from api.fanout_ring import Entry
 from api.schemas import ErrorDetail
-from core.aggregate import parse_window_key, window_prefix
 from core.closing import row_json
+from core.schema import parse_window_key, window_prefix
 from core.windows import WindowSpec
 
 router = APIRouter(tags=["streams"])

@@ -58,10 +58,10 @@ async def get_window_rows(
         if url is not None:  # one buyer: one hop to its owner
             answer = await call(request, url, f"/windows/{name}", params)
             return checked(WindowPage, answer, from_peers=True)
-    rows = window_rows(service.stores(), spec,
-                       service.settings.allowed_lateness, start_ms=start_ms, end_ms=end_ms,
-                       first_name=first_name, last_name=last_name)
-    mine = {"items": [row.as_json(spec) for row in rows[:limit]]}
+    with service.reading() as stores:
+        rows = window_rows(stores, spec, service.settings.allowed_lateness, start_ms=start_ms,
+                           end_ms=end_ms, first_name=first_name, last_name=last_name)
+        mine = {"items": [row.as_json(spec) for row in rows[:limit]]}
     merged = await query_cluster(request, service, mine, f"/windows/{name}", params,
                                  Merge(key=_by_start, limit=limit))
     return checked(WindowPage, merged.answer, from_peers=merged.from_peers)
@@ -79,7 +79,6 @@ async def get_window_top(
     spec = _spec(service, name)
     at_ms = parse_time_param("at", at)
     require_ready(service)
-    stores = service.stores()
     if at_ms is None:
         at_ms = await _latest_everywhere(request, service, spec)
     start_ms = window_starts_ms(at_ms, spec.size_ms, spec.slide_ms)[-1]
@@ -89,10 +88,12 @@ async def get_window_top(
             "msg": f"at: the {name} window holding it would end after {format_time_ms(MAX_MS)}",
         }])
     lateness = service.settings.allowed_lateness
-    items = [row.as_json(spec) for row in rows_of_window(stores, spec, start_ms, lateness)[:k]]
-    mine = {"window_start": format_time_ms(start_ms),
-            "window_end": format_time_ms(start_ms + spec.size_ms),
-            "final": window_final(stores, spec, start_ms, lateness), "items": items}
+    with service.reading() as stores:
+        rows = rows_of_window(stores, spec, start_ms, lateness)[:k]
+        mine = {"window_start": format_time_ms(start_ms),
+                "window_end": format_time_ms(start_ms + spec.size_ms),
+                "final": window_final(stores, spec, start_ms, lateness),
+                "items": [row.as_json(spec) for row in rows]}
     merged = await query_cluster(request, service, mine, f"/windows/{name}/top",
                                  {"at": start_ms, "k": k},
                                  Merge(key=json_ranking_key, limit=k, combine={"final": _both}))
@@ -103,13 +104,15 @@ async def get_window_top(
 async def get_latest_start(service: ServiceDep, name: WindowName) -> dict[str, int | None]:
     """For other workers: the largest window start this worker has data for."""
     require_ready(service)
-    return {"latest_start_ms": latest_start(service.stores(),
-                                            _spec(service, name))}
+    spec = _spec(service, name)
+    with service.reading() as stores:
+        return {"latest_start_ms": latest_start(stores, spec)}
 
 
 async def _latest_everywhere(request: Request, service: QueryService, spec: WindowSpec) -> int:
     """The largest window start with data on any worker; 404 when there is none."""
-    mine = {"latest_start_ms": latest_start(service.stores(), spec)}
+    with service.reading() as stores:
+        mine = {"latest_start_ms": latest_start(stores, spec)}
     merged = await query_cluster(request, service, mine, f"/windows/{spec.name}/latest-start",
                                  {}, Merge(combine={"latest_start_ms": _later}))
     latest: int | None = merged.answer["latest_start_ms"]

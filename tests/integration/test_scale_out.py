@@ -2,6 +2,7 @@
 as one worker would, and one takes over when the other is killed."""
 
 import signal
+import threading
 import time
 
 import httpx
@@ -121,3 +122,56 @@ def test_a_worker_joining_during_ingest_loses_nothing(on_broker, make_worker, tm
         items = worker.get("/buyers", limit=1000).json()["items"]
         assert {(i["buyer"]["first_name"], i["buyer"]["last_name"]): i["count"]
                 for i in items} == want
+
+
+def test_queries_during_rebalances_never_read_a_closed_store(broker, worker_env, make_worker,
+                                                             tmp_path):
+    """A worker answers queries from its API thread while a second worker joins and leaves
+    three times: partitions move away from it and back, their stores closed and reopened.
+    Every answer is the exact one or a 503: never an error from a store closed under a
+    query."""
+    worker_env.update(ALLOWED_LATENESS="1h", WINDOW_RETENTION="2h", PRINT_SINK="0")
+    raws, meaning = make_orders(400, seed=5)
+    first = make_worker(worker_env, "first")
+    first.wait_ready()
+    produce(broker, worker_env["ORDERS_TOPIC"],
+            [(str(n).encode(), raw) for (n, *_), raw in zip(meaning, raws, strict=True)])
+    wait_for(lambda: sum(i["count"] for i in first.get("/buyers", limit=1000).json()["items"])
+             == 400, what="all counted")
+    expected = first.get("/buyers", limit=1000).json()
+    [(first_name, last_name)] = {(b["buyer"]["first_name"], b["buyer"]["last_name"])
+                                 for b in expected["items"][:1]}
+    paths = ["/buyers?limit=1000", f"/buyers/{first_name}/{last_name}", "/windows/tumble_10s",
+             "/windows/tumble_10s/top", "/metrics"]
+    statuses: list[tuple[str, int, str]] = []
+    done = threading.Event()
+
+    def ask() -> None:
+        with httpx.Client(base_url=first.url, timeout=10) as client:
+            while not done.is_set():
+                for path in paths:
+                    try:
+                        answer = client.get(path)
+                    except httpx.HTTPError:
+                        continue
+                    statuses.append((path, answer.status_code, answer.text[:200]))
+
+    asker = threading.Thread(target=ask)
+    asker.start()
+    try:
+        for round_ in range(3):
+            second = make_worker({**worker_env, "DATA_DIR": str(tmp_path / f"second{round_}"),
+                                  "API_PORT": str(free_port())}, f"second{round_}")
+            wait_for(lambda: _settled(first, 2), timeout_s=120, what="two workers settled")
+            second.stop()
+            wait_for(lambda: _settled(first, 1), timeout_s=120, what="one worker again")
+    finally:
+        done.set()
+        asker.join(15)
+    wrong = [s for s in statuses if s[1] not in (200, 503)]
+    assert wrong == []
+    answered = {path for path, status, _ in statuses if status == 200}
+    assert answered == set(paths)  # each route answered between the rebalances
+    assert first.get("/buyers", limit=1000).json() == expected
+    log = first.log()
+    assert "DbClosedError" not in log and "Traceback" not in log

@@ -3,7 +3,8 @@ API routes can read: settings, metrics, readiness, and the aggregation stores, e
 none or real RocksDB stores (tables.store) filled by the real aggregation step
 (core.aggregation) from a list of orders."""
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from app.metrics import Metrics
@@ -59,8 +60,9 @@ class FakeRuntime:
     def owned(self) -> set[int]:
         return self.aggregates.assigned
 
-    def stores(self) -> dict[int, PartitionStore]:
-        return self.aggregates.read_only_view()
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[dict[int, PartitionStore]]:
+        yield self.aggregates.read_only_view()
 
     def members(self) -> dict[str, set[int]]:
         return {self.settings.advertised_url: set(self.aggregates.assigned)}

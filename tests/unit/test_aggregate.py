@@ -4,9 +4,10 @@ from decimal import Decimal
 
 import orjson
 
-from core.aggregate import parse_window_key, read_watermark, total_key, window_key
+from core.aggregate import read_watermark
 from core.aggregation import AggregateConfig, Clock, apply_batch, close_windows, outbox
 from core.models import Order
+from core.schema import parse_window_key, total_key, window_key
 from core.shuffle import Shuffled
 from core.watermarks import NO_WATERMARK
 from core.windows import WindowSpec

@@ -3,8 +3,9 @@
 import random
 from decimal import Decimal
 
-from core.dedup import dedup_batch, entry_key, expire
+from core.dedup import dedup_batch, expire
 from core.models import Order
+from core.schema import entry_key
 from tests.unit.dictstore import DictStore
 
 DAY = 86_400_000

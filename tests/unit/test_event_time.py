@@ -10,10 +10,11 @@ import orjson
 import pytest
 
 from core import shuffle
-from core.aggregate import parse_window_key, read_watermark, total_key
+from core.aggregate import read_watermark
 from core.aggregation import AggregateConfig, apply_batch, close_windows
 from core.aggregation import Clock as AggregateClock
 from core.ingest import Clock, IngestConfig, RawMessage, channel_records, ingest_partition
+from core.schema import parse_window_key, total_key
 from core.shuffle import decode_shuffle
 from core.watermarks import Emitter
 from core.windows import WindowSpec

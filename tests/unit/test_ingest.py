@@ -273,7 +273,8 @@ def test_an_idle_partition_sends_its_own_watermark_not_the_largest_of_its_inputs
     """Orders 2 is at 11:00, orders 0 (through the rekey topic) at 12:00, both idle. What
     dedup 2 sends is idle with its own 11:00 and 12:00 as the largest: when orders 2 is
     active again, the aggregation must not have taken 12:00 for its watermark."""
-    from core.ingest import WATERMARK_KEY, output_of, via_key
+    from core.ingest import output_of
+    from core.schema import WATERMARK_KEY, via_key
     from core.watermarks import Channel, encode_channel
 
     eleven, twelve, lease = 39_600_000, 43_200_000, NOW + 60_000

@@ -5,7 +5,8 @@ from decimal import Decimal
 
 import orjson
 
-from core.aggregate import Total, TotalChange
+from core.aggregate import TotalChange
+from core.models import Total
 from core.sinks import buyer_total_records, dlq_value, print_lines
 
 
