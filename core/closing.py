@@ -10,10 +10,12 @@ a final row can then never change, so publishing it again after a crash repeats 
 same value, and a replay (which moves no watermark) publishes nothing.
 """
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 
 from core import jsonbytes
+from core.models import Buyer
 from core.money import average, money_str
 from core.schema import (
     decode_row,
@@ -36,6 +38,34 @@ def last_start_before_ms(bound_ms: int, spec: WindowSpec) -> int:
     """Largest window start whose `start + size <= bound_ms`."""
     latest = bound_ms - spec.size_ms
     return latest - latest % spec.slide_ms
+
+
+@dataclass(frozen=True, slots=True)
+class RowUpdate:
+    """A window row as one aggregation changelog record sets it: the row-update format
+    the live push reads (the store's key layout stays core.schema's)."""
+
+    window: str
+    buyer: Buyer
+    key: str
+    value: str
+
+    def as_json(self, spec: WindowSpec) -> dict[str, object]:
+        return row_json(spec, self.key, self.value, final=False)
+
+
+def row_update(key: bytes | None, value: bytes | None,
+               windows: Iterable[WindowSpec]) -> RowUpdate | None:
+    """The row of one of `windows` a changelog record set; None for a deleted row, a
+    commit marker, any other key of the store, or another window's row."""
+    if key is None or value is None:
+        return None
+    text = key.decode()
+    for spec in windows:
+        if text.startswith(window_prefix(spec.name)):
+            name, _, buyer = parse_window_key(text)
+            return RowUpdate(name, buyer, text, value.decode())
+    return None
 
 
 def row_json(spec: WindowSpec, key: str, value: str, final: bool) -> dict[str, object]:

@@ -40,8 +40,7 @@ from api.fanout import (
 )
 from api.fanout_ring import Entry
 from api.schemas import ErrorDetail
-from core.closing import row_json
-from core.schema import parse_window_key, window_prefix
+from core.closing import row_update
 from core.windows import WindowSpec
 
 router = APIRouter(tags=["streams"])
@@ -197,31 +196,14 @@ async def stream_buyers(
     return await _open(hub, {"": service.topics.buyer_totals}, positions, {"": updates})
 
 
-Row = tuple[str, str, str, str]  # first name, last name, store key, store value
-
-
-def _window_rows(entry: Entry, specs: Iterable[WindowSpec]) -> dict[str, list[Row]]:
-    """The row of a window a changelog record set, under its window's name (a deleted row,
-    a commit marker and the other keys of the store: none)."""
-    prefixes = {spec.name: window_prefix(spec.name) for spec in specs}
-    rows: dict[str, list[Row]] = {name: [] for name in prefixes}
-    if entry.key is None or entry.value is None:
-        return rows
-    key = entry.key.decode()
-    name = next((n for n, prefix in prefixes.items() if key.startswith(prefix)), None)
-    if name is not None:
-        _, _, (first, last) = parse_window_key(key)
-        rows[name].append((first, last, key, entry.value.decode()))
-    return rows
-
-
 def _rendered_rows(entry: Entry, spec: WindowSpec,
                    specs: Iterable[WindowSpec]) -> list[tuple[str, str, bytes]]:
-    """(first, last, data) of each row of one window a changelog record set."""
-    rows = entry.memoized("rows", lambda: _window_rows(entry, specs))[spec.name]
-    return [(first, last, orjson.dumps({**row_json(spec, key, value, final=False),
-                                        "event": "update"}))
-            for first, last, key, value in rows]
+    """(first, last, data) of the row of window `spec` a changelog record set, if any."""
+    row = entry.memoized("row", lambda: row_update(entry.key, entry.value, specs))
+    if row is None or row.window != spec.name:
+        return []
+    first, last = row.buyer
+    return [(first, last, orjson.dumps({**row.as_json(spec), "event": "update"}))]
 
 
 @router.get("/windows/{name}/stream", response_class=StreamingResponse, responses=STREAM)

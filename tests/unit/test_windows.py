@@ -2,6 +2,8 @@
 
 import pytest
 
+from core.closing import row_update
+from core.schema import total_key, window_key
 from core.windows import WindowSpec, parse_window_spec, parse_window_specs, window_starts_ms
 
 
@@ -54,3 +56,20 @@ def test_alignment_is_to_the_epoch_even_when_the_slide_does_not_divide_the_hour(
 
 def test_times_before_the_epoch_floor_down():
     assert list(window_starts_ms(-1, 10_000, 10_000)) == [-10_000]
+
+
+def test_the_row_update_of_a_changelog_record_names_its_window_and_buyer():
+    tumble, hop = parse_window_specs("tumble:10s,hop:1m/10s")
+    key = window_key("hop_1m_10s", 20_000, ("Ana", "Ruiz")).encode()
+    value = b'[2, "5.00", "2.00", "3.00"]'
+    row = row_update(key, value, (tumble, hop))
+    assert row is not None and (row.window, row.buyer) == ("hop_1m_10s", ("Ana", "Ruiz"))
+    assert row.as_json(hop) == {
+        "window_start": "1970-01-01T00:00:20.000Z", "window_end": "1970-01-01T00:01:20.000Z",
+        "buyer": {"first_name": "Ana", "last_name": "Ruiz"}, "count": 2,
+        "sum_price": "5.00", "min_price": "2.00", "max_price": "3.00", "avg_price": "2.50",
+        "final": False}
+    assert row_update(key, None, (tumble, hop)) is None  # the row deleted
+    assert row_update(key, value, (tumble,)) is None  # a window not asked for
+    assert row_update(total_key(("Ana", "Ruiz")).encode(), b'[2, "5.00"]', (tumble, hop)) is None
+    assert row_update(b"~commit", b"", (tumble, hop)) is None
