@@ -11,18 +11,16 @@ idle rule.
 """
 
 import contextlib
-import sys
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
 
 from agents.batches import NOT_OURS, commit_durably, consumed_offsets
 from agents.ports import Guard, Sender, StageMetrics, Topics
-from core.aggregate import BatchResult
+from agents.sinks import TotalsSink, WindowSink
+from core.aggregate import BatchResult, TotalChange
 from core.aggregation import AggregateConfig, Clock, apply_batch, close_windows, outbox
 from core.late import late_value
 from core.schema import READ_KEY
 from core.shuffle import Shuffled
-from core.sinks import buyer_total_records, print_lines
 from core.timefmt import wall_ms
 from tables.changelog import BrokerLost, Fenced, Outgoing
 from tables.manager import StoreManager
@@ -37,12 +35,12 @@ class AggregateStage:
 
     def __init__(self, stores: StoreManager, guard: Guard, sender: Sender, topics: Topics,
                  metrics: StageMetrics, config: Callable[[], AggregateConfig],
-                 totals_partition: Callable[[int], int | None], print_sink: bool) -> None:
-        """`totals_partition`: the buyer-totals partition of an aggregation partition's
-        buyers, when it is one (None: by the key's hash)."""
+                 totals_sinks: Sequence[TotalsSink], window_sinks: Sequence[WindowSink]) -> None:
+        """`totals_sinks` get the buyer totals each batch changes, `window_sinks` the
+        window rows each watermark makes final (agents.sinks)."""
         self.stores, self.guard, self.sender = stores, guard, sender
         self.topics, self.metrics, self.config = topics, metrics, config
-        self.totals_partition, self.print_sink = totals_partition, print_sink
+        self.totals_sinks, self.window_sinks = totals_sinks, window_sinks
         self.all_idle_since: dict[int, int] = {}  # since when every input has been idle
         self.totals_sent: set[int] = set()  # partitions whose outbox was sent
 
@@ -89,7 +87,8 @@ class AggregateStage:
                                      self._late(config, result) + totals, consumed)
                 if not transactional:
                     await self.sender.send_all(self._totals(partition, result.total_changes))
-                self._print_changes(result.total_changes)
+                for sink in self.totals_sinks:
+                    sink.committed(result.total_changes)
                 if result.outbox_sequence:
                     store.set_local(PUBLISHED, str(result.outbox_sequence))
                 self.metrics.counted.inc(result.counted)
@@ -102,8 +101,8 @@ class AggregateStage:
         closing = close_windows(config, store.get_many, store.scan)
         if closing.changed:
             await commit_durably(self.guard, self.stores, partition, store, closing.updates,
-                                 [(self.topics.window_results, key, value, None)
-                                  for key, value in closing.finals])
+                                 [record for sink in self.window_sinks
+                                  for record in sink.records(closing.finals)])
 
     async def _resend_outbox(self, partition: int, store: PartitionStore) -> None:
         """After a crash between a commit and its buyer-totals, or a restore elsewhere: the
@@ -122,26 +121,13 @@ class AggregateStage:
         else:
             self.all_idle_since.pop(partition, None)
 
-    def _totals(self, partition: int, changes: list[Any]) -> list[Outgoing]:
-        """buyer-totals records of the changed buyers."""
-        target = self.totals_partition(partition)
-        return [(self.topics.buyer_totals, key, value, target)
-                for key, value in buyer_total_records(changes)]
-
-    def _print_changes(self, changes: list[Any]) -> None:
-        """The print sink, once the batch is committed."""
-        if changes and self.print_sink:
-            _print("\n".join(print_lines(changes)) + "\n")
+    def _totals(self, partition: int, changes: Sequence[TotalChange]) -> list[Outgoing]:
+        """The totals sinks' records of the changed buyers."""
+        return [record for sink in self.totals_sinks
+                for record in sink.records(partition, changes)]
 
     def _late(self, config: AggregateConfig, result: BatchResult) -> list[Outgoing]:
         return [(self.topics.late, item.key, late_value(
             item.order, f"late: {len(item.missed)} of its windows had closed before it "
             "arrived", config.windows, config.allowed_lateness_ms, missed=item.missed), None)
             for item in result.late]
-
-
-def _print(text: str) -> None:
-    # The real stdout: faust's worker redirects sys.stdout into its log.
-    out = sys.__stdout__ or sys.stdout
-    out.write(text)
-    out.flush()

@@ -64,12 +64,6 @@ class Topics(Protocol):
     @property
     def late(self) -> str: ...
 
-    @property
-    def buyer_totals(self) -> str: ...
-
-    @property
-    def window_results(self) -> str: ...
-
 
 class StageMetrics(Protocol):
     """The counters and gauges the stages move (app.metrics.Metrics)."""

@@ -14,6 +14,7 @@ from mode.types import SignalHandlerT
 
 from agents.aggregate import AggregateStage
 from agents.ingest import IngestStage
+from agents.sinks import BuyerTotalsSink, PrintSink, TotalsSink, WindowResultsSink
 from api.main import create_api
 from api.server import ApiServer
 from app.faust import transport
@@ -156,9 +157,13 @@ def create_app(settings: Settings | None = None) -> OrderstreamApp:
     ingest = IngestStage(dedup, guard, producer, names, metrics,
                          lambda: ingest_config(settings, topology), highwater,
                          settings.idle_timeout)
+    totals_sinks: list[TotalsSink] = [BuyerTotalsSink(names.buyer_totals,
+                                                      topology.totals_partition)]
+    if settings.print_sink:
+        totals_sinks.append(PrintSink())
     aggregate = AggregateStage(aggregates, guard, producer, names, metrics,
-                               lambda: aggregate_config(settings, topology),
-                               topology.totals_partition, settings.print_sink)
+                               lambda: aggregate_config(settings, topology), totals_sinks,
+                               [WindowResultsSink(names.window_results)])
     register_ingest(app, ingest, guard.fail)
     register_aggregate(app, aggregate, guard.fail)
     register_datagen(app, producer, names.orders, settings.datagen_rps, settings.datagen_rows,

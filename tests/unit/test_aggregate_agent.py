@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import orjson
 
 from agents.aggregate import AggregateStage
+from agents.sinks import BuyerTotalsSink, WindowResultsSink
 from app.guard import BrokerGuard
 from app.metrics import Metrics
 from app.settings import Settings
@@ -88,7 +89,8 @@ def runtime_on(store: PartitionStore) -> SimpleNamespace:
                              idle_timeout_ms=settings.idle_timeout)
     runtime.stage = AggregateStage(
         Stores(store, names.aggregate_changelog, producer), runtime, producer, names,
-        Metrics(), lambda: config, lambda partition: partition, print_sink=False)
+        Metrics(), lambda: config, [BuyerTotalsSink(names.buyer_totals, lambda p: p)],
+        [WindowResultsSink(names.window_results)])
     return runtime
 
 

@@ -5,6 +5,7 @@ from decimal import Decimal
 
 import orjson
 
+from agents.sinks import BuyerTotalsSink, PrintSink, WindowResultsSink
 from core.aggregate import TotalChange
 from core.models import Total
 from core.sinks import buyer_total_records, dlq_value, print_lines
@@ -51,3 +52,21 @@ def test_a_reason_quoting_a_huge_field_is_cut():
     record = orjson.loads(dlq_value("price: not a decimal like 123.45: '" + "9x" * 50_000,
                                     "orders", 0, 1, b"{}"))
     assert len(record["error"]) == 1_001 and record["error"].endswith("…")
+
+
+def test_the_sink_objects_records_and_the_print_sink_after_the_commit(capfd):
+    changes = [TotalChange(("Ana", "Ruiz"), None, Total(1, Decimal("2.50")))]
+    same = BuyerTotalsSink("buyer-totals", lambda partition: partition)
+    hashed = BuyerTotalsSink("buyer-totals", lambda partition: None)
+    record = (b'["Ana","Ruiz"]', b'{"buyer":{"first_name":"Ana","last_name":"Ruiz"},'
+                                 b'"count":1,"total_price":"2.50"}')
+    assert same.records(3, changes) == [("buyer-totals", *record, 3)]
+    assert hashed.records(3, changes) == [("buyer-totals", *record, None)]
+    printer = PrintSink()
+    assert printer.records(3, changes) == []
+    printer.committed([])
+    printer.committed(changes)
+    assert capfd.readouterr().out == "+I[1, Ana, Ruiz]\n"
+    final = (b'["tumble_10s",0,"Ana","Ruiz"]', b'{"count":1}')
+    assert WindowResultsSink("window-results").records([final]) == [
+        ("window-results", *final, None)]
