@@ -100,3 +100,12 @@ def test_every_runtime_dependency_has_a_lower_bound():
                  if not any(spec.operator in (">=", "==", "~=") for spec in r.specifier)]
     assert unbounded == []
 
+
+
+def test_every_package_directory_ships_in_the_wheel():
+    # a subpackage missing from [tool.setuptools].packages is left out of the wheel (and
+    # the Docker image): `app.faust` was, once
+    found = sorted(".".join(init.parent.relative_to(ROOT).parts)
+                   for top in OURS for init in (ROOT / top).rglob("__init__.py"))
+    assert found == sorted(p for p in PACKAGES if (ROOT / p.replace(".", "/") / "__init__.py")
+                           .exists())
