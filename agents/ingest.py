@@ -50,11 +50,16 @@ class IngestStage:
         # channel last carried
         self.sources = SourceIdleness(idle_timeout_ms)
         self.emitter = Emitter(min(WATERMARK_INTERVAL_MS, idle_timeout_ms // 4))
+        self._lagging: set[int] = set()  # orders partitions with a lag series
 
     def assigned(self, partitions: set[int], now_ms: int) -> None:
-        """A new assignment: silence counted from now, every channel due anew."""
+        """A new assignment: silence counted from now, every channel due anew, and no lag
+        shown for an orders partition this worker no longer reads."""
         self.sources.assigned(partitions, now_ms)
         self.emitter.forget()
+        for partition in self._lagging - partitions:
+            self.metrics.lag.remove(self.topics.orders, str(partition))
+        self._lagging &= partitions
 
     async def tick(self) -> None:
         """Move time on in every partition (no batch: no intent to keep)."""
@@ -139,6 +144,7 @@ class IngestStage:
             last = applied_offsets([source], store.get_many)[source]
         lag = max(highwater - last - 1, 0)
         self.metrics.lag.labels(orders, str(partition)).set(lag)
+        self._lagging.add(partition)
         self.sources.backlog(partition, lag > 0)
 
     def _count(self, result: IngestResult) -> None:

@@ -181,6 +181,8 @@ def create_app(settings: Settings | None = None) -> OrderstreamApp:
     _connect_rebalance(app)
     # faust's worker leaves aiokafka at DEBUG: log records nobody reads cost ~10% CPU.
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    # and httpx an INFO line per call to another worker: hundreds a minute under queries
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     return app
 
 
