@@ -51,6 +51,7 @@ from tables.changelog import FENCE_KEY, RestoreStalled, Restoring, batch_records
 from tables.store import PartitionStore
 
 JOIN_TIMEOUT_S = 60
+JOIN_MARGIN_S = 15  # beyond a dead member's session and the rebalance that follows it
 
 
 class TakeAll(AbstractPartitionAssignor):
@@ -93,11 +94,18 @@ async def alone_in_group(settings: Settings, topics: list[str]) -> AsyncIterator
     await consumer.start()
     try:
         consumer.subscribe(topics)
-        deadline = time.monotonic() + JOIN_TIMEOUT_S
+        # a worker killed in the group holds it until its session expires, and the
+        # broker then waits up to the rebalance timeout before this member gets it
+        session_ms, _, rebalance_ms = settings.group_timeouts_ms
+        allowed_s = max(JOIN_TIMEOUT_S, (session_ms + rebalance_ms) / 1000 + JOIN_MARGIN_S)
+        deadline = time.monotonic() + allowed_s
         while not consumer.assignment():
             if time.monotonic() > deadline:
-                raise StateError(f"could not join group {settings.app_id}: are workers still "
-                                 f"running? stop them first")
+                raise StateError(
+                    f"could not join group {settings.app_id} within {allowed_s:.0f} s: are "
+                    f"workers still running? stop them first (a worker killed without "
+                    f"leaving holds the group for KAFKA_SESSION_TIMEOUT, "
+                    f"{session_ms / 1000:.0f} s)")
             await consumer.getmany(timeout_ms=200, max_records=1)
         if TakeAll.members != 1:
             raise StateError(f"group {settings.app_id} has workers running: stop every "

@@ -42,6 +42,18 @@ def _restart_empty(own_broker: dict, tmp_path, down_s: float = 0) -> None:
     own_broker["process"] = start_tansu("127.0.0.1", own_broker["port"], tmp_path / "tansu.log")
 
 
+# tansu taken for an external broker is still tansu: the short group timeouts that suit it
+# (EMBEDDED_BROKER's defaults), or a worker that died in the group holds it for Kafka's 45 s
+# session and 60 s rebalance, and `faust -A app reset` waits that out to join it
+TANSU_TIMEOUTS = {"KAFKA_SESSION_TIMEOUT": "10s", "KAFKA_HEARTBEAT_INTERVAL": "1s",
+                  "KAFKA_REBALANCE_TIMEOUT": "3s"}
+
+
+def external_tansu(env: dict[str, str]) -> dict[str, str]:
+    """`env` for a worker that takes this test's tansu for an external broker."""
+    return {**{k: v for k, v in env.items() if k != "EMBEDDED_BROKER"}, **TANSU_TIMEOUTS}
+
+
 @dataclass(frozen=True)
 class External:
     """A broker the worker takes for an external one (no EMBEDDED_BROKER), that the test
@@ -67,7 +79,7 @@ def external(on_broker, request, tmp_path) -> External:  # noqa: ANN001
             broker, _worker_topics(broker, env)))
     own_broker = request.getfixturevalue("own_broker")
     broker = f"127.0.0.1:{own_broker['port']}"
-    return External(kind, broker, {**env, "KAFKA_BROKER": broker},
+    return External(kind, broker, {**external_tansu(env), "KAFKA_BROKER": broker},
                     lambda down_s=0: _restart_empty(own_broker, tmp_path, down_s))
 
 
@@ -168,8 +180,7 @@ def test_state_built_on_the_embedded_broker_is_discarded_on_another_broker(
     env = {**worker_env, "KAFKA_BROKER": broker, "EMBEDDED_BROKER": "1"}
     _run_some_orders(make_worker, env, broker, 2)
     _restart_empty(own_broker, tmp_path)  # as if KAFKA_BROKER now named another broker
-    external = {k: v for k, v in env.items() if k != "EMBEDDED_BROKER"}
-    worker = make_worker(external, "external")
+    worker = make_worker(external_tansu(env), "external")
     worker.wait_ready()
     warnings = [line for line in worker.log().splitlines() if "WARNING" in line]
     assert len(warnings) == 1 and "built on the embedded broker" in warnings[0]
@@ -331,8 +342,7 @@ def test_sigterm_while_the_broker_is_down_stops_the_worker_within_10_s(
     """tansu only: the test stops the broker, and the Apache Kafka node is the session's,
     shared by every test."""
     broker = f"127.0.0.1:{own_broker['port']}"
-    env = {**worker_env, "KAFKA_BROKER": broker}
-    env.pop("EMBEDDED_BROKER")
+    env = {**external_tansu(worker_env), "KAFKA_BROKER": broker}
     worker = make_worker(env)
     worker.wait_ready()
     produce(broker, env["ORDERS_TOPIC"], [_order(n) for n in range(20)])
@@ -433,8 +443,7 @@ def test_reset_with_records_in_the_internal_topics_on_tansu(
     """tansu keeps a deleted topic's records and refuses new ones at their offsets
     (UnknownError): a reset that deleted and recreated the topics broke them for good."""
     broker = f"127.0.0.1:{own_broker['port']}"
-    env = {**worker_env, "KAFKA_BROKER": broker, "PRINT_SINK": "0"}
-    env.pop("EMBEDDED_BROKER")
+    env = {**external_tansu(worker_env), "KAFKA_BROKER": broker, "PRINT_SINK": "0"}
     _reset_with_records_in_every_internal_topic(make_worker, env, broker)
 
 
