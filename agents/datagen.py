@@ -9,6 +9,7 @@ from aiokafka.errors import ProducerClosed
 
 from agents.ports import Sender
 from core.datagen import OrderGenerator
+from core.timefmt import wall_ms
 
 log = logging.getLogger(__name__)
 TICK_S = 0.05
@@ -27,7 +28,7 @@ async def run_datagen(sender: Sender, topic: str, rows_per_second: float, rows: 
         due = int((time.monotonic() - started) * rows_per_second) + 1
         burst = min(due, limit or due) - sent
         if burst > 0:
-            now_ms = int(time.time() * 1000)
+            now_ms = wall_ms()
             orders = [generator.encode(generator.next_order(now_ms)) for _ in range(burst)]
             try:
                 await sender.send_all([(topic, key, value, None) for key, value in orders])

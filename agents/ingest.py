@@ -89,7 +89,7 @@ class IngestStage:
                 if not take.now:
                     return False
             now_ms = wall_ms()
-            if any(m.topic == topics.orders for m in messages):
+            if messages and messages[0].topic == topics.orders:  # a batch is one partition's
                 self.sources.heard(partition, now_ms)
             self._check_backlog(partition, store, messages)
             clock = Clock(now_ms, self.sources.lease(partition, now_ms))
@@ -136,9 +136,8 @@ class IngestStage:
         if highwater is None:
             self.sources.backlog(partition, True)
             return
-        read = [m.offset for m in messages if m.topic == orders]
-        if read:
-            last = read[-1]
+        if messages and messages[-1].topic == orders:
+            last = messages[-1].offset
         else:
             source = f"{orders}:{partition}"
             last = applied_offsets([source], store.get_many)[source]

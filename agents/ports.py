@@ -31,9 +31,6 @@ class Guard(Protocol):
     def check_written(self, topic: str, partition: int, offset: int, reflected: int) -> None:
         """After a changelog record is sent: it landed past what the store reflects."""
 
-    def fail(self, error: BaseException) -> None:
-        """Stop the worker on an error it must not continue past."""
-
 
 class Sender(Protocol):
     """The producer's side the stages use beside StoreManager.write."""
@@ -68,23 +65,10 @@ class Topics(Protocol):
 class StageMetrics(Protocol):
     """The counters and gauges the stages move (app.metrics.Metrics)."""
 
-    @property
-    def processed(self) -> Counter: ...
-
-    @property
-    def counted(self) -> Counter: ...
-
-    @property
-    def invalid(self) -> Counter: ...
-
-    @property
-    def duplicate(self) -> Counter: ...
-
-    @property
-    def conflict(self) -> Counter: ...
-
-    @property
-    def late(self) -> Counter: ...
-
-    @property
-    def lag(self) -> Gauge: ...
+    processed: Counter
+    counted: Counter
+    invalid: Counter
+    duplicate: Counter
+    conflict: Counter
+    late: Counter
+    lag: Gauge

@@ -12,10 +12,9 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from core.aggregate import TotalChange
+from core.models import WindowResult
 from core.sinks import buyer_total_records, print_lines
 from tables.changelog import Outgoing
-
-WindowRecord = tuple[bytes, bytes]  # a final window row: key and value (core.closing)
 
 
 class TotalsSink(Protocol):
@@ -32,7 +31,7 @@ class TotalsSink(Protocol):
 class WindowSink(Protocol):
     """A sink of the window rows a watermark made final."""
 
-    def records(self, finals: Sequence[WindowRecord]) -> list[Outgoing]:
+    def records(self, finals: Sequence[WindowResult]) -> list[Outgoing]:
         """Records that leave with the commit that closes the windows."""
 
 
@@ -72,5 +71,5 @@ class WindowResultsSink:
     def __init__(self, topic: str) -> None:
         self.topic = topic
 
-    def records(self, finals: Sequence[WindowRecord]) -> list[Outgoing]:
+    def records(self, finals: Sequence[WindowResult]) -> list[Outgoing]:
         return [(self.topic, key, value, None) for key, value in finals]

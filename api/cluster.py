@@ -6,8 +6,8 @@ API_ADVERTISED_URL (faust's canonical_url) and the leader hands every member the
 partitions of every other. A forwarded call carries `X-Orderstream-Scope: local`: the
 receiving worker answers from its own partitions and never forwards again. If any worker
 cannot answer (not ready, unreachable, or the assignment moved meanwhile), the query
-gets 503 with Retry-After: never a silently partial result (only /instances, asking
-`Lenient`ly, lists such a worker as unreachable instead).
+gets 503 with Retry-After: never a silently partial result (only /instances lists such a
+worker as unreachable instead).
 
 Routes ask the cluster through one helper, `query_cluster`: they state this worker's own
 answer, the route to ask the others and how the answers merge (`Merge`), and pass the
@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 from fastapi import HTTPException, Request
 
-from api.ports import QueryService
+from api.ports import ApiMetrics, QueryService
 from core.shuffle import buyer_partition
 
 SCOPE_HEADER = "X-Orderstream-Scope"
@@ -32,9 +32,10 @@ RETRY_AFTER_S = 1
 FORWARD_TIMEOUT_S = 5.0
 
 
-def runtime_metrics(request: Request) -> Any:
+def service_metrics(request: Request) -> ApiMetrics:
     """The metrics of the worker serving this request."""
-    return request.app.state.service.metrics
+    service: QueryService = request.app.state.service
+    return service.metrics
 
 
 def unavailable(why: str) -> HTTPException:
@@ -89,10 +90,10 @@ async def call(request: Request, url: str, path: str,
         response = await client.get(url + path, params=params, headers=headers,
                                     timeout=FORWARD_TIMEOUT_S)
     except httpx.HTTPError as error:
-        runtime_metrics(request).forwarded.labels(route, "unreachable").observe(
+        service_metrics(request).forwarded.labels(route, "unreachable").observe(
             time.perf_counter() - started)
         raise unavailable(f"worker {url} did not answer: {type(error).__name__}") from None
-    runtime_metrics(request).forwarded.labels(route, str(response.status_code)).observe(
+    service_metrics(request).forwarded.labels(route, str(response.status_code)).observe(
         time.perf_counter() - started)
     if response.status_code == 503:
         raise unavailable(f"worker {url}: {response.json().get('detail', 'not ready')}")
@@ -120,16 +121,6 @@ class Merge:
 
 
 @dataclass(frozen=True)
-class Lenient:
-    """Ask the peers without failing the query: a peer that does not answer, or whose answer
-    `read` cannot take, counts as `unreachable(url)` (no 503, no forwarded-call metric)."""
-
-    read: Callable[[str, Any], Answer]  # a peer's URL and JSON answer -> its Answer
-    unreachable: Callable[[str], Answer]
-    timeout_s: float
-
-
-@dataclass(frozen=True)
 class Gathered:
     """The merged answer, and whether other workers' answers are in it (for `checked`)."""
 
@@ -153,27 +144,10 @@ def merge_answers(local: Answer, answers: Sequence[Answer], merge: Merge) -> Ans
 
 
 async def query_cluster(request: Request, service: QueryService, local: Answer, path: str,
-                        params: Mapping[str, Any], merge: Merge, *,
-                        urls: Sequence[str] | None = None,
-                        lenient: Lenient | None = None) -> Gathered:
-    """`local` (this worker's answer) merged with `path`'s answers from `urls` (by default
-    every other worker; none when this call is itself in local scope), asked concurrently."""
-    if urls is None:
-        urls = [] if is_local(request) else peers(service)
-    answers = await asyncio.gather(*(_ask(request, url, path, params, lenient)
-                                     for url in urls))
+                        params: Mapping[str, Any], merge: Merge) -> Gathered:
+    """`local` (this worker's answer) merged with `path`'s answers from every other worker
+    (none when this call is itself in local scope), asked concurrently."""
+    urls = [] if is_local(request) else peers(service)
+    answers: list[Answer] = await asyncio.gather(*(call(request, url, path, params)
+                                                   for url in urls))
     return Gathered(merge_answers(local, answers, merge), from_peers=bool(answers))
-
-
-async def _ask(request: Request, url: str, path: str, params: Mapping[str, Any],
-               lenient: Lenient | None) -> Answer:
-    if lenient is None:
-        answer: Answer = await call(request, url, path, params)
-        return answer
-    client: httpx.AsyncClient = request.app.state.http
-    try:
-        response = await client.get(url + path, params=params, headers=forward_headers(request),
-                                    timeout=lenient.timeout_s)
-        return lenient.read(url, response.json())
-    except (httpx.HTTPError, ValueError, KeyError, TypeError):
-        return lenient.unreachable(url)

@@ -44,23 +44,12 @@ class ApiMetrics(Protocol):
     """The worker's Prometheus metrics: the registry /metrics renders, and those the API
     itself records."""
 
-    @property
-    def registry(self) -> CollectorRegistry: ...
-
-    @property
-    def requests(self) -> Histogram: ...
-
-    @property
-    def forwarded(self) -> Histogram: ...
-
-    @property
-    def lag(self) -> Gauge: ...
-
-    @property
-    def sse_clients(self) -> Gauge: ...
-
-    @property
-    def sse_dropped(self) -> Counter: ...
+    registry: CollectorRegistry
+    requests: Histogram
+    forwarded: Histogram
+    lag: Gauge
+    sse_clients: Gauge
+    sse_dropped: Counter
 
 
 class StreamTopics(Protocol):

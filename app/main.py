@@ -1,6 +1,7 @@
 """Build the faust app from settings: `faust -A app worker` runs it."""
 
 import asyncio
+import functools
 import gc
 import logging
 import sys
@@ -154,25 +155,26 @@ def create_app(settings: Settings | None = None) -> OrderstreamApp:
     producer.on_retry = guard.doubt  # 503 until a check of the broker passes
     transport.on_rewind(app, guard.rewound)
 
+    # the stages' configs, built once: what they read is fixed once the runtime started
     ingest = IngestStage(dedup, guard, producer, names, metrics,
-                         lambda: ingest_config(settings, topology), highwater,
+                         functools.cache(lambda: ingest_config(settings, topology)), highwater,
                          settings.idle_timeout)
     totals_sinks: list[TotalsSink] = [BuyerTotalsSink(names.buyer_totals,
                                                       topology.totals_partition)]
     if settings.print_sink:
         totals_sinks.append(PrintSink())
     aggregate = AggregateStage(aggregates, guard, producer, names, metrics,
-                               lambda: aggregate_config(settings, topology), totals_sinks,
+                               functools.cache(lambda: aggregate_config(settings, topology)),
+                               totals_sinks,
                                [WindowResultsSink(names.window_results)])
-    register_ingest(app, ingest, guard.fail)
-    register_aggregate(app, aggregate, guard.fail)
+    register_ingest(app, ingest, fail)
+    register_aggregate(app, aggregate, fail)
     register_datagen(app, producer, names.orders, settings.datagen_rps, settings.datagen_rows,
                      lambda: stop.stopping)
 
     membership = app.membership = Membership(app, names, settings.advertised_url, ingest,
                                              aggregate, guard, metrics)
-    queries = WorkerQueries(settings, metrics, topology, membership, guard, stop, ingest,
-                            aggregates)
+    queries = WorkerQueries(settings, metrics, topology, membership, stop)
     api = ApiServer(create_api(queries), settings.api_host, settings.api_port)
     app.runtime = Runtime(settings, topology, stop, producer, (dedup, aggregates), guard,
                           membership, api)

@@ -3,8 +3,6 @@ stores, the group's members, and the gauges /metrics renders."""
 
 from contextlib import AbstractContextManager
 
-from agents.ingest import IngestStage
-from app.guard import BrokerGuard
 from app.membership import Membership
 from app.metrics import Metrics
 from app.runtime import Stop, Topology
@@ -13,7 +11,6 @@ from app.topics import TopicNames
 from core.aggregate import read_watermark
 from core.schema import SOURCE_KEY
 from core.watermarks import NO_WATERMARK
-from tables.manager import StoreManager
 from tables.store import PartitionStore
 
 
@@ -21,11 +18,11 @@ class WorkerQueries:
     """What the API reads of this worker, from the parts that hold it."""
 
     def __init__(self, settings: Settings, metrics: Metrics, topology: Topology,
-                 membership: Membership, guard: BrokerGuard, stop: Stop,
-                 ingest: IngestStage, aggregates: StoreManager) -> None:
+                 membership: Membership, stop: Stop) -> None:
         self.settings, self.metrics, self.topology = settings, metrics, topology
-        self.membership, self.guard, self.stop = membership, guard, stop
-        self.ingest, self.aggregates = ingest, aggregates
+        self.membership, self.stop = membership, stop
+        self.guard, self.ingest = membership.guard, membership.ingest
+        self.aggregates = membership.aggregate.stores
 
     @property
     def topics(self) -> TopicNames:

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from core.models import Buyer, Order, Total
+from core.models import Buyer, Order, Total, WindowResult
 from core.money import MONEY_CONTEXT
 from core.schema import (
     WATERMARK_KEY,
@@ -60,7 +60,7 @@ class BatchResult:
     updates: dict[str, str | None] = field(default_factory=dict)
     total_changes: list[TotalChange] = field(default_factory=list)
     late: list[LateOrder] = field(default_factory=list)
-    finals: list[tuple[bytes, bytes]] = field(default_factory=list)  # window-results records
+    finals: list[WindowResult] = field(default_factory=list)
     counted: int = 0
     watermark_ms: int = NO_WATERMARK
     all_idle: bool = False  # every channel idle after the batch (the idle rule's clock)
@@ -136,8 +136,8 @@ def fold(fresh: Sequence[Fresh], windows: Sequence[WindowSpec], lateness_ms: int
             # The oldest window holding the order ends first: at the end of its bucket.
             if slides and min(time_ms - time_ms % s + s for s in slides) + lateness_ms > (
                     clock_ms):
-                _fold_total(folded, order)
                 buyer, price = (order.first_name, order.last_name), order.price
+                _fold_total(folded, buyer, price)
                 for slide in slides:
                     _add(buckets[slide], (time_ms - time_ms % slide, buyer), price)
             else:
@@ -150,15 +150,14 @@ def fold(fresh: Sequence[Fresh], windows: Sequence[WindowSpec], lateness_ms: int
     return folded
 
 
-def _fold_total(folded: Fold, order: Order) -> None:
-    buyer = (order.first_name, order.last_name)
+def _fold_total(folded: Fold, buyer: Buyer, price: Decimal) -> None:
     folded.counted += 1
     total = folded.totals.get(buyer)
     if total is None:
-        folded.totals[buyer] = [1, order.price]
+        folded.totals[buyer] = [1, price]
     else:
         total[0] += 1
-        total[1] += order.price
+        total[1] += price
 
 
 def _add(stats_by_key: dict[K, Stats], key: K, price: Decimal) -> None:
@@ -192,8 +191,8 @@ def _merge(stats_by_key: dict[K, Stats], key: K, other: Stats) -> None:
 def _fold_order(folded: Fold, order: Order, key: bytes | None, windows: Sequence[WindowSpec],
                 lateness_ms: int, watermark_ms: int) -> None:
     """An order that may be late for some of its windows: window by window."""
-    _fold_total(folded, order)
     buyer, price, time_ms = (order.first_name, order.last_name), order.price, order.order_time_ms
+    _fold_total(folded, buyer, price)
     missed = []
     for spec in windows:
         for start in window_starts_ms(time_ms, spec.size_ms, spec.slide_ms):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from core import jsonbytes
-from core.models import Buyer
+from core.models import Buyer, WindowResult
 from core.money import average, money_str
 from core.schema import (
     decode_row,
@@ -100,9 +100,9 @@ def _rows_between(spec: WindowSpec, after_start: int | None, last_start: int,
 def close_window(
     spec: WindowSpec, watermark_ms: int, lateness_ms: int, retention_ms: int,
     pointers: Mapping[str, str | None], scan: ScanFrom,
-) -> tuple[list[tuple[bytes, bytes]], dict[str, str | None]]:
+) -> tuple[list[WindowResult], dict[str, str | None]]:
     """Rows that became final (window-results records), and the updates closing them."""
-    results: list[tuple[bytes, bytes]] = []
+    results: list[WindowResult] = []
     updates: dict[str, str | None] = {}
     published = pointers.get(final_key(spec.name))
     newest_final = last_start_before_ms(watermark_ms - lateness_ms, spec)

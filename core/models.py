@@ -20,6 +20,7 @@ class Order(NamedTuple):
 
 
 Buyer = tuple[str, str]  # first name, last name
+WindowResult = tuple[bytes, bytes]  # a final window row's window-results record: key, value
 
 
 @dataclass(frozen=True, slots=True)

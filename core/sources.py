@@ -58,7 +58,7 @@ def held_offsets(scan: Scan) -> dict[tuple[str, int], int]:
     """
     held = {}
     for key, value in scan(SOURCE_OFFSET_PREFIX):
-        topic, _, partition = key[2:].rpartition(":")
+        topic, _, partition = key.removeprefix(SOURCE_OFFSET_PREFIX).rpartition(":")
         if topic and partition.isascii() and partition.isdigit():
             held[(topic, int(partition))] = int(value)
     return held

@@ -79,8 +79,3 @@ def window_starts_ms(time_ms: int, size_ms: int, slide_ms: int) -> range:
     """
     latest_start_ms = time_ms - time_ms % slide_ms
     return range(latest_start_ms - size_ms + slide_ms, latest_start_ms + 1, slide_ms)
-
-
-def window_end_ms(window_start_ms: int, size_ms: int) -> int:
-    """End (exclusive) of the window starting at `window_start_ms`."""
-    return window_start_ms + size_ms

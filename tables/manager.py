@@ -211,18 +211,17 @@ class StoreManager:
 
     def read_only_view(self) -> dict[int, PartitionStore]:
         """Restored stores, for the worker's own loop (a rebalance closes them only between
-        its steps)."""
-        return {p: s for p, s in self.stores.items()
-                if p in self.assigned and self._ready[p].is_set()}
+        its steps); other threads read them through `reading`."""
+        return {p: s for p, s in list(self.stores.items())
+                if p in self.assigned and (ready := self._ready.get(p)) is not None
+                and ready.is_set()}
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[dict[int, PartitionStore]]:
         """Restored stores, for queries from any thread: none of them is closed until the
         block ends."""
         with self._view_lock:
-            view = {p: s for p, s in list(self.stores.items())
-                    if p in self.assigned and p not in self._closing
-                    and (ready := self._ready.get(p)) is not None and ready.is_set()}
+            view = {p: s for p, s in self.read_only_view().items() if p not in self._closing}
             for partition in view:
                 self._readers[partition] = self._readers.get(partition, 0) + 1
         try:
@@ -230,4 +229,7 @@ class StoreManager:
         finally:
             with self._view_lock:
                 for partition in view:
-                    self._readers[partition] -= 1
+                    if self._readers[partition] == 1:
+                        del self._readers[partition]
+                    else:
+                        self._readers[partition] -= 1

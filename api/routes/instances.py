@@ -1,19 +1,18 @@
 """The workers of the group, from any of them."""
 
-import operator
-from collections.abc import Mapping
+import asyncio
 from typing import Any
 
+import httpx
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
-from api.cluster import Lenient, Merge, query_cluster
+from api.cluster import forward_headers
 from api.deps import ServiceDep
 from api.ports import QueryService
 
 router = APIRouter(tags=["instances"])
 PEER_TIMEOUT_S = 2.0  # shorter than a data query's: a worker that is down shows as unreachable
-UNREACHABLE: dict[str, Any] = {"status": "unreachable", "lag": None}
 
 
 class Instance(BaseModel):
@@ -37,22 +36,25 @@ async def this_instance(service: ServiceDep) -> dict[str, Any]:
     return own_state(service)
 
 
+async def _state(request: Request, url: str) -> dict[str, Any]:
+    client: httpx.AsyncClient = request.app.state.http
+    try:
+        answer = (await client.get(f"{url}/instance", headers=forward_headers(request),
+                                   timeout=PEER_TIMEOUT_S)).json()
+        return {"status": str(answer["status"]), "lag": int(answer["lag"])}
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        return {"status": "unreachable", "lag": None}
+
+
 @router.get("/instances", response_model=list[Instance])
 async def list_instances(request: Request, service: ServiceDep) -> list[Instance]:
     """Every worker with its advertised URL, aggregation partitions, readiness and lag."""
     me = service.settings.advertised_url.rstrip("/")
-    members = service.members()  # one view of the group for every row
+    members = sorted(service.members().items())
 
-    def listed(url: str, state: Mapping[str, Any]) -> dict[str, Any]:
-        row = {"url": url, "partitions": sorted(members[url]), "this_worker": url == me}
-        return {"items": [{**row, **state}]}
+    async def state(url: str) -> dict[str, Any]:
+        return own_state(service) if url == me else await _state(request, url)
 
-    def read(url: str, answer: Any) -> dict[str, Any]:
-        return listed(url, {"status": str(answer["status"]), "lag": int(answer["lag"])})
-
-    mine = listed(me, own_state(service)) if me in members else {"items": []}
-    merged = await query_cluster(
-        request, service, mine, "/instance", {}, Merge(key=operator.itemgetter("url")),
-        urls=[url for url in members if url != me],
-        lenient=Lenient(read, lambda url: listed(url, UNREACHABLE), PEER_TIMEOUT_S))
-    return [Instance(**item) for item in merged.answer["items"]]
+    states = await asyncio.gather(*(state(url) for url, _ in members))
+    return [Instance(url=url, partitions=sorted(parts), this_worker=url == me, **found)
+            for (url, parts), found in zip(members, states, strict=True)]

@@ -17,7 +17,6 @@ from agents.ports import Sender
 from app.faust.batches import each_batch
 from app.faust.schedule import every, once_started
 from app.faust.transport import batch_topic, release
-from core.ingest import RawMessage
 from core.shuffle import decode_shuffle
 
 
@@ -25,14 +24,12 @@ def register_ingest(app: faust.App, stage: IngestStage,
                     fail: Callable[[BaseException], None]) -> None:
     """The ingest agent on ORDERS_TOPIC and the rekey topic (co-partitioned), and its timer."""
     topic = batch_topic(app, stage.topics.orders, stage.topics.rekey)
-    let_go = functools.partial(release, app)
 
     @app.agent(topic, name="ingest")
     async def ingest(stream: faust.StreamT[Any]) -> None:
-        async def handle(partition: int, messages: list[RawMessage], peek: Peek) -> bool | str:
-            return await stage.apply(partition, messages, peek)  # ConsumerRecords serve
-
-        await each_batch(stream, handle, fail=fail, release=let_go)
+        # faust's ConsumerRecords serve as the stage's RawMessages
+        await each_batch(stream, stage.apply, fail=fail,
+                         release=functools.partial(release, app))
 
     @every(app, INGEST_TICK_S)
     async def ingest_watermarks() -> None:
@@ -43,14 +40,13 @@ def register_aggregate(app: faust.App, stage: AggregateStage,
                        fail: Callable[[BaseException], None]) -> None:
     """The aggregate agent on the internal by-buyer topic, and its timer."""
     topic = batch_topic(app, stage.topics.by_buyer)
-    let_go = functools.partial(release, app)
 
     @app.agent(topic, name="aggregate")
     async def aggregate(stream: faust.StreamT[Any]) -> None:
         async def handle(partition: int, items: list[Any], _: Peek) -> str | None:
             return await stage.apply(partition, items)
 
-        await each_batch(stream, handle, fail=fail, release=let_go,
+        await each_batch(stream, handle, fail=fail, release=functools.partial(release, app),
                          to_item=lambda record: decode_shuffle(record.value, record.offset))
 
     @every(app, AGGREGATE_TICK_S)

@@ -19,8 +19,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import UnknownError
 
 from app.embedded import free_port, start_tansu, stop_process
-from app.settings import Settings
+from app.settings import TANSU_GROUP_TIMEOUTS_MS, Settings
 from app.topics import ensure_topics, existing_topics, topic_names
+from core.durations import format_duration_ms
 from tests.integration.conftest import FAUST, metric, produce, run_sync, wait_for
 from tests.integration.fresh import REPO
 
@@ -45,8 +46,21 @@ def _restart_empty(own_broker: dict, tmp_path, down_s: float = 0) -> None:
 # tansu taken for an external broker is still tansu: the short group timeouts that suit it
 # (EMBEDDED_BROKER's defaults), or a worker that died in the group holds it for Kafka's 45 s
 # session and 60 s rebalance, and `faust -A app reset` waits that out to join it
-TANSU_TIMEOUTS = {"KAFKA_SESSION_TIMEOUT": "10s", "KAFKA_HEARTBEAT_INTERVAL": "1s",
-                  "KAFKA_REBALANCE_TIMEOUT": "3s"}
+TANSU_TIMEOUTS = dict(zip(
+    ("KAFKA_SESSION_TIMEOUT", "KAFKA_HEARTBEAT_INTERVAL", "KAFKA_REBALANCE_TIMEOUT"),
+    map(format_duration_ms, TANSU_GROUP_TIMEOUTS_MS), strict=True))
+
+
+def _reset(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`faust -A app reset`, which must succeed; if it hangs, what it had done, and its
+    log."""
+    try:
+        reset = subprocess.run([str(FAUST), "-A", "app", "reset"], cwd=REPO, env=env,
+                               capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired as hung:
+        pytest.fail(f"reset hung after: {hung.stdout!r}\n{hung.stderr!r}")
+    assert reset.returncode == 0, reset.stderr
+    return reset
 
 
 def external_tansu(env: dict[str, str]) -> dict[str, str]:
@@ -295,12 +309,7 @@ def _refused_then_reset(make_worker, env: dict, named: str, orders: int) -> None
     assert refused.process.wait(timeout=60) == 1
     [line] = [li for li in refused.log().splitlines() if "ERROR" in li]
     assert named in line and "`faust -A app reset`" in line, line
-    try:
-        reset = subprocess.run([str(FAUST), "-A", "app", "reset"], cwd=REPO, env=env,
-                               capture_output=True, text=True, timeout=120)
-    except subprocess.TimeoutExpired as hung:  # what it had done, and its log
-        pytest.fail(f"reset hung after: {hung.stdout!r}\n{hung.stderr!r}")
-    assert reset.returncode == 0, reset.stderr
+    _reset(env)
     again = make_worker(env, "again")
     again.wait_ready()
     wait_for(lambda: metric(again, "orders_counted_total") == orders, what="the new orders")
@@ -414,12 +423,7 @@ def _reset_with_records_in_every_internal_topic(make_worker, env: dict, broker: 
     changelogs = [f"{env['APP_ID']}-dedup-changelog", f"{env['APP_ID']}-aggregate-changelog"]
     assert all(any(_state_in_changelog(broker, t).values()) for t in changelogs)
 
-    try:
-        reset = subprocess.run([str(FAUST), "-A", "app", "reset"], cwd=REPO, env=env,
-                               capture_output=True, text=True, timeout=120)
-    except subprocess.TimeoutExpired as hung:  # what it had done, and its log
-        pytest.fail(f"reset hung after: {hung.stdout!r}\n{hung.stderr!r}")
-    assert reset.returncode == 0, reset.stderr
+    reset = _reset(env)
     assert "deleted" not in reset.stdout.replace("keys deleted", "")  # no topic deleted
     for topic in changelogs:
         assert f"emptied {topic}: " in reset.stdout

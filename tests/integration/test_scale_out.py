@@ -139,8 +139,8 @@ def test_queries_during_rebalances_never_read_a_closed_store(broker, worker_env,
     wait_for(lambda: sum(i["count"] for i in first.get("/buyers", limit=1000).json()["items"])
              == 400, what="all counted")
     expected = first.get("/buyers", limit=1000).json()
-    [(first_name, last_name)] = {(b["buyer"]["first_name"], b["buyer"]["last_name"])
-                                 for b in expected["items"][:1]}
+    buyer = expected["items"][0]["buyer"]
+    first_name, last_name = buyer["first_name"], buyer["last_name"]
     paths = ["/buyers?limit=1000", f"/buyers/{first_name}/{last_name}", "/windows/tumble_10s",
              "/windows/tumble_10s/top", "/metrics"]
     statuses: list[tuple[str, int, str]] = []
