@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from core.storage import ReadStore
-from core.windows import WindowSpec
+from core.windows import Window
 
 
 class ApiSettings(Protocol):
@@ -25,7 +25,7 @@ class ApiSettings(Protocol):
     def advertised_url(self) -> str: ...
 
     @property
-    def windows(self) -> tuple[WindowSpec, ...]: ...
+    def windows(self) -> tuple[Window, ...]: ...
 
     @property
     def allowed_lateness(self) -> int: ...

@@ -50,11 +50,15 @@ class BuyerPage(BaseModel):
 
 class WindowInfo(BaseModel):
     name: str = Field(examples=["tumble_10s"])
-    kind: str = Field(examples=["tumbling"])
-    size_ms: int
-    slide_ms: int
+    kind: str = Field(examples=["tumbling"], description="tumbling, hopping or session")
+    size_ms: int | None = Field(description="null for a session window")
+    slide_ms: int | None = Field(description="null for a session window")
     allowed_lateness_ms: int
     retention_ms: int
+
+
+class SessionWindowInfo(WindowInfo):
+    gap_ms: int = Field(description="a buyer's orders this close are one session")
 
 
 class WindowItem(BaseModel):

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     Field,
     SecretStr,
+    SkipValidation,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -17,7 +18,8 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.durations import parse_duration_ms, parse_size_bytes
-from core.windows import WindowSpec, parse_window_specs
+from core.fixed import FIXED_KINDS
+from core.windows import Window, WindowParser, parse_windows
 
 DEFAULT_BROKER = "127.0.0.1:9092"
 # (session timeout, heartbeat interval, rebalance timeout): Apache Kafka's own consumer
@@ -26,6 +28,8 @@ DEFAULT_BROKER = "127.0.0.1:9092"
 KAFKA_GROUP_TIMEOUTS_MS = (45_000, 3_000, 60_000)
 TANSU_GROUP_TIMEOUTS_MS = (10_000, 1_000, 3_000)
 Duration = Annotated[int, NoDecode]
+# The window kinds WINDOWS may name, by prefix, each with its form.
+WINDOW_KINDS: dict[str, tuple[str, WindowParser]] = {**FIXED_KINDS}
 
 
 # The smallest value of a duration setting, and what to say below it. IDLE_TIMEOUT: a
@@ -41,7 +45,8 @@ _LEAST_MS = {
 class Settings(BaseSettings):
     """Every variable of SPEC.md's Configuration table, parsed and validated at start."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True,
+                                      arbitrary_types_allowed=True)
 
     kafka_broker: str | None = None
     app_id: str = Field("orderstream", pattern=r"^[A-Za-z0-9._-]+$")
@@ -53,8 +58,8 @@ class Settings(BaseSettings):
     buyer_totals_topic: str = Field("buyer-totals", pattern=r"^[A-Za-z0-9._-]+$")
     window_results_topic: str = Field("window-results", pattern=r"^[A-Za-z0-9._-]+$")
     topic_partitions: int = Field(4, ge=1, le=1024)
-    windows: Annotated[tuple[WindowSpec, ...], NoDecode] = parse_window_specs(
-        "tumble:10s,hop:1m/10s"
+    windows: Annotated[tuple[Window, ...], NoDecode, SkipValidation] = parse_windows(
+        "tumble:10s,hop:1m/10s", WINDOW_KINDS
     )
     allowed_lateness: Duration = 5_000
     idle_timeout: Duration = 30_000
@@ -122,7 +127,7 @@ class Settings(BaseSettings):
     @field_validator("windows", mode="before")
     @classmethod
     def _windows(cls, value: Any) -> Any:
-        return parse_window_specs(value) if isinstance(value, str) else value
+        return parse_windows(value, WINDOW_KINDS) if isinstance(value, str) else value
 
     @field_validator("kafka_broker", "api_token", "topic_replication", "kafka_sasl_mechanism",
                      "kafka_sasl_username", "kafka_sasl_password", "kafka_ssl_cafile",
@@ -142,11 +147,11 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _retention_covers_windows(self) -> "Settings":
-        needed_ms = max(w.size_ms for w in self.windows) + self.allowed_lateness
+        needed_ms = max(w.reach_ms for w in self.windows) + self.allowed_lateness
         if self.window_retention < needed_ms:
             raise ValueError(
-                f"WINDOW_RETENTION: must be at least the largest window plus "
-                f"ALLOWED_LATENESS ({needed_ms} ms)"
+                f"WINDOW_RETENTION: must be at least the largest window (or session gap) "
+                f"plus ALLOWED_LATENESS ({needed_ms} ms)"
             )
         return self
 

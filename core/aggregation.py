@@ -12,23 +12,19 @@ from core.aggregate import (
     BatchResult,
     TotalChange,
     fold,
-    merge_rows,
     merge_totals,
     read_watermark,
     select_new,
     stored_totals,
 )
-from core.closing import close_window
 from core.schema import (
     LATEST_ORDER_KEY,
     OUTBOX_KEY,
     READ_KEY,
     WATERMARK_KEY,
     channel_key,
-    final_key,
-    retired_key,
     total_key,
-    window_prefix,
+    window_prefixes,
 )
 from core.shuffle import Shuffled
 from core.storage import ReadMany, ScanFrom
@@ -39,16 +35,15 @@ from core.watermarks import (
     decode_channel,
     encode_channel,
     idle_catch_up_ms,
-    last_window_final_ms,
 )
-from core.windows import WindowSpec
+from core.windows import Window
 
 
 @dataclass(frozen=True, slots=True)
 class AggregateConfig:
     """Windows and the event-time rules."""
 
-    windows: Sequence[WindowSpec]
+    windows: Sequence[Window]
     allowed_lateness_ms: int
     retention_ms: int
     dropped: Sequence[str] = ()  # names of windows removed from WINDOWS: rows to delete
@@ -80,12 +75,12 @@ def apply_batch(items: Sequence[Shuffled], config: AggregateConfig, read: ReadMa
     fresh, offsets, watermark = select_new(items, read, channels, before, clock.now_ms,
                                            read_offset)
     last_read = max((item.offset for item in items), default=-1)
-    folded = fold(fresh, config.windows, config.allowed_lateness_ms)
+    folded = fold(fresh, config.windows, config.allowed_lateness_ms, read)
     result = BatchResult(counted=folded.counted, late=folded.late)
     latest = read_watermark(read, LATEST_ORDER_KEY)
     if folded.counted:
         merge_totals(folded.totals, read, result)
-        merge_rows(folded.rows, read, result)
+        result.updates.update(folded.updates)
         result.updates.update(offsets)
         [previous] = read([OUTBOX_KEY])
         sequence = 1 if previous is None else orjson.loads(previous)[0] + 1
@@ -104,9 +99,8 @@ def apply_batch(items: Sequence[Shuffled], config: AggregateConfig, read: ReadMa
     if latest != NO_WATERMARK:
         watermark = max(watermark, idle_catch_up_ms(
             combined, clock.all_idle_since_ms, clock.now_ms,
-            config.idle_timeout_ms, last_window_final_ms(
-                latest, [(w.size_ms, w.slide_ms) for w in config.windows],
-                config.allowed_lateness_ms)))
+            config.idle_timeout_ms, config.allowed_lateness_ms + max(
+                w.final_end_ms(latest) for w in config.windows)))
     result.watermark_ms = watermark
     result.all_idle = combined.idle_until_ms is not None
     if watermark != before:
@@ -129,14 +123,13 @@ def close_windows(config: AggregateConfig, read: ReadMany, scan: ScanFrom) -> Ba
     watermark = read_watermark(read)
     result = BatchResult(watermark_ms=watermark)
     for name in config.dropped:
-        result.updates.update({key: None for key, _ in scan(window_prefix(name), None)})
+        for prefix in window_prefixes(name):
+            result.updates.update({key: None for key, _ in scan(prefix, None)})
     if watermark == NO_WATERMARK:
         return result
-    pointer_keys = [k for w in config.windows for k in (final_key(w.name), retired_key(w.name))]
-    pointers = dict(zip(pointer_keys, read(pointer_keys), strict=True))
-    for spec in config.windows:
-        finals, updates = close_window(spec, watermark, config.allowed_lateness_ms,
-                                       config.retention_ms, pointers, scan)
-        result.finals.extend(finals)
-        result.updates.update(updates)
+    for window in config.windows:
+        closed = window.close(watermark, config.allowed_lateness_ms, config.retention_ms,
+                              read, scan)
+        result.finals.extend(closed.finals)
+        result.updates.update(closed.updates)
     return result

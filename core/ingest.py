@@ -65,7 +65,7 @@ from core.watermarks import (
     decode_channel,
     encode_channel,
 )
-from core.windows import WindowSpec
+from core.windows import Window
 
 _new_tuple = tuple.__new__  # a NamedTuple without its Python-level __new__: once per order
 
@@ -90,7 +90,7 @@ class IngestConfig:
     orders_partitions: int
     buyer_partitions: int
     horizon_ms: int
-    windows: Sequence[WindowSpec]
+    windows: Sequence[Window]
     allowed_lateness_ms: int
     max_future_skew_ms: int = 3_600_000
     max_message_bytes: int = 1024 * 1024

@@ -4,17 +4,15 @@ from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
 from core import jsonbytes
-from core.models import Order
+from core.models import Order, buyer_json
 from core.money import money_str
-from core.sinks import buyer_json
 from core.timefmt import format_time_ms
-from core.windows import WindowSpec, window_starts_ms
+from core.windows import Missed, Window
 
 
 @lru_cache(maxsize=4096)  # a late flood names the same few windows over and over
-def describe_window(name: str, start_ms: int, size_ms: int, lateness_ms: int) -> str:
+def describe_window(name: str, start_ms: int, end_ms: int, lateness_ms: int) -> str:
     """`window tumble_10s [<start>, <end>) final at <end + lateness>`, times ISO-8601 UTC."""
-    end_ms = start_ms + size_ms
     return (f"window {name} [{format_time_ms(start_ms)}, {format_time_ms(end_ms)}) "
             f"final at {format_time_ms(end_ms + lateness_ms)}")
 
@@ -29,20 +27,20 @@ def order_json(order: Order) -> dict[str, object]:
     }
 
 
-def all_windows(order: Order, windows: Iterable[WindowSpec]) -> list[tuple[WindowSpec, int]]:
-    """Every (window, start) holding the order's time."""
-    return [(w, start) for w in windows
-            for start in window_starts_ms(order.order_time_ms, w.size_ms, w.slide_ms)]
+def all_windows(order: Order, windows: Iterable[Window]) -> list[Missed]:
+    """Every window the order's time opens or joins."""
+    return [Missed(w, *span) for w in windows for span in w.spans(order.order_time_ms)]
 
 
 def late_value(
-    order: Order, reason: str, windows: Sequence[WindowSpec], lateness_ms: int,
-    *, missed: Iterable[tuple[WindowSpec, int]] = (), missed_all: bool = False,
+    order: Order, reason: str, windows: Sequence[Window], lateness_ms: int,
+    *, missed: Iterable[Missed] = (), missed_all: bool = False,
 ) -> bytes:
     """The value of one orders-late record."""
     spans = all_windows(order, windows) if missed_all else list(missed)
     return jsonbytes.dumps({
         **order_json(order),
         "reason": reason,
-        "windows": [describe_window(w.name, start, w.size_ms, lateness_ms) for w, start in spans],
+        "windows": [describe_window(m.window.name, m.start_ms, m.end_ms, lateness_ms)
+                    for m in spans],
     })

@@ -29,3 +29,8 @@ class Total:
 
     count: int
     total_price: Decimal
+
+
+def buyer_json(first_name: str, last_name: str) -> dict[str, str]:
+    """The buyer object of every message and API answer."""
+    return {"first_name": first_name, "last_name": last_name}

@@ -1,27 +1,21 @@
 """Reading the aggregation stores for the API: totals and window rows, in SPEC.md's orders."""
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from core.aggregate import read_watermark
-from core.closing import row_json
 from core.models import Buyer, Total
 from core.schema import (
     TOTAL_PREFIX,
     buyer_of_total_key,
     decode_total,
-    parse_window_key,
-    start_prefix,
     total_key,
-    window_prefix,
 )
 from core.shuffle import buyer_partition
 from core.storage import ReadStore
 from core.watermarks import NO_WATERMARK
-from core.windows import WindowSpec
+from core.windows import StoredRow, Window
 
 Stores = Mapping[int, ReadStore]
 
@@ -56,43 +50,43 @@ def one_total(stores: Stores, buyer: Buyer, partitions: int) -> Total | None:
 
 @dataclass(frozen=True, slots=True)
 class WindowRow:
-    """One window, start and buyer, as stored, with whether it is final."""
+    """One stored window row with whether it is final by its partition's watermark."""
 
-    start_ms: int
-    buyer: Buyer
-    count: int
-    key: str
-    value: str
+    row: StoredRow
     final: bool
 
-    def as_json(self, spec: WindowSpec) -> dict[str, object]:
-        return row_json(spec, self.key, self.value, self.final)
+    @property
+    def start_ms(self) -> int:
+        return self.row.start_ms
+
+    @property
+    def buyer(self) -> Buyer:
+        return self.row.buyer
+
+    @property
+    def count(self) -> int:
+        return self.row.count
+
+    def as_json(self) -> dict[str, object]:
+        return self.row.as_json(self.final)
 
 
-def _rows(store: ReadStore, spec: WindowSpec, prefix: str, first_key: str | None,
-          lateness_ms: int) -> list[WindowRow]:
+def _judged(store: ReadStore, rows: Iterator[StoredRow], lateness_ms: int) -> Iterator[WindowRow]:
     watermark = read_watermark(store.get_many)
-    rows = []
-    for key, value in store.scan(prefix, first_key):
-        _, start_ms, buyer = parse_window_key(key)
-        final = start_ms + spec.size_ms + lateness_ms <= watermark
-        rows.append(WindowRow(start_ms, buyer, orjson.loads(value)[0], key, value, final))
-    return rows
+    for row in rows:
+        yield WindowRow(row, watermark != NO_WATERMARK and row.end_ms + lateness_ms <= watermark)
 
 
-def window_rows(stores: Stores, spec: WindowSpec, lateness_ms: int, *,
+def window_rows(stores: Stores, window: Window, lateness_ms: int, *,
                 start_ms: int | None = None, end_ms: int | None = None,
                 first_name: str | None = None, last_name: str | None = None) -> list[WindowRow]:
     """Rows of windows overlapping `[start_ms, end_ms)`, by window start, last, first name."""
-    first_key = None
-    if start_ms is not None:  # windows ending after start_ms start after start_ms - size
-        first_key = start_prefix(spec.name, start_ms - spec.size_ms + 1)
     rows = []
     for store in stores.values():
-        for row in _rows(store, spec, window_prefix(spec.name), first_key, lateness_ms):
+        for row in _judged(store, window.rows(store, start_ms), lateness_ms):
             if end_ms is not None and row.start_ms >= end_ms:
                 break
-            if start_ms is not None and row.start_ms + spec.size_ms <= start_ms:
+            if start_ms is not None and row.row.end_ms <= start_ms:
                 continue
             if first_name is not None and row.buyer[0] != first_name:
                 continue
@@ -103,25 +97,21 @@ def window_rows(stores: Stores, spec: WindowSpec, lateness_ms: int, *,
     return rows
 
 
-def rows_of_window(stores: Stores, spec: WindowSpec, start_ms: int,
-                   lateness_ms: int) -> list[WindowRow]:
-    """Every buyer's row of one window, ranked."""
-    prefix = start_prefix(spec.name, start_ms)
-    rows = [row for store in stores.values() for row in _rows(store, spec, prefix, None,
-                                                               lateness_ms)]
+def rows_holding(stores: Stores, window: Window, at_ms: int, lateness_ms: int) -> list[WindowRow]:
+    """Every buyer's row /top ranks for `at_ms`, ranked."""
+    rows = [row for store in stores.values()
+            for row in _judged(store, window.rows_holding(store, at_ms), lateness_ms)]
     rows.sort(key=lambda r: ranking_key(r.count, r.buyer))
     return rows
 
 
-def window_final(stores: Stores, spec: WindowSpec, start_ms: int, lateness_ms: int) -> bool:
-    """True once every partition's watermark has passed the window's end plus lateness."""
+def window_final(stores: Stores, end_ms: int, lateness_ms: int) -> bool:
+    """True once every partition's watermark has passed `end_ms` plus lateness."""
     marks = [read_watermark(store.get_many) for store in stores.values()]
-    end_ms = start_ms + spec.size_ms + lateness_ms
-    return bool(marks) and all(m != NO_WATERMARK and end_ms <= m for m in marks)
+    return bool(marks) and all(m != NO_WATERMARK and end_ms + lateness_ms <= m for m in marks)
 
 
-def latest_start(stores: Stores, spec: WindowSpec) -> int | None:
-    """Largest window start with data."""
-    keys = (store.last_key(window_prefix(spec.name)) for store in stores.values())
-    starts = [parse_window_key(key)[1] for key in keys if key is not None]
-    return max(starts) if starts else None
+def latest_ms(stores: Stores, window: Window) -> int | None:
+    """The time /top without `at` looks at, over these stores."""
+    found = [t for store in stores.values() if (t := window.latest_ms(store)) is not None]
+    return max(found) if found else None

@@ -14,7 +14,13 @@ Dedup stores (ingest, one per orders partition):
 - `m|next`                            -> the batch that must be taken before any other
 Aggregation stores (one per by-buyer partition):
 - `t|<buyer json>`                    -> `[count, "sum"]` (TOTAL)
-- `w|<window>|<start>|<buyer json>`   -> `[count, "sum", "min", "max"]` (ROW)
+- `w|<window>|<start>|<buyer json>`   -> the row's aggregator states, `[count, "sum", "min",
+                                         "max"]` (core.aggregators.ROW), then its end for
+                                         windows whose end varies (sessions)
+- `e|<window>|<end>|<start>|<buyer>`  -> "": the end index of windows whose end varies,
+                                         which closing reads in end order
+- `b|<window>|<buyer json>`           -> `[[start, end], ...]`: a buyer's windows of a kind
+                                         that merges them (sessions), by start
 - `m|ch|<carrier>`                    -> the channel from dedup partition `carrier`
 - `m|watermark`                       -> the partition's watermark, never moving back
 - `m|latest-order`                    -> the largest order time applied
@@ -25,7 +31,9 @@ Both:
 - `s|<topic:partition>`               -> the last source offset applied (core.sources)
 """
 
+from collections.abc import Sequence
 from decimal import Decimal
+from typing import Any
 
 import orjson
 
@@ -106,13 +114,48 @@ def parse_window_key(key: str) -> tuple[str, int, Buyer]:
     return name, int(start) - TIME_BIAS_MS, (first, last)
 
 
+def window_prefixes(name: str) -> tuple[str, ...]:
+    """Prefixes of every key of one window: what dropping it deletes."""
+    return (window_prefix(name), end_prefix(name), f"b|{name}|")
+
+
+def end_prefix(name: str) -> str:
+    """Store key prefix of a window's end index."""
+    return f"e|{name}|"
+
+
+def end_key(name: str, end_ms: int, start_ms: int, buyer: Buyer) -> str:
+    """Store key of one row in its window's end index; keys sort by end."""
+    return (f"{end_prefix(name)}{end_ms + TIME_BIAS_MS:016d}|{start_ms + TIME_BIAS_MS:016d}|"
+            + orjson.dumps(buyer).decode())
+
+
+def parse_end_key(key: str) -> tuple[int, int, Buyer]:
+    """Inverse of end_key: end, start, buyer."""
+    _, _, end, start, buyer = key.split("|", 4)
+    first, last = orjson.loads(buyer)
+    return int(end) - TIME_BIAS_MS, int(start) - TIME_BIAS_MS, (first, last)
+
+
+def end_bound(name: str, end_ms: int) -> str:
+    """The first end-index key of windows ending at `end_ms`."""
+    return f"{end_prefix(name)}{end_ms + TIME_BIAS_MS:016d}|"
+
+
+def buyer_windows_key(name: str, buyer: Buyer) -> str:
+    """Store key of a buyer's windows of a kind that merges them."""
+    return f"b|{name}|" + orjson.dumps(buyer).decode()
+
+
 def final_key(name: str) -> str:
-    """Store key of the last start of window `name` published as final."""
+    """Store key of the last start (or end, for sessions) of window `name` published as
+    final."""
     return f"f|{name}"
 
 
 def retired_key(name: str) -> str:
-    """Store key of the last start of window `name` whose rows were deleted."""
+    """Store key of the last start (or end, for sessions) of window `name` whose rows were
+    deleted."""
     return f"r|{name}"
 
 
@@ -128,14 +171,21 @@ def decode_total(value: str) -> Total:
     return Total(count, Decimal(price_sum))
 
 
-Row = tuple[int, Decimal, Decimal, Decimal]  # count, sum, min, max
+def encode_row(state: Sequence[int | Decimal], end_ms: int | None = None) -> str:
+    """A window row's value: its aggregator states (Decimals as text), then its end where
+    the kind's ends vary: `[count, "sum", "min", "max"]`."""
+    values: list[object] = [v if isinstance(v, int) else str(v) for v in state]
+    if end_ms is not None:
+        values.append(end_ms)
+    return orjson.dumps(values).decode()
 
 
-def encode_row(count: int, price_sum: Decimal, low: Decimal, high: Decimal) -> str:
-    """A window row's value: `[count, "sum", "min", "max"]`."""
-    return orjson.dumps([count, str(price_sum), str(low), str(high)]).decode()
+def decode_row(value: str, width: int) -> tuple[list[Any], int | None]:
+    """Inverse of encode_row for rows of `width` states: the states, and the end if any."""
+    values = orjson.loads(value)
+    return state_of(values[:width]), (values[width] if len(values) > width else None)
 
 
-def decode_row(value: str) -> Row:
-    count, price_sum, low, high = orjson.loads(value)
-    return count, Decimal(price_sum), Decimal(low), Decimal(high)
+def state_of(stored: Sequence[Any]) -> list[Any]:
+    """Aggregator states as stored (ints, Decimals as text) as the aggregators keep them."""
+    return [v if isinstance(v, int) else Decimal(v) for v in stored]

@@ -5,7 +5,7 @@ from collections.abc import Iterable
 
 from core import jsonbytes
 from core.aggregate import TotalChange
-from core.models import Total
+from core.models import Total, buyer_json
 from core.money import money_str
 from core.raw import cut_raw
 from core.shuffle import buyer_key
@@ -22,11 +22,6 @@ def print_lines(changes: Iterable[TotalChange]) -> list[str]:
             lines.append(f"-U[{change.old.count}, {first}, {last}]")
             lines.append(f"+U[{change.new.count}, {first}, {last}]")
     return lines
-
-
-def buyer_json(first_name: str, last_name: str) -> dict[str, str]:
-    """The buyer object of every message and API answer."""
-    return {"first_name": first_name, "last_name": last_name}
 
 
 def total_json(first_name: str, last_name: str, total: Total) -> dict[str, object]:

@@ -16,7 +16,7 @@ left to read, and an operator all of whose inputs are idle) carries a lease: unt
 active again at its last watermark, so a source whose owner is gone holds the others.
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import orjson
@@ -76,13 +76,6 @@ def combine(channels: Sequence[Channel], now_ms: int) -> Combined:
         return Combined(min(active, default=NO_WATERMARK), None, top)
     leases = [c.idle_until_ms for c in channels if c.idle_until_ms is not None]
     return Combined(min(c.watermark_ms for c in channels), min(leases), top)
-
-
-def last_window_final_ms(latest_order_ms: int, sizes_slides: Iterable[tuple[int, int]],
-                         lateness_ms: int) -> int:
-    """The watermark at which every window holding `latest_order_ms` is final."""
-    return max(latest_order_ms - latest_order_ms % slide + size
-               for size, slide in sizes_slides) + lateness_ms
 
 
 def idle_catch_up_ms(combined: Combined, all_idle_since_ms: int | None, now_ms: int,

@@ -1,30 +1,176 @@
-"""Event-time window arithmetic: specs, epoch alignment and assignment, all in epoch ms.
+"""Window kinds as a protocol, like quix-streams' `windows/base.py` and Bytewax's
+`Windower`: the rest of the job folds, closes and reads windows only through `Window`.
 
-Windows start at multiples of their slide since the Unix epoch (as in Flink) and
-hold `[window_start_ms, window_start_ms + size_ms)`. A tumbling window is a hopping
-window whose slide equals its size.
+A kind is one class implementing it (core.fixed: tumbling and hopping; core.sessions:
+session), registered with the settings parser by the composition root. Times are epoch
+ms; a window holds `[start_ms, end_ms)`.
 """
 
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, NamedTuple, Protocol
 
-from core.durations import format_duration_ms, parse_duration_ms
+from core import jsonbytes
+from core.aggregators import COUNT, ROW
+from core.models import Buyer, Order, WindowResult, buyer_json
+from core.storage import ReadMany, ReadStore, ScanFrom
+from core.timefmt import format_time_ms
+
+Fresh = tuple[Order, bytes | None, int]  # an order to apply, its key, its late clock
+
+
+class Span(NamedTuple):
+    """A window's extent, `[start_ms, end_ms)`."""
+
+    start_ms: int
+    end_ms: int
+
+
+class Missed(NamedTuple):
+    """A window an order came too late for."""
+
+    window: "Window"
+    start_ms: int
+    end_ms: int
 
 
 @dataclass(frozen=True, slots=True)
-class WindowSpec:
-    """One configured window: `tumble:<size>` or `hop:<size>/<slide>`."""
+class StoredRow:
+    """One window row as a store holds it: its window, buyer and the aggregators' state
+    as stored (core.schema), `final` by the store's watermark."""
 
-    name: str
-    kind: str  # "tumbling" or "hopping"
-    size_ms: int
-    slide_ms: int
+    start_ms: int
+    end_ms: int
+    buyer: Buyer
+    state: list[Any]
 
     @property
-    def spec(self) -> str:
-        """The spec as written in WINDOWS."""
-        if self.kind == "tumbling":
-            return f"tumble:{format_duration_ms(self.size_ms)}"
-        return f"hop:{format_duration_ms(self.size_ms)}/{format_duration_ms(self.slide_ms)}"
+    def count(self) -> int:
+        return int(self.state[COUNT])
+
+    def as_json(self, final: bool) -> dict[str, object]:
+        """The row as in the API and on window-results."""
+        return {"window_start": _window_time(self.start_ms),
+                "window_end": _window_time(self.end_ms),
+                "buyer": buyer_json(*self.buyer), **ROW.results(self.state), "final": final}
+
+
+# A window's start and end repeat in every row of it: format each once.
+_window_time = lru_cache(maxsize=4096)(format_time_ms)
+
+
+def final_record(window: str, row: StoredRow) -> WindowResult:
+    """The window-results record of a row made final."""
+    return (jsonbytes.dumps([window, row.start_ms, *row.buyer]),
+            jsonbytes.dumps(row.as_json(final=True)))
+
+
+@dataclass(slots=True)
+class WindowFold:
+    """What folding a batch into the windows of one kind changes: store updates, and per
+    order (by its index in the batch) the windows it missed."""
+
+    updates: dict[str, str | None] = field(default_factory=dict)
+    missed: dict[int, list[Missed]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Closed:
+    """What a watermark does to one window: rows made final (window-results records) and
+    the updates recording it, rows past retention deleted."""
+
+    finals: list[WindowResult] = field(default_factory=list)
+    updates: dict[str, str | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RowChange:
+    """A window row as one aggregation changelog record left it: `row` None when the record
+    deleted it (`start_ms` and `buyer` say which)."""
+
+    window: str
+    start_ms: int
+    buyer: Buyer
+    row: StoredRow | None
+
+    def as_json(self) -> dict[str, object]:
+        """An updated row as a /windows item; a deleted one as its start and buyer."""
+        if self.row is None:
+            return {"window_start": _window_time(self.start_ms),
+                    "buyer": buyer_json(*self.buyer)}
+        return self.row.as_json(final=False)
+
+
+class Folder(Protocol):
+    """Folds a batch into the windows of one kind together (fixed windows share slide
+    buckets), against the store for what a kind must look up (sessions to merge)."""
+
+    def __call__(self, windows: Sequence[Any], fresh: Sequence[Fresh], lateness_ms: int,
+                 read: ReadMany) -> WindowFold: ...
+
+
+class Window(Protocol):
+    """A configured window of some kind."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def kind(self) -> str: ...  # "tumbling", "hopping", "session": /windows shows it
+
+    @property
+    def spec(self) -> str: ...  # as written in WINDOWS
+
+    @property
+    def reach_ms(self) -> int:
+        """How far past an order its windows may end before it merges with others: at
+        least this much retention after lateness keeps every window an order may join."""
+        ...
+
+    @property
+    def folder(self) -> Folder: ...
+
+    def info(self) -> dict[str, int | None]:
+        """The kind's fields in `GET /windows` (size_ms, slide_ms, gap_ms)."""
+        ...
+
+    def spans(self, time_ms: int) -> list[Span]:
+        """The windows an order at `time_ms` opens or joins, before any merging."""
+        ...
+
+    def final_end_ms(self, latest_ms: int) -> int:
+        """The largest end of a window holding an order at `latest_ms`, the latest order:
+        the watermark at which (plus lateness) every window with data is final."""
+        ...
+
+    def holding(self, at_ms: int) -> Span | None:
+        """The window /top ranks for `at_ms`: the latest holding it, where a kind's windows
+        are fixed by time alone; None where they come from the data (sessions)."""
+        ...
+
+    def close(self, watermark_ms: int, lateness_ms: int, retention_ms: int, read: ReadMany,
+              scan: ScanFrom) -> Closed: ...
+
+    def rows(self, store: ReadStore, from_ms: int | None = None) -> Iterator[StoredRow]:
+        """Rows by window start, from those that may end after `from_ms` (not filtered)."""
+        ...
+
+    def rows_holding(self, store: ReadStore, at_ms: int) -> Iterator[StoredRow]:
+        """Rows /top ranks for `at_ms`."""
+        ...
+
+    def latest_ms(self, store: ReadStore) -> int | None:
+        """The time /top without `at` looks at, as far as this store knows."""
+        ...
+
+    def change(self, key: str, value: str | None) -> RowChange | None:
+        """The row of this window a changelog record set or deleted; None for other keys
+        and for deletes nobody follows (a fixed window's rows past retention)."""
+        ...
+
+
+WindowParser = Callable[[str, str], Window]  # (whole spec, text after "kind:") -> window
 
 
 def window_name(spec: str) -> str:
@@ -32,35 +178,10 @@ def window_name(spec: str) -> str:
     return spec.replace(":", "_").replace("/", "_")
 
 
-def parse_window_spec(text: str) -> WindowSpec:
-    """Parse one spec; ValueError says what is wrong with it."""
-    spec = text.strip()
-    kind, sep, rest = spec.partition(":")
-    if not sep or kind not in ("tumble", "hop"):
-        raise ValueError(f"{spec!r} is not tumble:<size> or hop:<size>/<slide>")
-    if kind == "tumble":
-        size_ms = parse_duration_ms(rest)
-        slide_ms = size_ms
-    else:
-        size_text, sep, slide_text = rest.partition("/")
-        if not sep:
-            raise ValueError(f"{spec!r}: a hopping window needs <size>/<slide>")
-        size_ms, slide_ms = parse_duration_ms(size_text), parse_duration_ms(slide_text)
-    if slide_ms <= 0 or size_ms <= 0:
-        raise ValueError(f"{spec!r}: size and slide must be positive")
-    if size_ms % slide_ms:
-        raise ValueError(f"{spec!r}: size must be a multiple of the slide")
-    return WindowSpec(
-        name=window_name(spec),
-        kind="tumbling" if kind == "tumble" else "hopping",
-        size_ms=size_ms,
-        slide_ms=slide_ms,
-    )
-
-
-def parse_window_specs(text: str) -> tuple[WindowSpec, ...]:
-    """Parse a comma-separated WINDOWS value; names must be unique."""
-    specs = tuple(parse_window_spec(part) for part in text.split(",") if part.strip())
+def parse_windows(text: str, kinds: Mapping[str, tuple[str, WindowParser]]) -> tuple[Window, ...]:
+    """Parse a comma-separated WINDOWS value with the kinds by prefix (each with its form,
+    `tumble:<size>`); ValueError says what is wrong. Names must be unique."""
+    specs = tuple(parse_window(part, kinds) for part in text.split(",") if part.strip())
     if not specs:
         raise ValueError("at least one window is needed")
     names = [spec.name for spec in specs]
@@ -70,12 +191,18 @@ def parse_window_specs(text: str) -> tuple[WindowSpec, ...]:
     return specs
 
 
-def window_starts_ms(time_ms: int, size_ms: int, slide_ms: int) -> range:
-    """Starts of every window holding `time_ms`, oldest first.
+def parse_window(text: str, kinds: Mapping[str, tuple[str, WindowParser]]) -> Window:
+    """Parse one spec with the kinds by prefix."""
+    spec = text.strip()
+    kind, sep, rest = spec.partition(":")
+    if not sep or kind not in kinds:
+        raise ValueError(f"{spec!r} is not " + " or ".join(form for form, _ in kinds.values()))
+    return kinds[kind][1](spec, rest)
 
-    The latest start is `time_ms` floored to the slide (Python's floor division keeps
-    this right before the epoch too); the window starting at `latest - size` ends
-    exactly at `time_ms`, which `[start, end)` excludes.
-    """
-    latest_start_ms = time_ms - time_ms % slide_ms
-    return range(latest_start_ms - size_ms + slide_ms, latest_start_ms + 1, slide_ms)
+
+def by_folder(windows: Sequence[Window]) -> list[tuple[Folder, list[Window]]]:
+    """Windows grouped by the folder that folds them together, in configured order."""
+    groups: dict[Folder, list[Window]] = {}
+    for window in windows:
+        groups.setdefault(window.folder, []).append(window)
+    return list(groups.items())

@@ -124,8 +124,8 @@ from bench.harness import broker as start_broker  # noqa: E402
 from bench.orderstream import buyer_count_sum, counters  # noqa: E402
 from core.datagen import OrderGenerator, buyer_pool, encode, price_text  # noqa: E402
 from core.durations import parse_duration_ms  # noqa: E402
+from core.fixed import FixedWindow, parse_window_specs  # noqa: E402
 from core.timefmt import format_time_ms  # noqa: E402
-from core.windows import WindowSpec, parse_window_specs  # noqa: E402
 
 HOST = "127.0.0.1"
 START_TIME_MS = int(datetime(2026, 11, 24, 10, tzinfo=UTC).timestamp() * 1000)  # as make bench
@@ -493,7 +493,7 @@ def spread_orders(count: int, buyers: int, event_rate: float) -> Iterator[tuple[
         })
 
 
-def rows_per_order(windows: tuple[WindowSpec, ...]) -> int:
+def rows_per_order(windows: tuple[FixedWindow, ...]) -> int:
     """Windows each order falls in: size/slide per window."""
     return sum(w.size_ms // w.slide_ms for w in windows)
 
@@ -560,7 +560,7 @@ async def topic_ends(broker: str, topics: list[str]) -> dict[str, int]:
         await consumer.stop()
 
 
-def fingerprint(client: httpx.Client, windows: tuple[WindowSpec, ...]) -> str:
+def fingerprint(client: httpx.Client, windows: tuple[FixedWindow, ...]) -> str:
     """A hash of /buyers?limit=1000 and each window's first 1000 rows (without `final`,
     which the idle rule may turn true between two looks)."""
     parts: list[Any] = [client.get("/buyers", params={"limit": 1000}).json()]
@@ -576,7 +576,7 @@ class QueryLoad(threading.Thread):
     """One client firing sequential requests until stopped: half buyer lookups, half top-k."""
 
     def __init__(self, url: str, buyers: list[tuple[str, str]],
-                 windows: tuple[WindowSpec, ...]) -> None:
+                 windows: tuple[FixedWindow, ...]) -> None:
         super().__init__(daemon=True)
         self.url, self.buyers, self.windows = url, buyers, windows
         self.rng = random.Random(SEED)
@@ -693,7 +693,7 @@ def run_latency(args: argparse.Namespace, workdir: Path, code: Code) -> dict[str
 # --- measurement 4: recovery -------------------------------------------------------------------
 
 def restart(env: dict[str, str], log_path: Path, code: Code, args: argparse.Namespace,
-            windows: tuple[WindowSpec, ...], expected_sum: int) -> dict[str, Any]:
+            windows: tuple[FixedWindow, ...], expected_sum: int) -> dict[str, Any]:
     """Start a worker, time it to /ready, check its state, stop it."""
     worker = start_worker(env, log_path, code, "info")
     try:

@@ -41,7 +41,7 @@ from api.fanout import (
 from api.fanout_ring import Entry
 from api.schemas import ErrorDetail
 from core.closing import row_update
-from core.windows import WindowSpec
+from core.windows import Window
 
 router = APIRouter(tags=["streams"])
 KEEPALIVE_S = 1.0  # a comment after this long without an event
@@ -196,14 +196,16 @@ async def stream_buyers(
     return await _open(hub, {"": service.topics.buyer_totals}, positions, {"": updates})
 
 
-def _rendered_rows(entry: Entry, spec: WindowSpec,
-                   specs: Iterable[WindowSpec]) -> list[tuple[str, str, bytes]]:
-    """(first, last, data) of the row of window `spec` a changelog record set, if any."""
-    row = entry.memoized("row", lambda: row_update(entry.key, entry.value, specs))
-    if row is None or row.window != spec.name:
+def _rendered_rows(entry: Entry, spec: Window,
+                   specs: Iterable[Window]) -> list[tuple[str, str, bytes, bytes]]:
+    """(first, last, event, data) of the row of window `spec` a changelog record set or
+    deleted (`update` or `delete`), if any."""
+    change = entry.memoized("row", lambda: row_update(entry.key, entry.value, specs))
+    if change is None or change.window != spec.name:
         return []
-    first, last = row.buyer
-    return [(first, last, orjson.dumps({**row.as_json(spec), "event": "update"}))]
+    first, last = change.buyer
+    event = "update" if change.row is not None else "delete"
+    return [(first, last, event.encode(), orjson.dumps({**change.as_json(), "event": event}))]
 
 
 @router.get("/windows/{name}/stream", response_class=StreamingResponse, responses=STREAM)
@@ -212,8 +214,9 @@ async def stream_window(
     first_name: FirstNameFilter = None, last_name: LastNameFilter = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
-    """Every change of a row of window `name` (event `update`) and every row as it becomes
-    final (event `final`), data as a /windows item."""
+    """Every change of a row of window `name` (event `update`), every row as it becomes
+    final (event `final`), data as a /windows item, and for session windows every row that
+    went away (event `delete`: its window_start and buyer)."""
     specs = {w.name: w for w in service.settings.windows}
     if name not in specs:
         raise HTTPException(404, f"unknown window {name!r}")
@@ -223,7 +226,7 @@ async def stream_window(
     def updates(entry: Entry) -> list[Event]:
         """Rows of the window a batch changed, from its changelog record."""
         rows = entry.memoized(f"rows:{name}", lambda: _rendered_rows(entry, spec, specs.values()))
-        return [(b"update", data) for first, last, data in rows
+        return [(event, data) for first, last, event, data in rows
                 if _named(first_name, last_name, first, last)]
 
     def finals(entry: Entry) -> list[Event]:

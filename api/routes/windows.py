@@ -8,10 +8,10 @@ from fastapi.exceptions import RequestValidationError
 from api.cluster import Merge, call, is_local, owner_url, query_cluster, require_ready
 from api.deps import FirstNameFilter, LastNameFilter, ServiceDep, WindowName, parse_time_param
 from api.ports import QueryService
-from api.schemas import ErrorDetail, WindowInfo, WindowPage, WindowTop, checked
-from core.queries import json_ranking_key, latest_start, rows_of_window, window_final, window_rows
+from api.schemas import ErrorDetail, SessionWindowInfo, WindowInfo, WindowPage, WindowTop, checked
+from core.queries import json_ranking_key, latest_ms, rows_holding, window_final, window_rows
 from core.timefmt import MAX_MS, format_time_ms
-from core.windows import WindowSpec, window_starts_ms
+from core.windows import Window
 
 router = APIRouter(prefix="/windows", tags=["windows"])
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
@@ -19,14 +19,15 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
     503: {"model": ErrorDetail, "description": "partitions moving: retry"}}
 
 
-@router.get("", response_model=list[WindowInfo])
+@router.get("", response_model=list[SessionWindowInfo | WindowInfo])
 async def list_windows(service: ServiceDep) -> list[WindowInfo]:
     """The configured windows."""
     settings = service.settings
     return [
-        WindowInfo(name=w.name, kind=w.kind, size_ms=w.size_ms, slide_ms=w.slide_ms,
-                   allowed_lateness_ms=settings.allowed_lateness,
-                   retention_ms=settings.window_retention)
+        (SessionWindowInfo if "gap_ms" in w.info() else WindowInfo)(
+            name=w.name, kind=w.kind, **{"size_ms": None, "slide_ms": None, **w.info()},
+            allowed_lateness_ms=settings.allowed_lateness,
+            retention_ms=settings.window_retention)
         for w in settings.windows
     ]
 
@@ -61,7 +62,7 @@ async def get_window_rows(
     with service.reading() as stores:
         rows = window_rows(stores, spec, service.settings.allowed_lateness, start_ms=start_ms,
                            end_ms=end_ms, first_name=first_name, last_name=last_name)
-        mine = {"items": [row.as_json(spec) for row in rows[:limit]]}
+        mine = {"items": [row.as_json() for row in rows[:limit]]}
     merged = await query_cluster(request, service, mine, f"/windows/{name}", params,
                                  Merge(key=_by_start, limit=limit))
     return checked(WindowPage, merged.answer, from_peers=merged.from_peers)
@@ -81,23 +82,36 @@ async def get_window_top(
     require_ready(service)
     if at_ms is None:
         at_ms = await _latest_everywhere(request, service, spec)
-    start_ms = window_starts_ms(at_ms, spec.size_ms, spec.slide_ms)[-1]
-    if start_ms + spec.size_ms > MAX_MS:  # the window holding it ends after year 9999
+    span = spec.holding(at_ms)
+    if span is not None and span.end_ms > MAX_MS:  # the window holding it ends after 9999
         raise RequestValidationError([{
             "loc": ["query", "at"], "type": "value_error", "input": at,
             "msg": f"at: the {name} window holding it would end after {format_time_ms(MAX_MS)}",
         }])
     lateness = service.settings.allowed_lateness
     with service.reading() as stores:
-        rows = rows_of_window(stores, spec, start_ms, lateness)[:k]
-        mine = {"window_start": format_time_ms(start_ms),
-                "window_end": format_time_ms(start_ms + spec.size_ms),
-                "final": window_final(stores, spec, start_ms, lateness),
-                "items": [row.as_json(spec) for row in rows]}
+        ranked = rows_holding(stores, spec, at_ms, lateness)
+        if span is not None:
+            mine = {"window_start": format_time_ms(span.start_ms),
+                    "window_end": format_time_ms(span.end_ms),
+                    "final": window_final(stores, span.end_ms, lateness)}
+        else:  # sessions: the extent of those holding `at`, final when all of them are
+            mine = {"window_start": min((r.row.start_ms for r in ranked), default=None),
+                    "window_end": max((r.row.end_ms for r in ranked), default=None),
+                    "final": all(r.final for r in ranked)}
+        mine["items"] = [row.as_json() for row in ranked[:k]]
+    combine = {"final": _both} if span is not None else {
+        "window_start": _earlier, "window_end": _later, "final": _both}
     merged = await query_cluster(request, service, mine, f"/windows/{name}/top",
-                                 {"at": start_ms, "k": k},
-                                 Merge(key=json_ranking_key, limit=k, combine={"final": _both}))
-    return checked(WindowTop, merged.answer, from_peers=merged.from_peers)
+                                 {"at": at_ms if span is None else span.start_ms, "k": k},
+                                 Merge(key=json_ranking_key, limit=k, combine=combine))
+    answer = merged.answer
+    if span is None and not is_local(request):
+        if answer["window_start"] is None:
+            raise HTTPException(404, f"no session of {name} holds {format_time_ms(at_ms)}")
+        answer = {**answer, "window_start": format_time_ms(answer["window_start"]),
+                  "window_end": format_time_ms(answer["window_end"])}
+    return checked(WindowTop, answer, from_peers=merged.from_peers)
 
 
 @router.get("/{name}/latest-start", include_in_schema=False)
@@ -106,13 +120,14 @@ async def get_latest_start(service: ServiceDep, name: WindowName) -> dict[str, i
     require_ready(service)
     spec = _spec(service, name)
     with service.reading() as stores:
-        return {"latest_start_ms": latest_start(stores, spec)}
+        return {"latest_start_ms": latest_ms(stores, spec)}
 
 
-async def _latest_everywhere(request: Request, service: QueryService, spec: WindowSpec) -> int:
-    """The largest window start with data on any worker; 404 when there is none."""
+async def _latest_everywhere(request: Request, service: QueryService, spec: Window) -> int:
+    """The time /top without `at` looks at (the largest window start with data, or for
+    sessions the largest end less 1) on any worker; 404 when there is none."""
     with service.reading() as stores:
-        mine = {"latest_start_ms": latest_start(stores, spec)}
+        mine = {"latest_start_ms": latest_ms(stores, spec)}
     merged = await query_cluster(request, service, mine, f"/windows/{spec.name}/latest-start",
                                  {}, Merge(combine={"latest_start_ms": _later}))
     latest: int | None = merged.answer["latest_start_ms"]
@@ -127,13 +142,20 @@ def _both(final: Any, other: Any) -> Any:
 
 
 def _later(start: int | None, other: int | None) -> int | None:
-    """The larger of two workers' latest starts; None is a worker without data."""
+    """The larger of two workers' times; None is a worker without data."""
     if start is None or other is None:
         return other if start is None else start
     return max(start, other)
 
 
-def _spec(service: QueryService, name: str) -> WindowSpec:
+def _earlier(start: int | None, other: int | None) -> int | None:
+    """The smaller of two workers' times; None is a worker without data."""
+    if start is None or other is None:
+        return other if start is None else start
+    return min(start, other)
+
+
+def _spec(service: QueryService, name: str) -> Window:
     for spec in service.settings.windows:
         if spec.name == name:
             return spec

@@ -6,15 +6,15 @@ import orjson
 
 from core.aggregate import read_watermark
 from core.aggregation import AggregateConfig, Clock, apply_batch, close_windows, outbox
+from core.fixed import FixedWindow
 from core.models import Order
 from core.schema import parse_window_key, total_key, window_key
 from core.shuffle import Shuffled
 from core.watermarks import NO_WATERMARK
-from core.windows import WindowSpec
 from tests.unit.dictstore import DictStore as BaseStore
 
-TUMBLE = WindowSpec("tumble_10s", "tumbling", 10_000, 10_000)
-HOP = WindowSpec("hop_20s_10s", "hopping", 20_000, 10_000)
+TUMBLE = FixedWindow("tumble_10s", "tumbling", 10_000, 10_000)
+HOP = FixedWindow("hop_20s_10s", "hopping", 20_000, 10_000)
 FAR = 10**12  # lateness and retention that never close a window in these tests
 IDLE = 30_000
 
@@ -64,7 +64,7 @@ def test_totals_and_windows_of_one_batch():
     # 9_999 after 12_000 in its partition, with no lateness: late for the windows ending
     # at 10_000, counted in [0, 20000)
     [late] = result.late
-    assert sorted((w.name, start) for w, start in late.missed) == [
+    assert sorted((w.name, start) for w, start, _ in late.missed) == [
         ("hop_20s_10s", -10_000), ("tumble_10s", 0)]
     assert window_key("tumble_10s", 0, ("Zoë", "Brontë")) not in store
     assert orjson.loads(store[window_key("hop_20s_10s", 0, ("Zoë", "Brontë"))])[0] == 1
@@ -141,7 +141,7 @@ def test_final_exactly_when_the_watermark_reaches_end_plus_lateness():
     late = store.run([at("o:0", (4, order(5, "9.00", "A", "B", 10), 15_000), watermark=15_000)],
                      lateness=5_000)
     assert late.finals == [] and late.counted == 1
-    assert [(spec.name, start) for spec, start in late.late[0].missed] == [("tumble_10s", 0)]
+    assert [(spec.name, start) for spec, start, _ in late.late[0].missed] == [("tumble_10s", 0)]
     assert orjson.loads(store[window_key("tumble_10s", 0, ("A", "B"))])[0] == 2
     assert orjson.loads(store[total_key(("A", "B"))])[0] == 3
 
@@ -151,7 +151,7 @@ def test_a_late_order_still_counts_in_its_windows_that_are_not_final():
     # its partition had reached 25_000: hop [0, 20000) is closed for it, [10000, 30000) is not
     result = store.run([at("o:0", (1, order(2, "4.00", "A", "B", 15_000), 25_000))],
                        windows=(HOP,), lateness=0)
-    assert [start for _, start in result.late[0].missed] == [0]
+    assert [start for _, start, _ in result.late[0].missed] == [0]
     assert orjson.loads(store[window_key("hop_20s_10s", 10_000, ("A", "B"))])[:2] == [1, "4.00"]
 
 
@@ -236,25 +236,27 @@ def test_rows_of_a_dropped_window_are_deleted_and_others_kept():
 
 
 def test_fold_equals_a_window_by_window_fold_of_random_orders():
-    """fold() spreads slide buckets over windows; a naive fold, order by order and window
-    by window against each order's clock, must give the same rows, totals and lates."""
+    """fold_rows() spreads slide buckets over windows; a naive fold, order by order and
+    window by window against each order's clock, must give the same rows, totals and lates."""
     import random
     from decimal import Decimal as D
 
-    from core.aggregate import fold
+    from core.aggregate import fold_totals
+    from core.fixed import fold_rows
 
     rng = random.Random(5)
-    windows = [WindowSpec("t", "tumbling", 10_000, 10_000),
-               WindowSpec("h", "hopping", 60_000, 10_000),
-               WindowSpec("h2", "hopping", 20_000, 5_000)]
+    windows = [FixedWindow("t", "tumbling", 10_000, 10_000),
+               FixedWindow("h", "hopping", 60_000, 10_000),
+               FixedWindow("h2", "hopping", 20_000, 5_000)]
     lateness = 5_000
     for _ in range(30):
         base = rng.randrange(-100_000, 10**9)
         orders = [Order(n, D(rng.randrange(1, 10**6)) / 100, rng.choice("AB"), "X",
                         base + rng.randrange(0, 120_000)) for n in range(rng.randrange(1, 60))]
         clocks = [base + rng.randrange(-20_000, 150_000) for _ in orders]
-        folded = fold(list(zip(orders, [None] * len(orders), clocks, strict=True)), windows,
-                      lateness)
+        fresh = list(zip(orders, [None] * len(orders), clocks, strict=True))
+        folded_rows, folded_missed = fold_rows(windows, fresh, lateness)
+        folded_totals = fold_totals(fresh)
 
         rows, totals, late = {}, {}, []
         for order, clock in zip(orders, clocks, strict=True):
@@ -275,11 +277,11 @@ def test_fold_equals_a_window_by_window_fold_of_random_orders():
             if missed:
                 late.append((order.order_number, sorted(missed)))
 
-        assert {k: tuple(v) for k, v in folded.rows.items()} == rows
-        assert {b: tuple(v) for b, v in folded.totals.items()} == totals
-        assert sorted((o.order.order_number, sorted((w.name, s) for w, s in o.missed))
-                      for o in folded.late) == sorted(late)
-        assert folded.counted == len(orders)
+        assert {k: tuple(v) for k, v in folded_rows.items()} == rows
+        assert {b: tuple(v) for b, v in folded_totals.items()} == totals
+        assert sorted((orders[i].order_number, sorted((w.name, s) for w, s, _ in missed))
+                      for i, missed in folded_missed.items()) == sorted(late)
+        assert sum(count for count, _ in folded_totals.values()) == len(orders)
 
 
 def test_a_record_read_again_after_a_restart_moves_no_channel():

@@ -13,18 +13,18 @@ from core import shuffle
 from core.aggregate import read_watermark
 from core.aggregation import AggregateConfig, apply_batch, close_windows
 from core.aggregation import Clock as AggregateClock
+from core.fixed import FixedWindow
 from core.ingest import Clock, IngestConfig, RawMessage, channel_records, ingest_partition
 from core.schema import parse_window_key, total_key
 from core.shuffle import decode_shuffle
 from core.watermarks import Emitter
-from core.windows import WindowSpec
 from tests.expected import expected_event_time
 from tests.unit.dictstore import DictStore
 
 SOURCES, BUYER_PARTITIONS = 3, 2
 LATENESS = 5_000
-WINDOWS = (WindowSpec("tumble_10s", "tumbling", 10_000, 10_000),
-           WindowSpec("hop_30s_10s", "hopping", 30_000, 10_000))
+WINDOWS = (FixedWindow("tumble_10s", "tumbling", 10_000, 10_000),
+           FixedWindow("hop_30s_10s", "hopping", 30_000, 10_000))
 T0 = 1_795_000_000_000
 NOW = T0 + 86_400_000  # the wall clock: every order time is in its past
 INGEST = IngestConfig(orders_topic="orders", rekey_topic="rekey", orders_partitions=SOURCES,
@@ -82,7 +82,7 @@ class Pipeline:
         store.apply(result.updates)
         for item in result.late:
             assert item.order.order_number not in self.late
-            self.late[item.order.order_number] = sorted((w.name, s) for w, s in item.missed)
+            self.late[item.order.order_number] = sorted((w.name, s) for w, s, _ in item.missed)
         closing = close_windows(AGGREGATE, store.read, store.scan)
         store.apply(closing.updates)
         for key, value in closing.finals:

@@ -3,16 +3,16 @@
 import orjson
 from aiokafka.partitioner import murmur2
 
+from core.fixed import FixedWindow
 from core.ingest import Clock, IngestConfig, RawMessage, channel_records, ingest_partition
 from core.shuffle import decode_rekeyed, encode_rekeyed
 from core.watermarks import Emitter
-from core.windows import WindowSpec
 from tests.unit.dictstore import DictStore
 
 DAY = 86_400_000
 CONFIG = IngestConfig(orders_topic="orders", rekey_topic="rekey", orders_partitions=4,
                       buyer_partitions=4, horizon_ms=DAY,
-                      windows=(WindowSpec("tumble_10s", "tumbling", 10_000, 10_000),),
+                      windows=(FixedWindow("tumble_10s", "tumbling", 10_000, 10_000),),
                       allowed_lateness_ms=5_000)
 
 
