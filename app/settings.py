@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.durations import parse_duration_ms, parse_size_bytes
 from core.fixed import FIXED_KINDS
+from core.sessions import SESSION_KIND
 from core.windows import Window, WindowParser, parse_windows
 
 DEFAULT_BROKER = "127.0.0.1:9092"
@@ -29,7 +30,7 @@ KAFKA_GROUP_TIMEOUTS_MS = (45_000, 3_000, 60_000)
 TANSU_GROUP_TIMEOUTS_MS = (10_000, 1_000, 3_000)
 Duration = Annotated[int, NoDecode]
 # The window kinds WINDOWS may name, by prefix, each with its form.
-WINDOW_KINDS: dict[str, tuple[str, WindowParser]] = {**FIXED_KINDS}
+WINDOW_KINDS: dict[str, tuple[str, WindowParser]] = {**FIXED_KINDS, **SESSION_KIND}
 
 
 # The smallest value of a duration setting, and what to say below it. IDLE_TIMEOUT: a
