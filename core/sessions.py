@@ -12,21 +12,20 @@ whose start moves earlier is deleted and written anew (SPEC.md, Windows). Final 
 
 Lateness, judged per order by its clock as for fixed windows: an order that touches a
 session final by its clock would extend or merge a final session, and is late for it; an
-order that touches no stored session is late when its own window is final. Orders of one
-batch are judged against the stored sessions, not against each other, so the order in
-which a batch is applied does not matter.
+order that touches no session is late when its own window is final. A buyer's orders are
+applied one by one in log order, each against the sessions the orders before it left, so
+how the log is cut into batches does not matter.
 """
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from decimal import localcontext
-from typing import Any
+from decimal import Decimal, localcontext
 
 import orjson
 
 from core.aggregators import ROW, State
 from core.durations import format_duration_ms, parse_duration_ms
-from core.models import Buyer
+from core.models import Buyer, Order
 from core.money import MONEY_CONTEXT
 from core.schema import (
     buyer_windows_key,
@@ -182,8 +181,8 @@ def _sessions(stored: str | None) -> list[list[int]]:
 
 def fold_sessions(windows: Sequence[SessionWindow], fresh: Sequence[Fresh], lateness_ms: int,
                   read: ReadMany) -> WindowFold:
-    """Fold a batch into session windows: judge each order, then merge each buyer's orders
-    with the stored sessions they touch."""
+    """Fold a batch into session windows: each buyer's orders in log order, each judged
+    against the sessions as the orders before it left them, as if applied one by one."""
     folded = WindowFold()
     by_buyer: dict[Buyer, list[int]] = {}
     for index, (order, _, _) in enumerate(fresh):
@@ -191,91 +190,113 @@ def fold_sessions(windows: Sequence[SessionWindow], fresh: Sequence[Fresh], late
     buyers = list(by_buyer)
     for window in windows:
         keys = [buyer_windows_key(window.name, buyer) for buyer in buyers]
-        stored = dict(zip(buyers, map(_sessions, read(keys)), strict=True))
-        joins = {buyer: _judge(window, stored[buyer], [fresh[i] for i in by_buyer[buyer]],
-                               by_buyer[buyer], lateness_ms, folded.missed)
-                 for buyer in buyers}
-        touched = sorted({(buyer, s) for buyer, (_, hit) in joins.items() for s in hit})
-        row_keys = [window_key(window.name, start, buyer) for buyer, (start, _) in touched]
-        states = {(buyer, start): decode_row(value, WIDTH)[0]
-                  for (buyer, (start, _)), value in zip(touched, read(row_keys), strict=True)
-                  if value is not None}
-        for buyer, (on_time, hit) in joins.items():
-            if on_time:
-                _merge(window, buyer, stored[buyer], on_time, hit, states, folded.updates)
+        timelines = {buyer: _Timeline.of(stored) for buyer, stored in zip(buyers, read(keys),
+                                                                           strict=True)}
+        for buyer, indexes in by_buyer.items():
+            timeline = timelines[buyer]
+            for index in indexes:
+                order, _, clock_ms = fresh[index]
+                missed = timeline.add(window, order, clock_ms, lateness_ms)
+                if missed:
+                    folded.missed.setdefault(index, []).extend(missed)
+        touched = [(buyer, start) for buyer, timeline in timelines.items()
+                   for start in timeline.absorbed()]
+        row_keys = [window_key(window.name, start, buyer) for buyer, start in touched]
+        states = {at: decode_row(value, WIDTH)[0]
+                  for at, value in zip(touched, read(row_keys), strict=True) if value is not None}
+        for buyer, timeline in timelines.items():
+            if timeline.changed:
+                timeline.write(window, buyer, states, folded.updates)
     return folded
 
 
-Session = tuple[int, int]  # start, end
+@dataclass(slots=True)
+class _Session:
+    """A session as a batch leaves it: the stored sessions it absorbed, the orders added."""
+
+    start_ms: int
+    end_ms: int
+    stored: list[tuple[int, int]]  # (start, end) of stored sessions merged into it
+    orders: list[Decimal]
 
 
-def _judge(window: SessionWindow, sessions: list[list[int]], orders: Sequence[Fresh],
-           indexes: Sequence[int], lateness_ms: int, missed: dict[int, list[Missed]],
-           ) -> tuple[list[Fresh], set[Session]]:
-    """A buyer's orders that count, and the stored sessions they touch; the others are
-    late, each with the sessions (or its own window) it missed."""
-    gap = window.gap_ms
-    on_time: list[Fresh] = []
-    hit: set[Session] = set()
-    for index, item in zip(indexes, orders, strict=True):
-        time_ms, clock_ms = item[0].order_time_ms, item[2]
-        touching = [(s, e) for s, e in sessions if s <= time_ms + gap and time_ms <= e]
-        final = [Missed(window, s, e) for s, e in touching if e + lateness_ms <= clock_ms]
+@dataclass(slots=True)
+class _Timeline:
+    """One buyer's sessions of one window, while a batch is folded."""
+
+    sessions: list[_Session]
+    changed: bool = False
+
+    @classmethod
+    def of(cls, stored: str | None) -> "_Timeline":
+        kept = [] if stored is None else orjson.loads(stored)
+        return cls([_Session(start, end, [(start, end)], []) for start, end in kept])
+
+    def add(self, window: SessionWindow, order: Order, clock_ms: int,
+            lateness_ms: int) -> list[Missed]:
+        """Count an order into the session it opens, extends or bridges; or return the
+        windows it is late for (final sessions it touches, or its own window)."""
+        time_ms, gap = order.order_time_ms, window.gap_ms
+        touching = [s for s in self.sessions if s.start_ms <= time_ms + gap
+                    and time_ms <= s.end_ms]
+        final = [Missed(window, s.start_ms, s.end_ms) for s in touching
+                 if s.end_ms + lateness_ms <= clock_ms]
         if not final and not touching and time_ms + gap + lateness_ms <= clock_ms:
             final = [Missed(window, time_ms, time_ms + gap)]
         if final:
-            missed.setdefault(index, []).extend(final)
-        else:
-            on_time.append(item)
-            hit.update(touching)
-    return on_time, hit
+            return final
+        merged = _Session(min([time_ms, *(s.start_ms for s in touching)]),
+                          max([time_ms + gap, *(s.end_ms for s in touching)]),
+                          [p for s in touching for p in s.stored],
+                          [p for s in touching for p in s.orders] + [order.price])
+        gone = {id(s) for s in touching}
+        self.sessions = sorted([s for s in self.sessions if id(s) not in gone] + [merged],
+                               key=lambda s: s.start_ms)
+        self.changed = True
+        return []
+
+    def absorbed(self) -> list[int]:
+        """Starts of the stored sessions that orders of this batch joined."""
+        return [start for s in self.sessions if s.orders for start, _ in s.stored]
+
+    def write(self, window: SessionWindow, buyer: Buyer,
+              states: dict[tuple[Buyer, int], State], updates: dict[str, str | None]) -> None:
+        """The rows, end index entries and list of sessions the batch changed; the rows
+        of stored sessions merged away deleted first, as the window stream tells them."""
+        changed = [s for s in self.sessions if s.orders]
+        starts = {s.start_ms for s in changed}
+        for session in changed:
+            for start, end in session.stored:
+                if start not in starts:
+                    updates[window_key(window.name, start, buyer)] = None
+                updates[end_key(window.name, end, start, buyer)] = None
+        with localcontext(MONEY_CONTEXT):
+            for session in changed:
+                state = _state(session, buyer, states)
+                updates[window_key(window.name, session.start_ms, buyer)] = encode_row(
+                    state, session.end_ms)
+                updates[end_key(window.name, session.end_ms, session.start_ms, buyer)] = ""
+        updates[buyer_windows_key(window.name, buyer)] = orjson.dumps(
+            [[s.start_ms, s.end_ms] for s in self.sessions]).decode()
 
 
-def _merge(window: SessionWindow, buyer: Buyer, sessions: list[list[int]],
-           on_time: list[Fresh], hit: set[Session], states: dict[tuple[Buyer, int], State],
-           updates: dict[str, str | None]) -> None:
-    """Merge a buyer's counted orders with the stored sessions they touch; write the
-    merged rows, and delete the rows, end index entries and list places they replace."""
-    gap = window.gap_ms
-    parts: list[tuple[int, int, Any]] = [(s, e, states.get((buyer, s))) for s, e in hit]
-    parts += [(order.order_time_ms, order.order_time_ms + gap, order) for order, _, _ in on_time]
-    parts.sort(key=lambda part: (part[0], part[1]))
-    merged: list[tuple[int, int, State | None]] = []
-    with localcontext(MONEY_CONTEXT):
-        for start, end, item in parts:
-            if merged and start <= merged[-1][1]:
-                first, last, state = merged[-1]
-                merged[-1] = (first, max(last, end), _folded(state, item))
-            else:
-                merged.append((start, end, _folded(None, item)))
-    starts = {start for start, _, state in merged if state is not None}
-    for start, end in sorted(hit):  # deletes first, as the window stream tells them
-        if start not in starts:
-            updates[window_key(window.name, start, buyer)] = None
-        updates[end_key(window.name, end, start, buyer)] = None
-    kept = [s for s in sessions if (s[0], s[1]) not in hit]
-    for start, end, state in merged:
-        if state is None:
+def _state(session: _Session, buyer: Buyer, states: dict[tuple[Buyer, int], State]) -> State:
+    """The merged aggregator states of a session's stored parts and its new orders."""
+    state: State | None = None
+    for start, _ in session.stored:
+        stored = states.get((buyer, start))
+        if stored is None:
             continue
-        updates[window_key(window.name, start, buyer)] = encode_row(state, end)
-        updates[end_key(window.name, end, start, buyer)] = ""
-        kept.append([start, end])
-    kept.sort()
-    updates[buyer_windows_key(window.name, buyer)] = orjson.dumps(kept).decode()
-
-
-def _folded(state: State | None, item: Any) -> State | None:
-    """`item` (an order, or a stored session's state) folded into `state`."""
-    if item is None:  # a stored session whose row is gone: nothing to add
-        return state
-    if isinstance(item, list):
         if state is None:
-            return list(item)
-        ROW.merge(state, item)
-        return state
-    if state is None:
-        return ROW.initial(item.price)
-    ROW.add(state, item.price)
+            state = list(stored)
+        else:
+            ROW.merge(state, stored)
+    for price in session.orders:
+        if state is None:
+            state = ROW.initial(price)
+        else:
+            ROW.add(state, price)
+    assert state is not None  # a changed session has an order
     return state
 
 

@@ -16,6 +16,7 @@ from core.aggregation import Clock as AggregateClock
 from core.fixed import FixedWindow
 from core.ingest import Clock, IngestConfig, RawMessage, channel_records, ingest_partition
 from core.schema import parse_window_key, total_key
+from core.sessions import SessionWindow
 from core.shuffle import decode_shuffle
 from core.watermarks import Emitter
 from tests.expected import expected_event_time
@@ -38,8 +39,8 @@ class Pipeline:
     """Topics as lists, one store per partition and stage, and a consumer position each."""
 
     def __init__(self, inputs: list[list[tuple[bytes, bytes]]], rng: random.Random,
-                 max_batch: int) -> None:
-        self.rng, self.max_batch = rng, max_batch
+                 max_batch: int, aggregate: AggregateConfig = AGGREGATE) -> None:
+        self.rng, self.max_batch, self.config = rng, max_batch, aggregate
         self.topics = {("orders", p): list(records) for p, records in enumerate(inputs)}
         self.topics.update({("rekey", p): [] for p in range(SOURCES)})
         self.topics.update({("buyer", b): [] for b in range(BUYER_PARTITIONS)})
@@ -78,12 +79,12 @@ class Pipeline:
     def aggregate(self, partition: int) -> None:
         items = [decode_shuffle(value) for _, _, value in self.take(("buyer", partition))]
         store = self.aggregates[partition]
-        result = apply_batch(items, AGGREGATE, store.read, AggregateClock(NOW))
+        result = apply_batch(items, self.config, store.read, AggregateClock(NOW))
         store.apply(result.updates)
         for item in result.late:
             assert item.order.order_number not in self.late
             self.late[item.order.order_number] = sorted((w.name, s) for w, s, _ in item.missed)
-        closing = close_windows(AGGREGATE, store.read, store.scan)
+        closing = close_windows(self.config, store.read, store.scan)
         store.apply(closing.updates)
         for key, value in closing.finals:
             assert tuple(orjson.loads(key)) not in self.finals  # published once
@@ -115,9 +116,11 @@ class Pipeline:
                 self.aggregate(partition) if kind == "buyer" else self.ingest(partition, kind)
 
 
-def make_input(rng: random.Random) -> tuple[list[list[tuple[bytes, bytes]]], list[list[tuple]]]:
+def make_input(rng: random.Random, within_lateness: bool = False,
+               ) -> tuple[list[list[tuple[bytes, bytes]]], list[list[tuple]]]:
     """Each partition mostly in event-time order, with orders behind it within and beyond
-    the lateness, far behind, and exact repeats; keyed by order number or otherwise."""
+    the lateness (only within, if asked), far behind, and exact repeats; keyed by order
+    number or otherwise."""
     inputs: list[list[tuple[bytes, bytes]]] = [[] for _ in range(SOURCES)]
     meaning: list[list[tuple]] = [[] for _ in range(SOURCES)]
     number = 0
@@ -132,6 +135,8 @@ def make_input(rng: random.Random) -> tuple[list[list[tuple[bytes, bytes]]], lis
             clock += rng.randrange(0, 3_000)
             behind = rng.choice([0] * 6 + [rng.randrange(0, LATENESS), rng.randrange(0, 40_000),
                                            3_600_000])
+            if within_lateness:
+                behind = min(behind, LATENESS - 1)
             number += 1
             price = Decimal(rng.randrange(1, 100_000)) / 100
             buyer = rng.choice(BUYERS)
@@ -178,3 +183,45 @@ def test_late_orders_and_windows_are_specs_whatever_the_schedule(seed, monkeypat
         counted = sum(orjson.loads(v)[0] for s in pipeline.aggregates
                       for k, v in s.items() if k.startswith(total_key(("", ""))[:2]))
         assert counted == len({row[0] for part in meaning for row in part})
+
+
+SESSION = SessionWindow("session_2s", 2_000)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_sessions_of_orders_within_lateness_whatever_the_schedule(seed):
+    """Orders no more than ALLOWED_LATENESS behind their partition are never late for a
+    session (one landing exactly on a final session's end aside, which these inputs, with
+    order times in whole ms behind by less than the lateness, cannot make), so the
+    sessions are those of all the orders, whatever the schedule: the touching
+    `[t, t + gap)` of each buyer's distinct orders, merged."""
+    inputs, meaning = make_input(random.Random(seed), within_lateness=True)
+    config = AggregateConfig((SESSION, *WINDOWS), LATENESS, 10**12, carriers=SOURCES)
+    distinct = {row[0]: row for part in meaning for row in part}
+    expected = {}
+    for buyer in {row[2] for row in distinct.values()}:
+        spans: list[list] = []
+        for _, price, _, ms in sorted((r for r in distinct.values() if r[2] == buyer),
+                                      key=lambda r: r[3]):
+            if spans and ms <= spans[-1][1]:
+                spans[-1][1] = max(spans[-1][1], ms + SESSION.gap_ms)
+                spans[-1][2].append(price)
+            else:
+                spans.append([ms, ms + SESSION.gap_ms, [price]])
+        expected.update({(buyer, start): (end, len(p), sum(p)) for start, end, p in spans})
+    for max_batch in (1, 7, 1000):
+        pipeline = Pipeline(inputs, random.Random(seed * 1000 + max_batch), max_batch, config)
+        pipeline.run()
+        assert pipeline.late == {}
+        found = {}
+        for store in pipeline.aggregates:
+            for key, value in store.scan("w|session_2s|"):
+                _, start, buyer = parse_window_key(key)
+                count, total, _, _, end = orjson.loads(value)
+                found[buyer, start] = (end, count, Decimal(total))
+        assert found == expected
+        final_watermark = min(max(row[3] for row in part) for part in meaning)
+        assert {((k[2], k[3]), k[1]): v["count"] for k, v in pipeline.finals.items()
+                if k[0] == "session_2s"} == {
+            key: count for key, (end, count, _) in expected.items()
+            if end + LATENESS <= final_watermark}

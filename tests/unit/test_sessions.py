@@ -23,10 +23,10 @@ FAR = 10**12
 
 class Store(DictStore):
     def run(self, orders, clock=-FAR, lateness=FAR, retention=FAR, watermark=None):
-        """One batch of `(number, price, buyer, time)` orders, each judged by `clock`;
-        commit it, then close windows. Returns (batch result, closing result)."""
-        rows = [(number, Order(number, Decimal(price), buyer[0], buyer[1], ms), None, clock)
-                for number, price, buyer, ms in orders]
+        """One batch of `(number, price, buyer, time[, clock])` orders, each judged by its
+        clock or `clock`; commit it, then close windows. Returns (batch result, closing)."""
+        rows = [(o[0], Order(o[0], Decimal(o[1]), o[2][0], o[2][1], o[3]), None,
+                 o[4] if len(o) > 4 else clock) for o in orders]
         item = Shuffled(0, clock if watermark is None else watermark, None,
                         [("orders:0", rows)] if rows else [])
         config = AggregateConfig((SESSION,), lateness, retention)
@@ -128,21 +128,19 @@ def test_final_sessions_are_published_once_and_forgotten_after_retention():
                    for k in store)
 
 
-def _oracle(batches, gap, lateness):
-    """Every counted order kept; sessions recomputed from them. Each batch is judged
-    against the sessions of the batches before it, each order by its batch's clock."""
+def _oracle(orders, gap, lateness):
+    """Every counted order kept, sessions recomputed from them before each order: each
+    order, in log order, judged by its own clock against the sessions before it."""
     counted = {}
     late = set()
-    for clock, orders in batches:
-        before = {buyer: _components(times, gap) for buyer, times in counted.items()}
-        for number, price, buyer, ms in orders:
-            touching = [(s, e) for s, e, _ in before.get(buyer, [])
-                        if s <= ms + gap and ms <= e]
-            if any(e + lateness <= clock for s, e in touching) or (
-                    not touching and ms + gap + lateness <= clock):
-                late.add(number)
-                continue
-            counted.setdefault(buyer, []).append((ms, Decimal(price)))
+    for number, price, buyer, ms, clock in orders:
+        before = _components(counted.get(buyer, []), gap)
+        touching = [(s, e) for s, e, _ in before if s <= ms + gap and ms <= e]
+        if any(e + lateness <= clock for s, e in touching) or (
+                not touching and ms + gap + lateness <= clock):
+            late.add(number)
+            continue
+        counted.setdefault(buyer, []).append((ms, Decimal(price)))
     rows = {}
     for buyer, times in counted.items():
         for start, end, prices in _components(times, gap):
@@ -162,24 +160,36 @@ def _components(times, gap):
     return [(s, e, p) for s, e, p in found]
 
 
-@pytest.mark.parametrize("seed", range(25))
-def test_random_batches_match_the_naive_oracle(seed):
+def _random_log(rng):
+    """Orders of two buyers with random times, each with a clock that mostly grows."""
+    orders, clock = [], -FAR
+    for number in range(1, rng.randrange(1, 80)):
+        clock = max(clock, rng.randrange(-50_000, 200_000)) if rng.random() < 0.7 else (
+            rng.randrange(-50_000, 200_000))  # an order of another origin, its own clock
+        orders.append((number, f"{rng.randrange(1, 10_000) / 100:.2f}", rng.choice([ANA, ED]),
+                       rng.randrange(0, 200_000), clock))
+    return orders
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_any_cut_into_batches_matches_the_naive_oracle(seed):
     rng = random.Random(seed)
     lateness = rng.choice([0, 2_000, 10_000])
-    batches, clock, number = [], -FAR, 0
-    for _ in range(rng.randrange(1, 12)):
-        orders = []
-        for _ in range(rng.randrange(0, 8)):
-            number += 1
-            orders.append((number, f"{rng.randrange(1, 10_000) / 100:.2f}",
-                           rng.choice([ANA, ED]), rng.randrange(0, 200_000)))
-        clock = max(clock, rng.randrange(-50_000, 200_000))
-        batches.append((clock, orders))
-    store = Store()
-    late = set()
-    for clock, orders in batches:
-        result, _ = store.run(orders, clock=clock, lateness=lateness)
-        late |= {item.order.order_number for item in result.late}
-    rows, expected_late = _oracle(batches, GAP, lateness)
-    assert store.sessions() == rows
-    assert late == expected_late
+    orders = _random_log(rng)
+    rows, expected_late = _oracle(orders, GAP, lateness)
+    for most in (1, 7, 1000):
+        store, late, rest = Store(), set(), list(orders)
+        while rest:
+            cut = rng.randint(1, most)
+            result, _ = store.run(rest[:cut], lateness=lateness)
+            late |= {item.order.order_number for item in result.late}
+            rest = rest[cut:]
+        assert store.sessions() == rows
+        assert late == expected_late
+
+
+def test_the_oracle_test_meets_late_orders_and_merges():
+    found = [_oracle(_random_log(random.Random(seed)), GAP, 2_000) for seed in range(40)]
+    assert sum(len(late) for _, late in found) > 100
+    assert sum(row[1] > 1 for rows, _ in found for row in rows.values()) > 50
+
