@@ -11,6 +11,7 @@ idle rule.
 """
 
 import contextlib
+import time
 from collections.abc import Callable, Sequence
 
 from agents.batches import NOT_OURS, commit_durably, consumed_offsets
@@ -83,10 +84,17 @@ class AggregateStage:
                 totals = self._totals(partition, result.total_changes) if transactional else []
                 consumed = (consumed_offsets(self.topics.by_buyer, partition, items[-1].offset)
                             if items and items[-1].offset >= 0 else None)
+                started = time.perf_counter()
                 await commit_durably(guard, self.stores, partition, store, result.updates,
                                      self._late(config, result) + totals, consumed)
                 if not transactional:
-                    await self.sender.send_all(self._totals(partition, result.total_changes))
+                    totals = self._totals(partition, result.total_changes)
+                    await self.sender.send_all(totals)
+                operators = self.metrics.operators
+                operators.waited("sinks", "output", time.perf_counter() - started)
+                changes = len(result.total_changes)
+                operators.moved("aggregate", result.counted, changes)
+                operators.moved("sinks", changes, len(totals))
                 for sink in self.totals_sinks:
                     sink.committed(result.total_changes)
                 if result.outbox_sequence:
@@ -100,9 +108,15 @@ class AggregateStage:
                      store: PartitionStore) -> None:
         closing = close_windows(config, store.get_many, store.scan)
         if closing.changed:
+            records = [record for sink in self.window_sinks
+                       for record in sink.records(closing.finals)]
+            started = time.perf_counter()
             await commit_durably(self.guard, self.stores, partition, store, closing.updates,
-                                 [record for sink in self.window_sinks
-                                  for record in sink.records(closing.finals)])
+                                 records)
+            operators = self.metrics.operators
+            operators.waited("sinks", "output", time.perf_counter() - started)
+            operators.moved("aggregate", 0, len(closing.finals))
+            operators.moved("sinks", len(closing.finals), len(records))
 
     async def _resend_outbox(self, partition: int, store: PartitionStore) -> None:
         """After a crash between a commit and its buyer-totals, or a restore elsewhere: the

@@ -9,6 +9,7 @@ records to the channels that are due one (core.watermarks).
 """
 
 import contextlib
+import time
 from collections.abc import Callable
 
 from agents.batches import NOT_OURS, Peek, commit_durably, consumed_offsets
@@ -108,11 +109,14 @@ class IngestStage:
                 result.updates.update(next_batch(*following))  # spares it a commit of its own
             consumed = consumed_offsets(messages[-1].topic, messages[-1].partition,
                                         messages[-1].offset) if messages else None
+            started = time.perf_counter()
             if result.updates or (outputs and self.sender.transactional):
                 await commit_durably(guard, self.stores, partition, store, result.updates,
                                      outputs, consumed)
             elif outputs:
                 await self.sender.send_all(outputs)
+            self.metrics.operators.waited("repartition", "output",
+                                          time.perf_counter() - started)
             return True
 
     def _outputs(self, partition: int, result: IngestResult, clock: Clock,
@@ -148,6 +152,14 @@ class IngestStage:
 
     def _count(self, result: IngestResult) -> None:
         metrics = self.metrics
+        valid = result.read - result.invalid
+        passed = result.decided - result.duplicates - result.conflicts - result.too_old
+        shuffled = sum(len(rows) for groups in result.shuffled.values() for _, rows in groups)
+        operators = metrics.operators
+        operators.moved("source", result.read, result.read)
+        operators.moved("parse", result.read, valid)
+        operators.moved("dedup", result.decided, passed)
+        operators.moved("repartition", passed, shuffled)
         metrics.processed.inc(result.read)
         metrics.invalid.inc(result.invalid)
         metrics.duplicate.inc(result.duplicates)

@@ -62,6 +62,15 @@ class Topics(Protocol):
     def late(self) -> str: ...
 
 
+class Operators(Protocol):
+    """Per operator of the job graph: records in and out, and time waited
+    (app.metrics.OperatorMetrics)."""
+
+    def moved(self, operator: str, records_in: int, records_out: int) -> None: ...
+
+    def waited(self, operator: str, on: str, seconds: float) -> None: ...
+
+
 class StageMetrics(Protocol):
     """The counters and gauges the stages move (app.metrics.Metrics)."""
 
@@ -72,3 +81,6 @@ class StageMetrics(Protocol):
     conflict: Counter
     late: Counter
     lag: Gauge
+
+    @property
+    def operators(self) -> Operators: ...

@@ -8,6 +8,8 @@ from prometheus_client import (
     disable_created_metrics,
 )
 
+from core.jobgraph import OPERATORS
+
 disable_created_metrics()
 
 
@@ -54,3 +56,37 @@ class Metrics:
         self.forwarded = Histogram("orderstream_forwarded_call_seconds",
                                    "Calls to other workers, by route and outcome",
                                    ["route", "outcome"], registry=r)
+        self.operators = OperatorMetrics(r)
+
+
+class OperatorMetrics:
+    """Records in and out of each operator of the job graph (core.jobgraph), and how long
+    the ends of its tasks wait on their input or output (the dashboard's figures, and
+    /metrics')."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.records_in = Counter("orderstream_operator_records_in",
+                                  "Records into each operator of the job graph",
+                                  ["operator"], registry=registry)
+        self.records_out = Counter("orderstream_operator_records_out",
+                                   "Records out of each operator of the job graph",
+                                   ["operator"], registry=registry)
+        self.wait = Counter("orderstream_operator_wait_seconds",
+                            "Time an operator waited: on its input (nothing fetched yet) or "
+                            "on its output (the broker's acknowledgement), summed over "
+                            "partitions", ["operator", "on"], registry=registry)
+        # children made once: labels() takes a lock each call, and a series shows as 0
+        # from the start
+        self._in = {op.name: self.records_in.labels(op.name) for op in OPERATORS}
+        self._out = {op.name: self.records_out.labels(op.name) for op in OPERATORS}
+        self._wait = {(op.name, op.waits_on): self.wait.labels(op.name, op.waits_on)
+                      for op in OPERATORS if op.waits_on is not None}
+
+    def moved(self, operator: str, records_in: int, records_out: int) -> None:
+        """Records an operator took in and passed on."""
+        self._in[operator].inc(records_in)
+        self._out[operator].inc(records_out)
+
+    def waited(self, operator: str, on: str, seconds: float) -> None:
+        """Time `operator` waited on its `input` or `output`."""
+        self._wait[operator, on].inc(seconds)

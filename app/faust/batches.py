@@ -3,6 +3,7 @@
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any, cast
@@ -55,10 +56,12 @@ class Lane:
 async def each_batch(stream: faust.StreamT[Any], handle: PartitionHandler, *,
                      fail: Callable[[BaseException], None],
                      release: Callable[[Any], None],
-                     to_item: Callable[[Any], Any] | None = None) -> None:
+                     to_item: Callable[[Any], Any] | None = None,
+                     waited: Callable[[float], None] = lambda seconds: None) -> None:
     """Hand each fetched batch (one partition's records, see `app.faust.transport`, each
     passed through `to_item` if given) to `handle`; ack it only once handled, `release`
-    it when its partition is no longer ours (NOT_OURS), `fail` the worker on an error.
+    it when its partition is no longer ours (NOT_OURS), `fail` the worker on an error;
+    `waited` is told how long each wait for the next fetched batch took.
 
     Each partition has its own lane: its batches are handled one after another, while
     other partitions' batches are handled meanwhile, so one partition's wait for the
@@ -112,9 +115,16 @@ async def each_batch(stream: faust.StreamT[Any], handle: PartitionHandler, *,
         except Exception as error:  # noqa: BLE001 - the worker must stop, not skip it
             fail(error)
 
+    # StreamT does not declare noack(): the agent's stream is a faust Stream, which has it
+    events = cast(faust.Stream[Any], stream).noack().events().__aiter__()
     try:
-        # StreamT does not declare noack(): the agent's stream is a faust Stream, which has it
-        async for event in cast(faust.Stream[Any], stream).noack().events():
+        while True:
+            started = time.perf_counter()
+            try:
+                event = await events.__anext__()
+            except StopAsyncIteration:
+                return
+            waited(time.perf_counter() - started)
             partition = event.message.partition
             lane = lanes.get(partition)
             if lane is None:
