@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test test-faults test-soak chromium compose bench bench-state lint clean
+.PHONY: run test test-faults test-soak chromium axe compose bench bench-state lint clean screenshot
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,23 @@ $(VENV)/.installed-%: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed-embedded
 	@$(BIN)/python scripts/run.py
 
-test: $(VENV)/.installed-test chromium compose
+test: $(VENV)/.installed-test chromium axe compose
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# axe-core from npm, for the dashboard's accessibility check in the browser tests, into
+# .cache/npm once; without npm the check skips with a line saying why.
+AXE_VERSION := 4.14.1
+axe:
+	@if [ -e .cache/npm/node_modules/axe-core/axe.min.js ]; then :; \
+	elif command -v npm >/dev/null; then \
+	  npm install --silent --no-audit --no-fund --prefix .cache/npm axe-core@$(AXE_VERSION) \
+	    >/dev/null || echo "npm could not install axe-core: the accessibility check will skip"; \
+	else echo "no npm: the accessibility check will skip"; fi
+
+# docs/dashboard.png (shown in the README): make run's stack with datagen at 50 orders/s on
+# spare ports, the dashboard after a minute, in headless Chromium.
+screenshot: $(VENV)/.installed-test chromium
+	$(BIN)/python scripts/screenshot.py
 
 # Debian's Chromium for the browser tests, installed where apt-get can (as root), tried
 # once per venv; elsewhere the browser tests skip with a line saying why (CHROMIUM=path

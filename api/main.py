@@ -11,7 +11,7 @@ from prometheus_client import Histogram
 
 from api.deps import require_token
 from api.ports import QueryService
-from api.routes import buyers, docs, health, instances, metrics, streams, windows
+from api.routes import buyers, dashboard, docs, health, instances, metrics, streams, windows
 from api.schemas import ErrorDetail
 
 # ASGI's types as starlette spells them (starlette comes with fastapi, not declared itself)
@@ -68,8 +68,9 @@ def create_api(service: QueryService) -> FastAPI:
     api.state.http = httpx.AsyncClient(trust_env=False)  # calls to other workers
     api.include_router(health.router)
     api.include_router(docs.router)
+    api.include_router(dashboard.page)
     # with API_TOKEN set, these need it; streams first, so /buyers/stream is not a buyer
-    for module in (streams, buyers, windows, instances, metrics):
+    for module in (streams, buyers, windows, instances, metrics, dashboard):
         api.include_router(module.router, dependencies=[Depends(require_token)],
                            responses=UNAUTHORIZED)
     api.add_middleware(TimedRequests, histogram=service.metrics.requests)

@@ -53,7 +53,16 @@ class ApiMetrics(Protocol):
 
 
 class StreamTopics(Protocol):
-    """The topics the live push reads."""
+    """The topics the live push and the dashboard read."""
+
+    @property
+    def orders(self) -> str: ...
+
+    @property
+    def dlq(self) -> str: ...
+
+    @property
+    def late(self) -> str: ...
 
     @property
     def buyer_totals(self) -> str: ...
@@ -107,3 +116,7 @@ class QueryService(Protocol):
 
     def refresh_gauges(self) -> None:
         """Bring the per-partition gauges up to date, before /metrics renders them."""
+
+    def history(self) -> list[tuple[int, dict[str, float]]]:
+        """Samples of the worker's counters over the last minutes, oldest first (wall ms,
+        value by series): the dashboard's rates and chart."""

@@ -19,8 +19,14 @@ from agents.sinks import BuyerTotalsSink, PrintSink, TotalsSink, WindowResultsSi
 from api.main import create_api
 from api.server import ApiServer
 from app.faust import transport
-from app.faust.agents import register_aggregate, register_datagen, register_ingest
+from app.faust.agents import (
+    register_aggregate,
+    register_datagen,
+    register_ingest,
+    register_sampler,
+)
 from app.guard import BrokerGuard
+from app.history import MetricHistory
 from app.membership import Membership
 from app.metrics import Metrics
 from app.producer import Producer
@@ -174,7 +180,9 @@ def create_app(settings: Settings | None = None) -> OrderstreamApp:
 
     membership = app.membership = Membership(app, names, settings.advertised_url, ingest,
                                              aggregate, guard, metrics)
-    queries = WorkerQueries(settings, metrics, topology, membership, stop)
+    history = MetricHistory(metrics.registry)
+    register_sampler(app, history)
+    queries = WorkerQueries(settings, metrics, topology, membership, stop, history)
     api = ApiServer(create_api(queries), settings.api_host, settings.api_port)
     app.runtime = Runtime(settings, topology, stop, producer, (dedup, aggregates), guard,
                           membership, api)

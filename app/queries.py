@@ -3,6 +3,7 @@ stores, the group's members, and the gauges /metrics renders."""
 
 from contextlib import AbstractContextManager
 
+from app.history import MetricHistory
 from app.membership import Membership
 from app.metrics import Metrics
 from app.runtime import Stop, Topology
@@ -18,8 +19,9 @@ class WorkerQueries:
     """What the API reads of this worker, from the parts that hold it."""
 
     def __init__(self, settings: Settings, metrics: Metrics, topology: Topology,
-                 membership: Membership, stop: Stop) -> None:
+                 membership: Membership, stop: Stop, history: MetricHistory) -> None:
         self.settings, self.metrics, self.topology = settings, metrics, topology
+        self._history = history
         self.membership, self.stop = membership, stop
         self.guard, self.ingest = membership.guard, membership.ingest
         self.aggregates = membership.aggregate.stores
@@ -52,6 +54,9 @@ class WorkerQueries:
 
     def members(self) -> dict[str, set[int]]:
         return self.membership.members()
+
+    def history(self) -> list[tuple[int, dict[str, float]]]:
+        return self._history.samples()
 
     def refresh_gauges(self) -> None:
         """Per-partition gauges from the stores, for a /metrics scrape."""

@@ -7,6 +7,7 @@ from typing import Any
 from core.aggregate import read_watermark
 from core.models import Buyer, Total
 from core.schema import (
+    CHANNEL_PREFIX,
     TOTAL_PREFIX,
     buyer_of_total_key,
     decode_total,
@@ -14,7 +15,7 @@ from core.schema import (
 )
 from core.shuffle import buyer_partition
 from core.storage import ReadStore
-from core.watermarks import NO_WATERMARK
+from core.watermarks import NO_WATERMARK, Channel, decode_channel
 from core.windows import StoredRow, Window
 
 Stores = Mapping[int, ReadStore]
@@ -115,3 +116,11 @@ def latest_ms(stores: Stores, window: Window) -> int | None:
     """The time /top without `at` looks at, over these stores."""
     found = [t for store in stores.values() if (t := window.latest_ms(store)) is not None]
     return max(found) if found else None
+
+
+def partition_channels(store: ReadStore) -> tuple[int, list[tuple[int, Channel]]]:
+    """An aggregation partition's watermark and the channels it is the minimum of (one per
+    dedup partition feeding it, idle ones left out), by carrier."""
+    channels = [(int(key.removeprefix(CHANNEL_PREFIX)), decode_channel(value))
+                for key, value in store.scan(CHANNEL_PREFIX)]
+    return read_watermark(store.get_many), sorted(channels)

@@ -51,6 +51,7 @@ TOTAL_PREFIX = "t|"
 LATEST_ORDER_KEY = "m|latest-order"  # the watermark without ticks: the latest order time
 READ_KEY = "m|read"  # the last repartition offset whose watermark was applied
 OUTBOX_KEY = "o|totals"
+CHANNEL_PREFIX = "m|ch|"
 # both
 WATERMARK_KEY = "m|watermark"
 SOURCE_OFFSET_PREFIX = "s|"
@@ -73,7 +74,7 @@ def via_key(origin: int) -> str:
 
 def channel_key(carrier: int) -> str:
     """Store key of dedup partition `carrier`'s channel through the repartition topic."""
-    return f"m|ch|{carrier}"
+    return f"{CHANNEL_PREFIX}{carrier}"
 
 
 def source_key(source: str) -> str:

@@ -205,6 +205,7 @@ def print_where_to_look(base_url: str, settings: Settings) -> None:
     """The URLs a user opens next."""
     lines = [
         f"ready. API docs: {base_url}/docs",
+        f"  dashboard:      {base_url}/",
         f"  buyer totals:   {base_url}/buyers",
         f"  windows:        {base_url}/windows",
         f"  metrics:        {base_url}/metrics",

@@ -17,7 +17,9 @@ from agents.ports import Sender
 from app.faust.batches import each_batch
 from app.faust.schedule import every, once_started
 from app.faust.transport import batch_topic, release
+from app.history import SAMPLE_INTERVAL_S, MetricHistory
 from core.shuffle import decode_shuffle
+from core.timefmt import wall_ms
 
 
 def register_ingest(app: faust.App, stage: IngestStage,
@@ -29,7 +31,9 @@ def register_ingest(app: faust.App, stage: IngestStage,
     async def ingest(stream: faust.StreamT[Any]) -> None:
         # faust's ConsumerRecords serve as the stage's RawMessages
         await each_batch(stream, stage.apply, fail=fail,
-                         release=functools.partial(release, app))
+                         release=functools.partial(release, app),
+                         waited=functools.partial(stage.metrics.operators.waited, "source",
+                                                  "input"))
 
     @every(app, INGEST_TICK_S)
     async def ingest_watermarks() -> None:
@@ -47,7 +51,9 @@ def register_aggregate(app: faust.App, stage: AggregateStage,
             return await stage.apply(partition, items)
 
         await each_batch(stream, handle, fail=fail, release=functools.partial(release, app),
-                         to_item=lambda record: decode_shuffle(record.value, record.offset))
+                         to_item=lambda record: decode_shuffle(record.value, record.offset),
+                         waited=functools.partial(stage.metrics.operators.waited, "aggregate",
+                                                  "input"))
 
     @every(app, AGGREGATE_TICK_S)
     async def aggregate_watermarks() -> None:
@@ -63,3 +69,11 @@ def register_datagen(app: faust.App, sender: Sender, topic: str, rows_per_second
     @once_started(app)
     async def datagen() -> None:
         await run_datagen(sender, topic, rows_per_second, rows, stopping)
+
+
+def register_sampler(app: faust.App, history: MetricHistory) -> None:
+    """A sample of the worker's counters every SAMPLE_INTERVAL_S, for the dashboard."""
+
+    @every(app, SAMPLE_INTERVAL_S)
+    async def sample_metrics() -> None:
+        history.sample(wall_ms())

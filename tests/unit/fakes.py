@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from app.history import MetricHistory
 from app.metrics import Metrics
 from app.settings import Settings
 from app.topics import TopicNames, topic_names
@@ -44,6 +45,7 @@ class FakeRuntime:
         self.partitions = {self.names.by_buyer: PARTITIONS}
         self.aggregates = Stores()
         self.metrics = Metrics()
+        self.samples = MetricHistory(self.metrics.registry)
         self.readiness = readiness
         self.readiness_reason: str | None = None
 
@@ -69,6 +71,9 @@ class FakeRuntime:
 
     def refresh_gauges(self) -> None:
         pass
+
+    def history(self) -> list[tuple[int, dict[str, float]]]:
+        return self.samples.samples()
 
 
 def runtime_with_orders(root: Path, orders: Iterable[Order], **settings: object) -> FakeRuntime:
