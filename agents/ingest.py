@@ -99,6 +99,8 @@ class IngestStage:
                                       clock)
             self._count(result)
             outputs = self._outputs(partition, result, clock, config)
+            self.metrics.operators.moved("repartition", _passed(result), sum(
+                topic in (topics.rekey, topics.by_buyer) for topic, _, _, _ in outputs))
             # only a batch that decides copies must be named before its outputs leave: the
             # order of the others changes no decision
             if take is not None and take.name_first and result.decided:
@@ -152,16 +154,17 @@ class IngestStage:
 
     def _count(self, result: IngestResult) -> None:
         metrics = self.metrics
-        valid = result.read - result.invalid
-        passed = result.decided - result.duplicates - result.conflicts - result.too_old
-        shuffled = sum(len(rows) for groups in result.shuffled.values() for _, rows in groups)
         operators = metrics.operators
         operators.moved("source", result.read, result.read)
-        operators.moved("parse", result.read, valid)
-        operators.moved("dedup", result.decided, passed)
-        operators.moved("repartition", passed, shuffled)
+        operators.moved("parse", result.parsed, result.parsed - result.invalid)
+        operators.moved("dedup", result.decided, _passed(result))
         metrics.processed.inc(result.read)
         metrics.invalid.inc(result.invalid)
         metrics.duplicate.inc(result.duplicates)
         metrics.conflict.inc(result.conflicts)
         metrics.late.inc(result.too_old)
+
+
+def _passed(result: IngestResult) -> int:
+    """Orders the dedup step passed on: first copies."""
+    return result.decided - result.duplicates - result.conflicts - result.too_old

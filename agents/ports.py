@@ -3,6 +3,7 @@
 the worker's own modules or faust."""
 
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from prometheus_client import Counter, Gauge
@@ -69,6 +70,8 @@ class Operators(Protocol):
     def moved(self, operator: str, records_in: int, records_out: int) -> None: ...
 
     def waited(self, operator: str, on: str, seconds: float) -> None: ...
+
+    def waiting(self, operator: str, on: str) -> AbstractContextManager[None]: ...
 
 
 class StageMetrics(Protocol):

@@ -117,6 +117,6 @@ class QueryService(Protocol):
     def refresh_gauges(self) -> None:
         """Bring the per-partition gauges up to date, before /metrics renders them."""
 
-    def history(self) -> list[tuple[int, dict[str, float]]]:
+    def history(self) -> list[tuple[int, int, dict[str, float]]]:
         """Samples of the worker's counters over the last minutes, oldest first (wall ms,
-        value by series): the dashboard's rates and chart."""
+        monotonic ms, value by series): the dashboard's rates and chart."""

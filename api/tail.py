@@ -17,31 +17,34 @@ KEEP_S = 4.0
 READ_TIMEOUT_S = 3.0
 
 
+class TailUnavailable(RuntimeError):
+    """The broker did not give a topic's last records in time."""
+
+
 class Tails:
     """The last records of topics, each read at most every KEEP_S."""
 
     def __init__(self, client: Mapping[str, Any]) -> None:
         self.client = client
-        self._kept: dict[tuple[str, int], tuple[float, list[Entry]]] = {}
+        self._kept: dict[tuple[str, int], tuple[float, list[Entry] | TailUnavailable]] = {}
         self._lock = asyncio.Lock()
 
     async def last(self, topic: str, count: int) -> list[Entry]:
         """Up to `count` records of each partition of `topic`, newest last per partition."""
         async with self._lock:  # one read at a time: pollers share it
             kept = self._kept.get((topic, count))
-            if kept is not None and time.monotonic() - kept[0] < KEEP_S:
-                return kept[1]
-            try:
-                entries = await asyncio.wait_for(read_tail(self.client, topic, count),
-                                                 READ_TIMEOUT_S + 2)
-            except (TimeoutError, KafkaError, OSError) as error:
-                raise TailUnavailable(f"{topic} could not be read: {error!r}") from None
-            self._kept[topic, count] = (time.monotonic(), entries)
-            return entries
-
-
-class TailUnavailable(RuntimeError):
-    """The broker did not give a topic's last records in time."""
+            if kept is None or time.monotonic() - kept[0] >= KEEP_S:
+                try:
+                    found: list[Entry] | TailUnavailable = await asyncio.wait_for(
+                        read_tail(self.client, topic, count), READ_TIMEOUT_S + 2)
+                except (TimeoutError, KafkaError, OSError) as error:
+                    # kept too: a broker that does not answer is asked again in KEEP_S,
+                    # not by every request meanwhile
+                    found = TailUnavailable(f"{topic} could not be read: {error!r}")
+                kept = self._kept[topic, count] = (time.monotonic(), found)
+            if isinstance(kept[1], TailUnavailable):
+                raise kept[1]
+            return kept[1]
 
 
 async def read_tail(client: Mapping[str, Any], topic: str, count: int) -> list[Entry]:

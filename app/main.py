@@ -180,7 +180,7 @@ def create_app(settings: Settings | None = None) -> OrderstreamApp:
 
     membership = app.membership = Membership(app, names, settings.advertised_url, ingest,
                                              aggregate, guard, metrics)
-    history = MetricHistory(metrics.registry)
+    history = MetricHistory(metrics.sampled())
     register_sampler(app, history)
     queries = WorkerQueries(settings, metrics, topology, membership, stop, history)
     api = ApiServer(create_api(queries), settings.api_host, settings.api_port)

@@ -1,5 +1,8 @@
 """Prometheus metrics of one worker (prometheus-client), served at GET /metrics."""
 
+import time
+from collections.abc import Iterator
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -7,6 +10,8 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
 )
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from core.jobgraph import OPERATORS
 
@@ -58,6 +63,12 @@ class Metrics:
                                    ["route", "outcome"], registry=r)
         self.operators = OperatorMetrics(r)
 
+    def sampled(self) -> list[Collector]:
+        """The counters the dashboard shows over time (app.history)."""
+        ops = self.operators
+        return [self.processed, self.counted, self.invalid, self.duplicate, self.conflict,
+                self.late, ops.records_in, ops.records_out, ops.wait]
+
 
 class OperatorMetrics:
     """Records in and out of each operator of the job graph (core.jobgraph), and how long
@@ -71,16 +82,11 @@ class OperatorMetrics:
         self.records_out = Counter("orderstream_operator_records_out",
                                    "Records out of each operator of the job graph",
                                    ["operator"], registry=registry)
-        self.wait = Counter("orderstream_operator_wait_seconds",
-                            "Time an operator waited: on its input (nothing fetched yet) or "
-                            "on its output (the broker's acknowledgement), summed over "
-                            "partitions", ["operator", "on"], registry=registry)
+        self.wait = OperatorWaits(registry)
         # children made once: labels() takes a lock each call, and a series shows as 0
         # from the start
         self._in = {op.name: self.records_in.labels(op.name) for op in OPERATORS}
         self._out = {op.name: self.records_out.labels(op.name) for op in OPERATORS}
-        self._wait = {(op.name, op.waits_on): self.wait.labels(op.name, op.waits_on)
-                      for op in OPERATORS if op.waits_on is not None}
 
     def moved(self, operator: str, records_in: int, records_out: int) -> None:
         """Records an operator took in and passed on."""
@@ -89,4 +95,56 @@ class OperatorMetrics:
 
     def waited(self, operator: str, on: str, seconds: float) -> None:
         """Time `operator` waited on its `input` or `output`."""
-        self._wait[operator, on].inc(seconds)
+        self.wait.add(operator, on, seconds)
+
+    def waiting(self, operator: str, on: str) -> "Waiting":
+        """A wait going on (`with`): counted as it goes, not only once it ends, so an
+        input that stays idle shows as waiting all along."""
+        return Waiting(self.wait, operator, on)
+
+
+class OperatorWaits(Collector):
+    """`orderstream_operator_wait_seconds_total{operator,on}`: time waited so far, the
+    waits going on included up to the moment of the scrape."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._done = {(op.name, op.waits_on): 0.0 for op in OPERATORS if op.waits_on}
+        self._since: dict[tuple[str, str], float] = {}  # waits going on: since when
+        registry.register(self)
+
+    def add(self, operator: str, on: str, seconds: float) -> None:
+        self._done[operator, on] += seconds
+
+    def begin(self, operator: str, on: str) -> None:
+        self._since[operator, on] = time.monotonic()
+
+    def end(self, operator: str, on: str) -> None:
+        since = self._since.pop((operator, on), None)
+        if since is not None:
+            self._done[operator, on] += time.monotonic() - since
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "orderstream_operator_wait_seconds",
+            "Time a task's end waited: the source and the aggregate on their input (nothing "
+            "fetched yet), repartition and sinks on their output (a batch's records sent and "
+            "acknowledged, and its store committed), the latter summed over partitions",
+            labels=["operator", "on"])
+        now = time.monotonic()
+        for (operator, on), done in self._done.items():
+            since = self._since.get((operator, on))
+            family.add_metric([operator, on], done + (0.0 if since is None else now - since))
+        yield family
+
+
+class Waiting:
+    """One wait, from `with` to its end."""
+
+    def __init__(self, waits: OperatorWaits, operator: str, on: str) -> None:
+        self.waits, self.key = waits, (operator, on)
+
+    def __enter__(self) -> None:
+        self.waits.begin(*self.key)
+
+    def __exit__(self, *_: object) -> None:
+        self.waits.end(*self.key)

@@ -55,7 +55,7 @@ class WorkerQueries:
     def members(self) -> dict[str, set[int]]:
         return self.membership.members()
 
-    def history(self) -> list[tuple[int, dict[str, float]]]:
+    def history(self) -> list[tuple[int, int, dict[str, float]]]:
         return self._history.samples()
 
     def refresh_gauges(self) -> None:

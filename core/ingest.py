@@ -120,6 +120,7 @@ class IngestResult:
         default_factory=lambda: defaultdict(list))  # buyer partition -> groups by source
     updates: dict[str, str | None] = field(default_factory=dict)
     read: int = 0  # messages read from the orders topic, replays included
+    parsed: int = 0  # those parsed: not applied before
     decided: int = 0  # orders the dedup step decided on: this batch's order matters
     invalid: int = 0
     duplicates: int = 0
@@ -195,6 +196,7 @@ def ingest_partition(partition: int, messages: Iterable[RawMessage], config: Ing
     result = IngestResult(read=sum(m.topic == config.orders_topic for m in messages))
     stored_source_ms, watermark_ms, stored_vias = read_state(partition, config, read)
     fresh, offsets = skip_applied(messages, read)
+    result.parsed = sum(m.topic == config.orders_topic for m in fresh)
     if any(m.topic == config.orders_topic for m in fresh):
         clock = Clock(clock.now_ms)  # it delivers again: no longer idle
     source_ms, vias = stored_source_ms, dict(stored_vias)

@@ -15,11 +15,15 @@ class Operator(NamedTuple):
 
 
 OPERATORS = (
-    Operator("source", "ingest", "messages read from the orders topic", "input"),
-    Operator("parse", "ingest", "messages in, valid orders out (the rest to orders-dlq)", None),
+    Operator("source", "ingest", "messages read from the orders topic, read again after a "
+             "restart included", "input"),
+    Operator("parse", "ingest", "messages not applied before in, valid orders out (the rest "
+             "to orders-dlq)", None),
     Operator("dedup", "ingest", "orders in, first copies out (conflicts to orders-dlq, too "
              "old to orders-late)", None),
-    Operator("repartition", "ingest", "orders sent to the by-buyer topic", "output"),
+    Operator("repartition", "ingest", "orders in, records out to the by-buyer topic (orders "
+             "of a buyer partition, or only a watermark) and copies to their number's owner",
+             "output"),
     Operator("aggregate", "aggregate", "orders in, buyer-total changes and final window "
              "rows out", "input"),
     Operator("sinks", "aggregate", "changes in, records to buyer-totals and window-results "

@@ -11,7 +11,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse
 
 from api.cluster import forward_headers
-from api.dashboard import local_view, merge_views
+from api.dashboard import local_view, merge_views, unreachable_view
 from api.deps import ServiceDep
 from api.ports import QueryService
 from api.routes.docs import STATIC
@@ -20,9 +20,13 @@ from api.tail import Tails, TailUnavailable
 PEER_TIMEOUT_S = 2.0  # a worker that is down shows as unreachable, not as a slow page
 FINALS_PER_PARTITION = 5
 RECENT_FINALS = 10
-SAMPLE_SIZE = 10  # records per partition in a sample of orders-dlq or orders-late
+SAMPLE_SIZE = 50  # records per partition read for a sample of orders-dlq or orders-late
+SAMPLE_SHOWN = 20
 ASSETS = {name: STATIC / name for name in ("dashboard.js", "dashboard.css")}
 PAGE = (STATIC / "dashboard.html").read_text()
+# The page may load and ask nothing but this worker: self-contained, enforced by the browser.
+CSP = ("default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+       "frame-ancestors 'none'; form-action 'none'")
 
 page = APIRouter(include_in_schema=False)  # the page and its files: open, no data
 router = APIRouter(prefix="/dashboard", tags=["dashboard"])
@@ -31,7 +35,7 @@ router = APIRouter(prefix="/dashboard", tags=["dashboard"])
 @page.get("/", response_class=HTMLResponse)
 async def dashboard() -> HTMLResponse:
     """The dashboard's page: it asks for the token when the data answers 401."""
-    return HTMLResponse(PAGE)
+    return HTMLResponse(PAGE, headers={"Content-Security-Policy": CSP})
 
 
 @page.get("/dashboard/access")
@@ -61,9 +65,10 @@ async def data(request: Request, service: ServiceDep) -> dict[str, Any]:
     and out per second and waits, orders/s over the last 10 minutes, lag and watermarks
     per partition, the counters, and recent final windows."""
     me = service.settings.advertised_url.rstrip("/")
-    peers = [url for url in sorted(service.members()) if url != me]
+    peers = {url: parts for url, parts in service.members().items() if url != me}
     views = [local_view(service, service.history()),
-             *await asyncio.gather(*(_peer_view(request, url) for url in peers))]
+             *await asyncio.gather(*(_peer_view(request, url, parts)
+                                     for url, parts in sorted(peers.items())))]
     merged = merge_views(views)
     try:
         merged["finals"] = await _recent_finals(request, service)
@@ -72,7 +77,7 @@ async def data(request: Request, service: ServiceDep) -> dict[str, Any]:
     return merged
 
 
-async def _peer_view(request: Request, url: str) -> dict[str, Any]:
+async def _peer_view(request: Request, url: str, partitions: set[int]) -> dict[str, Any]:
     client: httpx.AsyncClient = request.app.state.http
     try:
         answer = await client.get(f"{url}/dashboard/local", headers=forward_headers(request),
@@ -81,9 +86,7 @@ async def _peer_view(request: Request, url: str) -> dict[str, Any]:
         view: dict[str, Any] = answer.json()
         return view
     except (httpx.HTTPError, ValueError):
-        return {"workers": [{"url": url, "status": "unreachable", "partitions": [],
-                             "lag": None}], "sources": [], "aggregation": [], "counters": {},
-                "orders_per_s": 0.0, "operators": [], "throughput": []}
+        return unreachable_view(url, partitions)
 
 
 def _tails(request: Request, service: QueryService) -> Tails:
@@ -130,4 +133,4 @@ async def samples(request: Request, service: ServiceDep, kind: Kind) -> dict[str
         is_conflict = str(value.get("error", "")).startswith("conflict")
         if kind == "late" or is_conflict == (kind == "conflict"):
             items.append(value)
-    return {"kind": kind, "topic": topic, "items": items}
+    return {"kind": kind, "topic": topic, "items": items[-SAMPLE_SHOWN:]}

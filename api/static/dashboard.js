@@ -6,7 +6,7 @@
   var KEY = "orderstream.apiToken";
   var EVERY_MS = 2000;
   var $ = function (id) { return document.getElementById(id); };
-  var paused = false, timer = null, needsToken = false;
+  var paused = false, timer = null;
   var COUNTERS = [
     ["processed", "Read", "messages read from the orders topic", null],
     ["counted", "Counted", "orders applied to the aggregates", null],
@@ -171,24 +171,35 @@
           delete shown.error; delete shown.reason;
           return JSON.stringify(shown);
         }, "record"],
-      ], "None on the topic.");
+      ], "None among the latest records on the topic.");
       $("sample-title").focus();
     }).catch(failed);
   }
 
-  function render(data, buyers) {
-    drawGraph(data.operators);
-    drawChart(data.throughput);
-    drawCounters(data.counters);
+  function clock(iso) { return iso.slice(11, 23); }  // 2026-11-24T10:00:00.000Z -> 10:00:00.000
+
+  function drawBuyers(buyers) {
     rows("buyers", buyers.items, [
       [function (b) { return buyers.items.indexOf(b) + 1; }, "num"],
       [function (b) { return buyer(b.buyer); }],
       [function (b) { return number(b.count); }, "num"],
       [function (b) { return b.total_price; }, "num"],
     ], "No buyers yet.");
+  }
+
+  function note(id, text) {
+    $(id).hidden = !text;
+    $(id).textContent = text || "";
+  }
+
+  function render(data) {
+    drawGraph(data.operators);
+    drawChart(data.throughput);
+    drawCounters(data.counters);
+    note("finals-error", data.finals_error ? "Not read this time: " + data.finals_error : "");
     rows("finals", data.finals, [
-      [function (r) { return r.window; }], [function (r) { return r.window_start; }],
-      [function (r) { return r.window_end; }], [function (r) { return buyer(r.buyer); }],
+      [function (r) { return r.window; }], [function (r) { return clock(r.window_start); }],
+      [function (r) { return clock(r.window_end); }], [function (r) { return buyer(r.buyer); }],
       [function (r) { return number(r.count); }, "num"],
       [function (r) { return r.sum_price; }, "num"],
     ], "No final window yet.");
@@ -208,12 +219,21 @@
     ], "No aggregation partition yet.");
     rows("workers", data.workers, [
       [function (w) { return w.url; }], [function (w) { return w.status; }],
-      [function (w) { return w.partitions.join(", ") || "none"; }],
+      [function (w) {
+        return "aggregation: " + (w.partitions.join(", ") || "none") + "; orders: " +
+          ((w.orders_partitions || []).join(", ") || "none");
+      }],
       [function (w) { return w.lag === null ? "unknown" : number(w.lag); }, "num"],
     ], "No worker answered.");
-    $("status").textContent = "Updated " + new Date().toISOString() + ": " +
+    $("updated").textContent = "Updated " + new Date().toISOString() + ": " +
       number(data.orders_per_s, 1) + " orders/s across " + data.workers.length +
-      " worker(s)." + (paused ? " Paused." : "");
+      " worker(s).";
+  }
+
+  // The live region says only what changed state (a failure, the token, paused), not
+  // every update: a screen reader would read it every 2 s.
+  function say(text) {
+    if ($("status").textContent !== text) { $("status").textContent = text; }
   }
 
   function failed(error) {
@@ -222,31 +242,63 @@
                   : "This worker needs its API_TOKEN to show the dashboard.");
       return;
     }
-    $("status").textContent = "Could not update: " + error.message + ". Trying again.";
+    say("Could not update: " + error.message + ". Trying again every 2 s.");
   }
 
   function ask(message) {
-    $("status").textContent = message;
+    say(message);
     $("token-form").hidden = false;
     $("forget-token").hidden = true;
     clearTimeout(timer);
     $("token").focus();
   }
 
+  // Each part drawn on its own: top buyers answer 503 while partitions move, and the rest
+  // of the page is what a user then wants to see.
   function update() {
     clearTimeout(timer);
-    Promise.all([get("dashboard/data"), get("buyers?limit=10")]).then(function (both) {
-      render(both[0], both[1]);
+    var started = Date.now();
+    Promise.allSettled([get("dashboard/data"), get("buyers?limit=10")]).then(function (both) {
+      var data = both[0], buyers = both[1];
+      if (data.status === "rejected" && data.reason.message === "token") {
+        failed(data.reason);
+        return;
+      }
+      if (data.status === "fulfilled") {
+        render(data.value);
+        say(paused ? "Paused." : "Live: updated every 2 s.");
+      } else {
+        failed(data.reason);
+      }
+      if (buyers.status === "fulfilled") {
+        note("buyers-error", "");
+        drawBuyers(buyers.value);
+      } else {
+        note("buyers-error", "Top buyers not available now: " + buyers.reason.message);
+      }
       $("forget-token").hidden = !token();
-      schedule();
-    }).catch(function (error) {
-      failed(error);
-      if (error.message !== "token") { schedule(); }
+      schedule(started);
     });
   }
 
-  function schedule() {
-    if (!paused) { timer = setTimeout(update, EVERY_MS); }
+  // every 2 s from the start of the last update, not from its end
+  function schedule(started) {
+    if (!paused) { timer = setTimeout(update, Math.max(0, started + EVERY_MS - Date.now())); }
+  }
+
+  function start() {
+    // whether the data needs a token, asked of an open route: no 401 just for looking
+    fetch("dashboard/access").then(function (answer) { return answer.json(); })
+      .then(function (access) {
+        if (access.token_required && !token()) {
+          ask("This worker needs its API_TOKEN to show the dashboard.");
+        } else {
+          update();
+        }
+      }).catch(function (error) {
+        failed(error);
+        timer = setTimeout(start, EVERY_MS);
+      });
   }
 
   $("token-form").addEventListener("submit", function (event) {
@@ -264,6 +316,7 @@
     paused = !paused;
     this.setAttribute("aria-pressed", String(paused));
     this.textContent = paused ? "Resume updates" : "Pause updates";
+    say(paused ? "Paused." : "Live: updated every 2 s.");
     if (paused) { clearTimeout(timer); } else { update(); }
   });
   $("sample-close").addEventListener("click", function () {
@@ -272,14 +325,5 @@
   });
 
   buildCounters();
-  // whether the data needs a token, asked of an open route: no 401 just for looking
-  fetch("dashboard/access").then(function (answer) { return answer.json(); })
-    .then(function (access) {
-      needsToken = access.token_required;
-      if (needsToken && !token()) {
-        ask("This worker needs its API_TOKEN to show the dashboard.");
-      } else {
-        update();
-      }
-    }).catch(failed);
+  start();
 })();

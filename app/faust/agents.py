@@ -32,8 +32,8 @@ def register_ingest(app: faust.App, stage: IngestStage,
         # faust's ConsumerRecords serve as the stage's RawMessages
         await each_batch(stream, stage.apply, fail=fail,
                          release=functools.partial(release, app),
-                         waited=functools.partial(stage.metrics.operators.waited, "source",
-                                                  "input"))
+                         waiting=functools.partial(stage.metrics.operators.waiting, "source",
+                                                   "input"))
 
     @every(app, INGEST_TICK_S)
     async def ingest_watermarks() -> None:
@@ -52,8 +52,8 @@ def register_aggregate(app: faust.App, stage: AggregateStage,
 
         await each_batch(stream, handle, fail=fail, release=functools.partial(release, app),
                          to_item=lambda record: decode_shuffle(record.value, record.offset),
-                         waited=functools.partial(stage.metrics.operators.waited, "aggregate",
-                                                  "input"))
+                         waiting=functools.partial(stage.metrics.operators.waiting,
+                                                   "aggregate", "input"))
 
     @every(app, AGGREGATE_TICK_S)
     async def aggregate_watermarks() -> None:

@@ -3,9 +3,9 @@
 
 import asyncio
 import logging
-import time
 from collections import deque
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, cast
 
 import faust
@@ -57,11 +57,12 @@ async def each_batch(stream: faust.StreamT[Any], handle: PartitionHandler, *,
                      fail: Callable[[BaseException], None],
                      release: Callable[[Any], None],
                      to_item: Callable[[Any], Any] | None = None,
-                     waited: Callable[[float], None] = lambda seconds: None) -> None:
+                     waiting: Callable[[], AbstractContextManager[Any]] = nullcontext,
+                     ) -> None:
     """Hand each fetched batch (one partition's records, see `app.faust.transport`, each
     passed through `to_item` if given) to `handle`; ack it only once handled, `release`
     it when its partition is no longer ours (NOT_OURS), `fail` the worker on an error;
-    `waited` is told how long each wait for the next fetched batch took.
+    `waiting` brackets each wait for the next fetched batch.
 
     Each partition has its own lane: its batches are handled one after another, while
     other partitions' batches are handled meanwhile, so one partition's wait for the
@@ -119,12 +120,11 @@ async def each_batch(stream: faust.StreamT[Any], handle: PartitionHandler, *,
     events = cast(faust.Stream[Any], stream).noack().events().__aiter__()
     try:
         while True:
-            started = time.perf_counter()
             try:
-                event = await events.__anext__()
+                with waiting():
+                    event = await events.__anext__()
             except StopAsyncIteration:
                 return
-            waited(time.perf_counter() - started)
             partition = event.message.partition
             lane = lanes.get(partition)
             if lane is None:

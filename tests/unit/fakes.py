@@ -45,7 +45,7 @@ class FakeRuntime:
         self.partitions = {self.names.by_buyer: PARTITIONS}
         self.aggregates = Stores()
         self.metrics = Metrics()
-        self.samples = MetricHistory(self.metrics.registry)
+        self.samples = MetricHistory(self.metrics.sampled())
         self.readiness = readiness
         self.readiness_reason: str | None = None
 
@@ -72,7 +72,7 @@ class FakeRuntime:
     def refresh_gauges(self) -> None:
         pass
 
-    def history(self) -> list[tuple[int, dict[str, float]]]:
+    def history(self) -> list[tuple[int, int, dict[str, float]]]:
         return self.samples.samples()
 
 

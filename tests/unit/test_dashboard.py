@@ -2,10 +2,17 @@
 its page and routes through the API (no broker: the browser tests run it for real)."""
 
 import re
+import time
 
 import pytest
 
-from api.dashboard import merge_views, operator_figures, rates, throughput
+from api.dashboard import (
+    group_throughput,
+    merge_views,
+    operator_figures,
+    rates,
+    unreachable_view,
+)
 from api.main import create_api
 from app.history import MetricHistory
 from app.metrics import Metrics
@@ -16,66 +23,92 @@ from tests.unit.test_api import ApiClient
 PROCESSED = "orders_processed_total"
 
 
+def at(ms, processed):
+    """A sample taken at `ms` on both clocks."""
+    return (ms, ms, {PROCESSED: processed})
+
+
 def test_rates_are_increases_per_second_over_the_last_six_seconds():
-    samples = [(0, {PROCESSED: 0.0}), (2_000, {PROCESSED: 10.0}), (4_000, {PROCESSED: 30.0}),
-               (6_000, {PROCESSED: 40.0}), (8_000, {PROCESSED: 100.0})]
+    samples = [at(0, 0.0), at(2_000, 10.0), at(4_000, 30.0), at(6_000, 40.0),
+               at(8_000, 100.0)]
     # the oldest sample within 6 s of the newest is at 2 s: (100 - 10) / 6 s
     assert rates(samples) == {PROCESSED: 15.0}
     assert rates(samples[:1]) == {}
-    assert rates([(0, {PROCESSED: 5.0}), (10_000, {PROCESSED: 25.0})]) == {PROCESSED: 2.0}
-    # a counter that went back (a restarted worker's sample) is no negative rate
-    assert rates([(0, {PROCESSED: 50.0}), (2_000, {PROCESSED: 4.0})]) == {PROCESSED: 0.0}
+    assert rates([at(0, 5.0), at(10_000, 25.0)]) == {PROCESSED: 2.0}
+    # intervals on the monotonic clock: a wall clock stepping back changes nothing
+    assert rates([(50_000, 0, {PROCESSED: 0.0}), (40_000, 4_000, {PROCESSED: 8.0})]) == {
+        PROCESSED: 2.0}
+    # a sampler that stopped: no rate, rather than its last one forever
+    assert rates(samples, now_ms=8_000 + 10_001) == {}
+    assert rates(samples, now_ms=8_000 + 10_000) == {PROCESSED: 15.0}
 
 
-def test_throughput_points_fall_in_two_second_buckets():
-    samples = [(1_000, {PROCESSED: 0.0}), (3_100, {PROCESSED: 21.0}),
-               (5_050, {PROCESSED: 60.0})]
-    assert throughput(samples, PROCESSED) == [[2_000, 10.0], [4_000, 20.0]]
+def test_the_chart_adds_workers_sampling_out_of_phase_exactly():
+    # two workers at a steady 100/s, sampling 300 ms and 1,700 ms past each 2 s boundary
+    one = [[t, (t - 300) / 10] for t in range(300, 12_000, 2_000)]
+    two = [[t, (t - 1_700) / 10] for t in range(1_700, 12_000, 2_000)]
+    # boundaries 2 s to 10 s lie within both; 10 s is the older of their newest samples
+    assert group_throughput([one, two]) == [[4_000, 200.0], [6_000, 200.0], [8_000, 200.0],
+                                            [10_000, 200.0]]
+    # one worker with jitter: no bucket lost, none doubled
+    jittery = [[0, 0.0], [1_990, 199.0], [4_010, 401.0], [5_950, 595.0], [8_000, 800.0]]
+    assert group_throughput([jittery]) == [[2_000, 100.0], [4_000, 100.0], [6_000, 100.0],
+                                           [8_000, 100.0]]
+    assert group_throughput([[], [[0, 1.0]]]) == []
 
 
 def test_operator_figures_from_the_metrics_the_stages_move():
     metrics = Metrics()
-    history = MetricHistory(metrics.registry)
+    history = MetricHistory(metrics.sampled())
     history.sample(0)
     metrics.operators.moved("parse", 100, 90)
-    metrics.operators.waited("source", "input", 1.5)
     metrics.operators.waited("sinks", "output", 0.25)
-    history.sample(5_000)
-    figures = {f["name"]: f for f in operator_figures(history.samples())}
+    with metrics.operators.waiting("source", "input"):
+        time.sleep(0.2)
+        history.sample(1_000)  # a wait going on counts as it goes
+    samples = history.samples()
+    seconds = (samples[1][1] - samples[0][1]) / 1000
+    figures = {f["name"]: f for f in operator_figures(samples)}
     assert list(figures) == list(OPERATOR_NAMES)
     assert figures["parse"] == {
         "name": "parse", "task": "ingest", "records": figures["parse"]["records"],
-        "waits_on": None, "in_total": 100.0, "out_total": 90.0, "in_per_s": 20.0,
-        "out_per_s": 18.0, "wait_ms_per_s": None}
-    assert figures["source"]["wait_ms_per_s"] == 300.0  # 1.5 s over 5 s
-    assert figures["sinks"]["wait_ms_per_s"] == 50.0
+        "waits_on": None, "in_total": 100.0, "out_total": 90.0,
+        "in_per_s": pytest.approx(100 / seconds), "out_per_s": pytest.approx(90 / seconds),
+        "wait_ms_per_s": None}
+    assert figures["source"]["wait_ms_per_s"] == pytest.approx(200 / seconds, rel=0.2)
+    assert figures["sinks"]["wait_ms_per_s"] == pytest.approx(250 / seconds)
     assert figures["dedup"]["in_per_s"] == 0.0
 
 
-def view(url, processed, per_s, points, partitions):
+def view(url, processed, per_s, partitions):
     ops = [{"name": n, "in_total": 1.0, "out_total": 1.0, "in_per_s": per_s,
             "out_per_s": per_s, "wait_ms_per_s": None if n == "parse" else 10.0}
            for n in OPERATOR_NAMES]
     return {"workers": [{"url": url, "status": "ready", "partitions": partitions, "lag": 3}],
             "operators": ops, "counters": {"processed": processed, "late": 1},
-            "orders_per_s": per_s, "throughput": points,
+            "orders_per_s": per_s, "processed": [[0, 0.0], [2_000, 2.0 * per_s]],
             "sources": [{"partition": p} for p in partitions],
             "aggregation": [{"partition": p} for p in partitions]}
 
 
 def test_the_group_view_adds_figures_and_joins_lists():
-    merged = merge_views([view("http://b", 10, 2.0, [[0, 1.0], [2_000, 2.0]], [1, 3]),
-                          view("http://a", 5, 3.0, [[2_000, 4.0], [4_000, 1.0]], [0, 2])])
-    assert [w["url"] for w in merged["workers"]] == ["http://a", "http://b"]
+    merged = merge_views([view("http://b", 10, 2.0, [1, 3]), view("http://a", 5, 3.0, [0, 2]),
+                          unreachable_view("http://c", {4, 5})])
+    assert [(w["url"], w["status"], w["partitions"]) for w in merged["workers"]] == [
+        ("http://a", "ready", [0, 2]), ("http://b", "ready", [1, 3]),
+        ("http://c", "unreachable", [4, 5])]
     assert [s["partition"] for s in merged["sources"]] == [0, 1, 2, 3]
     assert [a["partition"] for a in merged["aggregation"]] == [0, 1, 2, 3]
     assert merged["counters"] == {"processed": 15, "counted": 0, "invalid": 0,
                                   "duplicate": 0, "conflict": 0, "late": 2}
     assert merged["orders_per_s"] == 5.0
-    assert merged["throughput"] == [[0, 1.0], [2_000, 6.0], [4_000, 1.0]]
+    assert merged["throughput"] == [[2_000, 5.0]]
     parse, source = merged["operators"][1], merged["operators"][0]
     assert (parse["in_per_s"], parse["in_total"], parse["wait_ms_per_s"]) == (5.0, 2.0, None)
     assert source["wait_ms_per_s"] == 20.0
+    # nobody answered but this worker, which has no figures yet: a page, not an error
+    alone = merge_views([unreachable_view("http://c", set())])
+    assert [op["in_per_s"] for op in alone["operators"]] == [0.0] * len(OPERATOR_NAMES)
 
 
 def test_the_page_and_its_files_load_without_the_token_and_hold_no_data():
