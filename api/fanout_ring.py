@@ -161,3 +161,11 @@ class KafkaSource:
             return None
         mark: int | None = self._consumer.highwater(tp)
         return mark
+
+    def last_stable(self, tp: TopicPartition) -> int | None:
+        """The end a committed reader reads to, as of the last fetch (past any open
+        transaction); None before a fetch."""
+        if tp not in self._consumer.assignment():
+            return None
+        mark: int | None = self._consumer.last_stable_offset(tp)
+        return None if mark is None or mark < 0 else mark

@@ -7,14 +7,15 @@
   var EVERY_MS = 2000;
   var $ = function (id) { return document.getElementById(id); };
   var paused = false, timer = null;
+  // [key, label, what it counts, the sample it has (route kind, its records' name)]
   var COUNTERS = [
     ["processed", "Read", "messages read from the orders topic", null],
     ["counted", "Counted", "orders applied to the aggregates", null],
-    ["invalid", "Invalid", "sent to orders-dlq", "invalid"],
+    ["invalid", "Invalid", "sent to orders-dlq", ["invalid", "invalid"]],
     ["duplicate", "Duplicates", "exact repeats: counted here, kept nowhere", null],
     ["conflict", "Conflicts", "an order number reused with other content: orders-dlq",
-     "conflict"],
-    ["late", "Late", "missed a final window: orders-late", "late"],
+     ["conflict", "conflict"]],
+    ["late", "Late", "missed a final window: orders-late", ["late", "late"]],
   ];
 
   function token() { return sessionStorage.getItem(KEY); }
@@ -113,13 +114,16 @@
         (150 - p[1] / top * 140).toFixed(1);
     }).join(" ");
     svg.innerHTML = '<line x1="0" y1="150" x2="600" y2="150" class="axis"/>' +
-      '<text x="4" y="14" class="label">' + number(top) + '/s</text>' +
-      '<text x="4" y="146" class="label">0</text>' +
       (points.length > 1 ? '<polyline points="' + line + '" class="line"/>' : "");
-    var last = points.length ? points[points.length - 1][1] : 0;
+    // "now" over the last 3 points (6 s), as the status line's rate: one 2 s point follows
+    // the batches' rhythm
+    var recent = points.slice(-3);
+    var current = recent.reduce(function (sum, p) { return sum + p[1]; }, 0) /
+      Math.max(1, recent.length);
     caption.textContent = points.length
-      ? "Now " + number(last, 1) + " orders/s; peak " + number(peak, 1) +
-        " orders/s over the last 10 minutes (" + points.length + " samples, every 2 s)."
+      ? "Now " + number(current, 1) + " orders/s; peak " + number(peak, 1) +
+        " orders/s over the last 10 minutes (" + points.length + " points, every 2 s; " +
+        "the chart's height is 0 to " + number(top) + " orders/s)."
       : "No samples yet.";
   }
 
@@ -133,7 +137,7 @@
       dd.dataset.counter = c[0];
       var value = document.createElement("span");
       value.className = "value";
-      value.textContent = "0";
+      value.textContent = "not loaded";  // not a 0 it does not know
       dd.appendChild(value);
       var note = document.createElement("span");
       note.className = "note";
@@ -142,9 +146,9 @@
       if (c[3]) {
         var button = document.createElement("button");
         button.type = "button";
-        button.textContent = "Show a sample of " + c[1].toLowerCase() + " records";
+        button.textContent = "Show a sample of " + c[3][1] + " records";
         button.setAttribute("aria-controls", "sample");
-        button.addEventListener("click", function () { showSample(c[3], c[1]); });
+        button.addEventListener("click", function () { showSample(c[3][0], c[1]); });
         dd.appendChild(button);
       }
       dl.appendChild(dt);
