@@ -145,6 +145,7 @@ from bench.harness import (  # noqa: E402
     say,
     versions,
 )
+from bench.kstreams import run_kstreams  # noqa: E402
 from bench.orderstream import (  # noqa: E402
     run_orderstream,
     run_orderstream_without_dedup,
@@ -263,6 +264,8 @@ PIPELINES: list[Pipeline] = [
     Pipeline(BASELINE, "raw aiokafka consume + decode", run_raw_aiokafka),
     Pipeline(PEER, "Quix Streams: the same job (totals, tumble 10 s, hop 1 m/10 s)", run_quix),
     Pipeline("quix-eos", "Quix Streams: the same job, exactly-once", run_quix_exactly_once,
+             brokers=("kafka",)),
+    Pipeline("kstreams", "Kafka Streams: the same job, exactly-once v2", run_kstreams,
              brokers=("kafka",)),
     Pipeline("faust-tables", "idiomatic faust (Tables per order)", run_faust_tables),
     Pipeline("faust-bare", "bare faust agent (orjson decode + count)", run_faust_bare),

@@ -1,0 +1,159 @@
+"""The Kafka Streams run: bench/kstreams (a Java app, built with Maven from Maven Central
+into bench/kstreams/target the first time) as a subprocess, timed from outside, on Apache
+Kafka only, exactly-once v2 as its docs recommend for a job like this.
+
+The clock starts when the app consumes its first order (its status file gives that moment
+on the shared monotonic clock, as the Quix run's does) and stops when the bench has read
+buyer totals back, committed, whose latest counts add up to N. Kafka Streams caches a
+KTable's updates and emits the latest per key at each commit (100 ms under exactly-once),
+as orderstream coalesces per batch, so counting records would never reach N. Then the
+app is stopped and, off the clock, its outputs are checked as the Quix run's are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import time
+import uuid
+
+import orjson
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from bench.harness import (
+    POLL_S,
+    ROOT,
+    BenchContext,
+    RunResult,
+    failed,
+    log_tail,
+    progress,
+    say,
+    start_process,
+    stop_child,
+)
+from bench.pipelines.common import ChildConfig, read_status
+from bench.pipelines.job import results_topic, totals_topic
+from bench.quix import check_outputs, from_beginning, group_less_consumer
+
+APP_DIR = ROOT / "bench" / "kstreams"
+JAR = APP_DIR / "target" / "kstreams-peer-0.1.0.jar"
+MAIN = "orderstream.bench.OrdersJob"
+
+
+def build() -> str | None:
+    """Build the app once (mvn package); the error text if it cannot be."""
+    sources = sorted(APP_DIR.rglob("*.java")) + [APP_DIR / "pom.xml"]
+    if JAR.exists() and all(s.stat().st_mtime <= JAR.stat().st_mtime for s in sources):
+        return None
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        return "Maven (mvn) is missing: the Kafka Streams peer cannot be built"
+    say("building the Kafka Streams peer (bench/kstreams, mvn package)")
+    done = subprocess.run([mvn, "-q", "-B", "package", "-DskipTests"], cwd=APP_DIR,
+                          capture_output=True, text=True, check=False)
+    return None if done.returncode == 0 else f"mvn package failed:\n{done.stdout[-3000:]}"
+
+
+async def create_outputs(broker: str, group: str, partitions: int) -> None:
+    """The app's output topics: Kafka Streams creates its internal topics, not the ones it
+    writes to, as its docs tell a user to create them first."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, num_partitions=partitions,
+                                            replication_factor=1)
+                                   for topic in (totals_topic(group), results_topic(group))])
+    finally:
+        await admin.close()
+
+
+def classpath() -> str:
+    return os.pathsep.join([str(JAR), str(APP_DIR / "target" / "dependency" / "*")])
+
+
+async def watch_latest_totals(process: subprocess.Popen[bytes], config: ChildConfig,
+                              ctx: BenchContext, label: str) -> tuple[float, float] | str:
+    """(first order consumed, totals adding up to N read back) on the monotonic clock; the
+    error text if the app dies or nothing moves for the stall timeout."""
+    consumer = group_less_consumer(ctx.broker, ctx.broker_kind)
+    await consumer.start()
+    topic, assigned, last_change = totals_topic(config.group), False, time.monotonic()
+    latest: dict[bytes | None, int] = {}
+    try:
+        with progress(label, ctx.orders) as report:
+            while True:
+                if assigned:
+                    batches = await consumer.getmany(timeout_ms=int(POLL_S * 1000))
+                    for records in batches.values():
+                        for record in records:
+                            latest[record.key] = orjson.loads(record.value)["count"]
+                else:
+                    assigned = await from_beginning(consumer, topic, config.partitions)
+                    batches = {}
+                now = time.monotonic()
+                counted = sum(latest.values())
+                status = read_status(config.status_path) or {}
+                if counted >= ctx.orders:
+                    if status.get("first_consumed_at") is None:
+                        return "every total is out, but the app never said it started"
+                    report(counted, "every total out")
+                    return status["first_consumed_at"], now
+                if process.poll() is not None:
+                    return f"exited with code {process.returncode} before finishing"
+                if batches:
+                    last_change = now
+                elif now - last_change > ctx.stall_timeout_s:
+                    return f"no progress for {ctx.stall_timeout_s:.0f}s ({counted:,} counted)"
+                report(counted, "reading" if status else "starting")
+                if not assigned:
+                    await asyncio.sleep(POLL_S)
+    finally:
+        await consumer.stop()
+
+
+def run_kstreams(ctx: BenchContext, run_index: int) -> RunResult:
+    """Kafka Streams: orderstream's job as its DSL writes it (bench/kstreams), exactly-once v2."""
+    label = "Kafka Streams"
+    error = build()
+    if error:
+        return failed(error)
+    java = shutil.which("java")
+    if java is None:
+        return failed("java is missing: the Kafka Streams peer cannot run")
+    run_id = f"bench-kstreams-{uuid.uuid4().hex[:8]}"
+    run_dir = ctx.workdir / run_id
+    run_dir.mkdir()
+    config = ChildConfig(broker=ctx.broker, topic=ctx.topic, orders=ctx.orders,
+                         partitions=ctx.partitions, event_span_ms=ctx.event_span_ms,
+                         group=run_id, state_dir=run_dir / "state",
+                         status_path=run_dir / "status.json", broker_kind=ctx.broker_kind,
+                         exactly_once=True)
+    env = {**os.environ, **config.to_env()}
+    asyncio.run(create_outputs(ctx.broker, run_id, ctx.partitions))
+    log_path = run_dir / "app.log"
+    launched = time.monotonic()
+    process = start_process([java, "-cp", classpath(), MAIN], env, log_path)
+    try:
+        outcome = asyncio.run(watch_latest_totals(process, config, ctx,
+                                                  f"{label} run {run_index + 1}"))
+    finally:
+        code = stop_child(process)
+    if isinstance(outcome, str):
+        say(f"{label} run {run_index + 1} failed: {outcome}; log {log_path}:\n"
+            f"{log_tail(log_path)}")
+        return failed(outcome, log=str(log_path))
+    started, done = outcome
+    checks = asyncio.run(check_outputs(ctx, config))
+    extra = {"checks": checks, "group": run_id, "log": str(log_path), "exit_code": code,
+             "first_order_after_s": started - launched}
+    wrong = [f"{name}: {got:,}, expected {expected:,}"
+             for name, (got, expected) in checks.items() if got != expected]
+    if wrong:
+        return failed("; ".join(wrong), **extra)
+    seconds = done - started
+    return RunResult(orders_per_s=ctx.orders / seconds, seconds=seconds, extra=extra,
+                     note=f"first order after {started - launched:.1f}s")
+
