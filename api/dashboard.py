@@ -38,12 +38,11 @@ def rates(samples: Sequence[Sample], now_ms: int | None = None) -> dict[str, flo
             for name, value in last.items()}
 
 
-def operator_figures(samples: Sequence[Sample], now_ms: int | None = None,
+def operator_figures(last: Mapping[str, float], per_s: Mapping[str, float],
                      ) -> list[dict[str, Any]]:
     """Each operator: records in and out (totals and per second), and the time its task
-    waits on its input or output, in ms per second (Flink's idle and back-pressured)."""
-    last = samples[-1][2] if samples else {}
-    per_s = rates(samples, now_ms)
+    waits on its input or output, in ms per second (Flink's idle and back-pressured), from
+    the newest sample and the rates."""
     figures = []
     for op in OPERATORS:
         record_in = f"orderstream_operator_records_in_total{{operator={op.name}}}"
@@ -89,15 +88,16 @@ def local_view(service: Any, samples: Sequence[Sample]) -> dict[str, Any]:
                              "watermark_ms": None if channel.watermark_ms == NO_WATERMARK
                              else channel.watermark_ms} for carrier, channel in channels]})
     last = samples[-1][2] if samples else {}
+    per_s = rates(samples, now_ms)
     url = service.settings.advertised_url.rstrip("/")
     return {
         "workers": [{"url": url, "status": service.readiness,
                      "partitions": sorted(service.owned()),
                      "orders_partitions": sorted(s["partition"] for s in sources),
                      "lag": int(sum(lag.values()))}],
-        "operators": operator_figures(samples, now_ms),
+        "operators": operator_figures(last, per_s),
         "counters": {name: int(last.get(series, 0)) for name, series in COUNTERS.items()},
-        "orders_per_s": rates(samples, now_ms).get(COUNTERS["processed"], 0.0),
+        "orders_per_s": per_s.get(COUNTERS["processed"], 0.0),
         "processed": [[wall, values.get(COUNTERS["processed"], 0.0)]
                       for wall, _, values in samples],
         "sources": sorted(sources, key=lambda s: s["partition"]),
@@ -116,12 +116,7 @@ def unreachable_view(url: str, partitions: Iterable[int]) -> dict[str, Any]:
 def merge_views(views: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The group's dashboard from its workers' views: figures added (by operator name; a
     worker that did not answer adds none), lists joined."""
-    operators: dict[str, dict[str, Any]] = {
-        op.name: {"name": op.name, "task": op.task, "records": op.records,
-                  "waits_on": op.waits_on, "in_total": 0.0, "out_total": 0.0,
-                  "in_per_s": 0.0, "out_per_s": 0.0,
-                  "wait_ms_per_s": None if op.waits_on is None else 0.0}
-        for op in OPERATORS}
+    operators = {op["name"]: op for op in operator_figures({}, {})}  # all at 0
     for view in views:
         for figures in view["operators"]:
             merged_op = operators.get(figures["name"])

@@ -10,6 +10,8 @@ from typing import Any, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from tables.logends import fetched_ends
+
 # What the ring holds: enough for a reconnect after a blip to resume from memory; a
 # client further back reads through a catch-up consumer (api.fanout).
 RING_RECORDS = 10_000
@@ -162,10 +164,18 @@ class KafkaSource:
         mark: int | None = self._consumer.highwater(tp)
         return mark
 
-    def last_stable(self, tp: TopicPartition) -> int | None:
-        """The end a committed reader reads to, as of the last fetch (past any open
-        transaction); None before a fetch."""
-        if tp not in self._consumer.assignment():
-            return None
-        mark: int | None = self._consumer.last_stable_offset(tp)
-        return None if mark is None or mark < 0 else mark
+    async def log_ends(self, tps: list[TopicPartition],
+                       timeout_s: float) -> dict[TopicPartition, int]:
+        """Where this committed reader's view of each partition ends, from a fetch
+        (tables.logends: tansu lists a record batch short): the last stable offset, else
+        the high watermark; the listed end where no fetch answered in time."""
+        self._consumer.assign(tps)
+        fetched = await fetched_ends(self._consumer, tps, timeout_s)
+        ends: dict[TopicPartition, int] = {}
+        for tp in tps:
+            stable = self._consumer.last_stable_offset(tp)
+            if stable is not None and stable >= 0:
+                ends[tp] = stable
+            else:  # fetched_ends left the consumer at the listed end
+                ends[tp] = fetched.get(tp) or await self._consumer.position(tp)
+        return ends

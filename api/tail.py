@@ -56,7 +56,7 @@ async def read_tail(client: Mapping[str, Any], topic: str, count: int) -> list[E
         if not tps:
             return []
         deadline = time.monotonic() + READ_TIMEOUT_S
-        ends = await _ends(source, tps, deadline)
+        ends = await source.log_ends(tps, READ_TIMEOUT_S)
         source.assign({tp: max(0, ends[tp] - count) for tp in tps})
         found: dict[TopicPartition, list[Entry]] = {tp: [] for tp in tps}
         while time.monotonic() < deadline:
@@ -69,21 +69,3 @@ async def read_tail(client: Mapping[str, Any], topic: str, count: int) -> list[E
         await source.stop()
     return [entry for tp in tps for entry in found[tp][-count:]]
 
-
-async def _ends(source: KafkaSource, tps: list[TopicPartition],
-                deadline: float) -> dict[TopicPartition, int]:
-    """Where a committed reader's view of each partition ends, from a fetch: tansu answers
-    ListOffsets with the first offset of the last record batch, short of the end (as
-    app.reset_cli.log_ends knows), and Kafka's last stable offset is what it lists."""
-    listed = await source.end_offsets(tps)
-    source.assign(listed)
-    ends: dict[TopicPartition, int] = {}
-    while len(ends) < len(tps) and time.monotonic() < deadline:
-        await source.getmany(200, 1)
-        for tp in tps:
-            mark = source.last_stable(tp)
-            if mark is None:
-                mark = source.highwater(tp)
-            if mark is not None:
-                ends[tp] = max(listed[tp], mark)
-    return {tp: ends.get(tp, listed[tp]) for tp in tps}

@@ -1,5 +1,6 @@
 """Prometheus metrics of one worker (prometheus-client), served at GET /metrics."""
 
+import contextlib
 import time
 from collections.abc import Iterator
 
@@ -97,10 +98,15 @@ class OperatorMetrics:
         """Time `operator` waited on its `input` or `output`."""
         self.wait.add(operator, on, seconds)
 
-    def waiting(self, operator: str, on: str) -> "Waiting":
+    @contextlib.contextmanager
+    def waiting(self, operator: str, on: str) -> Iterator[None]:
         """A wait going on (`with`): counted as it goes, not only once it ends, so an
         input that stays idle shows as waiting all along."""
-        return Waiting(self.wait, operator, on)
+        self.wait.begin(operator, on)
+        try:
+            yield
+        finally:
+            self.wait.end(operator, on)
 
 
 class OperatorWaits(Collector):
@@ -136,15 +142,3 @@ class OperatorWaits(Collector):
             family.add_metric([operator, on], done + (0.0 if since is None else now - since))
         yield family
 
-
-class Waiting:
-    """One wait, from `with` to its end."""
-
-    def __init__(self, waits: OperatorWaits, operator: str, on: str) -> None:
-        self.waits, self.key = waits, (operator, on)
-
-    def __enter__(self) -> None:
-        self.waits.begin(*self.key)
-
-    def __exit__(self, *_: object) -> None:
-        self.waits.end(*self.key)

@@ -48,6 +48,7 @@ from app.topics import (
     topic_names,
 )
 from tables.changelog import FENCE_KEY, RestoreStalled, Restoring, batch_records, restore
+from tables.logends import fetched_ends
 from tables.store import PartitionStore
 
 JOIN_TIMEOUT_S = 60
@@ -131,18 +132,13 @@ async def reset_offsets(settings: Settings, void: bool = False) -> list[str]:
 
 async def log_ends(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> dict[
         TopicPartition, int]:
-    """The log end of each partition, from a fetch's high watermark: tansu answers
-    ListOffsets with the first offset of the last record batch, short of the end."""
-    listed = await consumer.end_offsets(tps)
-    for tp in tps:
-        consumer.seek(tp, listed[tp])
-    deadline = time.monotonic() + JOIN_TIMEOUT_S
-    while unknown := [tp for tp in tps if consumer.highwater(tp) is None]:
-        if time.monotonic() > deadline:
-            raise StateError("the broker did not answer a fetch of " + ", ".join(
-                f"{tp.topic}[{tp.partition}]" for tp in unknown))
-        await consumer.getmany(*unknown, timeout_ms=200, max_records=1)
-    return {tp: consumer.highwater(tp) for tp in tps}
+    """The log end of each partition (tables.logends); StateError where no fetch answered."""
+    ends = await fetched_ends(consumer, tps, JOIN_TIMEOUT_S)
+    unknown = [tp for tp in tps if tp not in ends]
+    if unknown:
+        raise StateError("the broker did not answer a fetch of " + ", ".join(
+            f"{tp.topic}[{tp.partition}]" for tp in unknown))
+    return ends
 
 
 async def delete_internal_topics(settings: Settings) -> list[str]:

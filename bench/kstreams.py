@@ -19,24 +19,21 @@ import subprocess
 import time
 import uuid
 
-import orjson
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.harness import (
-    POLL_S,
     ROOT,
     BenchContext,
     RunResult,
     failed,
     log_tail,
-    progress,
     say,
     start_process,
     stop_child,
 )
-from bench.pipelines.common import ChildConfig, read_status
+from bench.pipelines.common import ChildConfig
 from bench.pipelines.job import results_topic, totals_topic
-from bench.quix import check_outputs, from_beginning, group_less_consumer
+from bench.quix import LatestCounts, check_outputs, watch_totals
 
 APP_DIR = ROOT / "bench" / "kstreams"
 JAR = APP_DIR / "target" / "kstreams-peer-0.1.0.jar"
@@ -74,46 +71,6 @@ def classpath() -> str:
     return os.pathsep.join([str(JAR), str(APP_DIR / "target" / "dependency" / "*")])
 
 
-async def watch_latest_totals(process: subprocess.Popen[bytes], config: ChildConfig,
-                              ctx: BenchContext, label: str) -> tuple[float, float] | str:
-    """(first order consumed, totals adding up to N read back) on the monotonic clock; the
-    error text if the app dies or nothing moves for the stall timeout."""
-    consumer = group_less_consumer(ctx.broker, ctx.broker_kind)
-    await consumer.start()
-    topic, assigned, last_change = totals_topic(config.group), False, time.monotonic()
-    latest: dict[bytes | None, int] = {}
-    try:
-        with progress(label, ctx.orders) as report:
-            while True:
-                if assigned:
-                    batches = await consumer.getmany(timeout_ms=int(POLL_S * 1000))
-                    for records in batches.values():
-                        for record in records:
-                            latest[record.key] = orjson.loads(record.value)["count"]
-                else:
-                    assigned = await from_beginning(consumer, topic, config.partitions)
-                    batches = {}
-                now = time.monotonic()
-                counted = sum(latest.values())
-                status = read_status(config.status_path) or {}
-                if counted >= ctx.orders:
-                    if status.get("first_consumed_at") is None:
-                        return "every total is out, but the app never said it started"
-                    report(counted, "every total out")
-                    return status["first_consumed_at"], now
-                if process.poll() is not None:
-                    return f"exited with code {process.returncode} before finishing"
-                if batches:
-                    last_change = now
-                elif now - last_change > ctx.stall_timeout_s:
-                    return f"no progress for {ctx.stall_timeout_s:.0f}s ({counted:,} counted)"
-                report(counted, "reading" if status else "starting")
-                if not assigned:
-                    await asyncio.sleep(POLL_S)
-    finally:
-        await consumer.stop()
-
-
 def run_kstreams(ctx: BenchContext, run_index: int) -> RunResult:
     """Kafka Streams: orderstream's job as its DSL writes it (bench/kstreams), exactly-once v2."""
     label = "Kafka Streams"
@@ -137,8 +94,8 @@ def run_kstreams(ctx: BenchContext, run_index: int) -> RunResult:
     launched = time.monotonic()
     process = start_process([java, "-cp", classpath(), MAIN], env, log_path)
     try:
-        outcome = asyncio.run(watch_latest_totals(process, config, ctx,
-                                                  f"{label} run {run_index + 1}"))
+        outcome = asyncio.run(watch_totals(process, config, ctx, f"{label} run {run_index + 1}",
+                                           LatestCounts()))
     finally:
         code = stop_child(process)
     if isinstance(outcome, str):

@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import ConsumerRecord
 
 from bench.children import python_module
 from bench.harness import (
@@ -63,28 +64,56 @@ def group_less_consumer(broker: str, kind: str = "tansu") -> AIOKafkaConsumer:
                             isolation_level=isolation)
 
 
-async def watch_totals(process: subprocess.Popen[bytes], config: ChildConfig,
-                       ctx: BenchContext, label: str) -> tuple[float, float] | str:
-    """(first order consumed, N-th total read back) on the monotonic clock; the error text if
-    the child dies or nothing moves for the stall timeout.
+class Records:
+    """Orders counted from the totals read back, one total per order (Quix): records
+    counted as they arrive, not decoded. tansu's end offsets cannot stand in for the count:
+    its ListOffsets answers about half of a partition's real end offset."""
 
-    The totals are counted as they arrive, not decoded. tansu's end offsets cannot stand in
-    for the count: its ListOffsets answers about half of a partition's real end offset.
-    """
+    def __init__(self) -> None:
+        self.counted = 0
+
+    def add(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        self.counted += len(records)
+
+
+class LatestCounts:
+    """Orders counted from totals that coalesce (a KTable emits the latest per key at each
+    commit): the latest count of every buyer, added up."""
+
+    def __init__(self) -> None:
+        self.latest: dict[bytes | None, int] = {}
+        self.counted = 0
+
+    def add(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        for record in records:
+            count = orjson.loads(record.value or b"{}")["count"]
+            self.counted += count - self.latest.get(record.key, 0)
+            self.latest[record.key] = count
+
+
+async def watch_totals(process: subprocess.Popen[bytes], config: ChildConfig,
+                       ctx: BenchContext, label: str,
+                       tally: Records | LatestCounts | None = None) -> tuple[float, float] | str:
+    """(first order consumed, totals of N orders read back) on the monotonic clock; the
+    error text if the child dies or nothing moves for the stall timeout. `tally` counts
+    the orders the totals read back stand for (Records unless given)."""
     consumer = group_less_consumer(ctx.broker, ctx.broker_kind)
     await consumer.start()
-    topic, assigned, totals, last_change = totals_topic(config.group), False, 0, time.monotonic()
+    counter = tally or Records()
+    topic, assigned, last_change = totals_topic(config.group), False, time.monotonic()
     try:
         with progress(label, ctx.orders) as report:
             while True:
                 if assigned:
                     batches = await consumer.getmany(timeout_ms=int(POLL_S * 1000))
-                    totals += sum(len(records) for records in batches.values())
+                    for records in batches.values():
+                        counter.add(records)
                 else:
                     assigned = await from_beginning(consumer, topic, config.partitions)
                     batches = {}
                 now = time.monotonic()
                 status = read_status(config.status_path) or {}
+                totals = counter.counted
                 if totals >= ctx.orders:
                     if status.get("first_consumed_at") is None:
                         return "every total is out, but the child never said it started"

@@ -121,9 +121,11 @@ def fold(fresh: Sequence[Fresh], windows: Sequence[Window], lateness_ms: int,
         folded.updates.update(part.updates)
         for index, windows_missed in part.missed.items():
             missed.setdefault(index, []).extend(windows_missed)
-    position = {window.name: i for i, window in enumerate(windows)}  # as configured
-    folded.late = [LateOrder(fresh[i][0], fresh[i][1], sorted(
-        missed[i], key=lambda m: (position[m.window.name], m.start_ms))) for i in sorted(missed)]
+    if missed:  # in WINDOWS order, whichever kind found them
+        position = {window.name: i for i, window in enumerate(windows)}
+        folded.late = [LateOrder(fresh[i][0], fresh[i][1], sorted(
+            missed[i], key=lambda m: (position[m.window.name], m.start_ms)))
+            for i in sorted(missed)]
     return folded
 
 

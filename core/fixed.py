@@ -40,6 +40,7 @@ from core.windows import (
     final_record,
     parse_window,
     parse_windows,
+    row_change,
     window_name,
 )
 
@@ -117,10 +118,8 @@ class FixedWindow:
         return None if key is None else parse_window_key(key)[1]
 
     def change(self, key: str, value: str | None) -> RowChange | None:
-        if value is None or not key.startswith(window_prefix(self.name)):
-            return None  # a row deleted past retention: its final was sent before
-        row = self.row(key, value)
-        return RowChange(self.name, row.start_ms, row.buyer, row)
+        # a row deleted is past retention: its final was sent before
+        return row_change(self.name, key, value, self.row, deletes=False)
 
     def row(self, key: str, value: str) -> StoredRow:
         _, start_ms, buyer = parse_window_key(key)

@@ -54,6 +54,7 @@ from core.windows import (
     WindowFold,
     WindowParser,
     final_record,
+    row_change,
     window_name,
 )
 
@@ -134,13 +135,8 @@ class SessionWindow:
         return None if key is None else parse_end_key(key)[0] - 1
 
     def change(self, key: str, value: str | None) -> RowChange | None:
-        if not key.startswith(window_prefix(self.name)):
-            return None
-        if value is None:  # merged into another session, or past retention
-            _, start_ms, buyer = parse_window_key(key)
-            return RowChange(self.name, start_ms, buyer, None)
-        row = self.row(key, value)
-        return RowChange(self.name, row.start_ms, row.buyer, row)
+        # a row deleted was merged into another session, or is past retention
+        return row_change(self.name, key, value, self.row, deletes=True)
 
     def row(self, key: str, value: str) -> StoredRow:
         _, start_ms, buyer = parse_window_key(key)

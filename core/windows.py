@@ -14,6 +14,7 @@ from typing import Any, NamedTuple, Protocol
 from core import jsonbytes
 from core.aggregators import COUNT, ROW
 from core.models import Buyer, Order, WindowResult, buyer_json
+from core.schema import parse_window_key, window_prefix
 from core.storage import ReadMany, ReadStore, ScanFrom
 from core.timefmt import format_time_ms
 
@@ -100,6 +101,19 @@ class RowChange:
             return {"window_start": _window_time(self.start_ms),
                     "buyer": buyer_json(*self.buyer)}
         return self.row.as_json(final=False)
+
+
+def row_change(window: str, key: str, value: str | None,
+               row: Callable[[str, str], StoredRow], *, deletes: bool) -> RowChange | None:
+    """What a changelog record did to a row of `window`, read by its kind's `row`; a
+    delete only where the kind reports them (`deletes`); None for another key."""
+    if not key.startswith(window_prefix(window)) or (value is None and not deletes):
+        return None
+    if value is None:
+        _, start_ms, buyer = parse_window_key(key)
+        return RowChange(window, start_ms, buyer, None)
+    changed = row(key, value)
+    return RowChange(window, changed.start_ms, changed.buyer, changed)
 
 
 class Folder(Protocol):

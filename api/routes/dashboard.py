@@ -14,7 +14,7 @@ from api.cluster import forward_headers
 from api.dashboard import local_view, merge_views, unreachable_view
 from api.deps import ServiceDep
 from api.ports import QueryService
-from api.routes.docs import STATIC
+from api.routes.docs import STATIC, static_file
 from api.tail import Tails, TailUnavailable
 
 PEER_TIMEOUT_S = 2.0  # a worker that is down shows as unreachable, not as a slow page
@@ -47,10 +47,7 @@ async def access(service: ServiceDep) -> dict[str, bool]:
 @page.get("/dashboard/assets/{name}")
 async def asset(name: str) -> FileResponse:
     """The page's script and styles."""
-    path = ASSETS.get(name)
-    if path is None:
-        raise HTTPException(404, f"no asset {name!r}")
-    return FileResponse(path, headers={"Cache-Control": "no-cache"})
+    return static_file(ASSETS, name)
 
 
 @router.get("/local", include_in_schema=False)

@@ -6,6 +6,7 @@ they make carry the token (api/static/docs.js), and Swagger UI and ReDoc come fr
 fastapi-offline wheel, so the docs work on a machine with no way out.
 """
 
+from collections.abc import Mapping
 from importlib.resources import files
 from pathlib import Path
 from string import Template
@@ -65,8 +66,13 @@ async def redoc() -> HTMLResponse:
 @router.get("/docs/assets/{name}")
 async def asset(name: str) -> FileResponse:
     """The shells' scripts, styles and icon."""
-    path = ASSETS.get(name)
+    return static_file(ASSETS, name)
+
+
+def static_file(assets: Mapping[str, Path], name: str) -> FileResponse:
+    """One of a page's own files by the name it uses; 404 for any other name."""
+    path = assets.get(name)
     if path is None:
         raise HTTPException(404, f"no asset {name!r}")
-    # revalidated on every load (ETag): an upgrade never leaves a stale docs.js behind
+    # revalidated on every load (ETag): an upgrade never leaves a stale script behind
     return FileResponse(path, headers={"Cache-Control": "no-cache"})

@@ -1,5 +1,6 @@
 """Window aggregates per window, start and buyer, from any worker."""
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
@@ -141,18 +142,21 @@ def _both(final: Any, other: Any) -> Any:
     return final and other
 
 
-def _later(start: int | None, other: int | None) -> int | None:
+def _later(time_ms: int | None, other: int | None) -> int | None:
     """The larger of two workers' times; None is a worker without data."""
-    if start is None or other is None:
-        return other if start is None else start
-    return max(start, other)
+    return _known(max, time_ms, other)
 
 
-def _earlier(start: int | None, other: int | None) -> int | None:
+def _earlier(time_ms: int | None, other: int | None) -> int | None:
     """The smaller of two workers' times; None is a worker without data."""
-    if start is None or other is None:
-        return other if start is None else start
-    return min(start, other)
+    return _known(min, time_ms, other)
+
+
+def _known(pick: Callable[[int, int], int], time_ms: int | None,
+           other: int | None) -> int | None:
+    if time_ms is None or other is None:
+        return other if time_ms is None else time_ms
+    return pick(time_ms, other)
 
 
 def _spec(service: QueryService, name: str) -> Window:

@@ -68,7 +68,7 @@ def test_operator_figures_from_the_metrics_the_stages_move():
         history.sample(1_000)  # a wait going on counts as it goes
     samples = history.samples()
     seconds = (samples[1][1] - samples[0][1]) / 1000
-    figures = {f["name"]: f for f in operator_figures(samples)}
+    figures = {f["name"]: f for f in operator_figures(samples[-1][2], rates(samples))}
     assert list(figures) == list(OPERATOR_NAMES)
     assert figures["parse"] == {
         "name": "parse", "task": "ingest", "records": figures["parse"]["records"],
