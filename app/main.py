@@ -37,7 +37,9 @@ from app.statecheck import StateError, check_writable
 from app.topics import topic_names
 from core.aggregation import AggregateConfig
 from core.ingest import IngestConfig
+from core.ranking import RankIndex
 from tables.manager import StoreManager
+from tables.store import Derived
 
 log = logging.getLogger(__name__)
 
@@ -149,12 +151,12 @@ def create_app(settings: Settings | None = None) -> OrderstreamApp:
     def fail(error: BaseException) -> None:
         guard.fail(error)
 
-    def stores(stage: str, changelog: str) -> StoreManager:
+    def stores(stage: str, changelog: str, derived: Derived | None = None) -> StoreManager:
         return StoreManager(stage, settings.state_dir, changelog, settings.kafka_client,
-                            on_crash=fail, writer=producer)
+                            on_crash=fail, writer=producer, derived=derived)
 
     dedup = stores("dedup", names.dedup_changelog)
-    aggregates = stores("aggregate", names.aggregate_changelog)
+    aggregates = stores("aggregate", names.aggregate_changelog, RankIndex.of(settings.windows))
     guard = BrokerGuard(settings, [(dedup, None), (aggregates, names.by_buyer)], highwater,
                         stop.crash, lambda: stop.stopping, lambda: stop.exit_code)
     stop.before_exit = guard.exit_after_loss  # a stop out of time after a loss

@@ -70,6 +70,10 @@ class FixedWindow:
     def folder(self) -> Folder:
         return fold_fixed
 
+    @property
+    def ranks_by_start(self) -> bool:
+        return True
+
     def info(self) -> dict[str, int | None]:
         return {"size_ms": self.size_ms, "slide_ms": self.slide_ms}
 

@@ -6,11 +6,13 @@ from typing import Any
 
 from core.aggregate import read_watermark
 from core.models import Buyer, Total
+from core.ranking import buyer_count, first_ranked
 from core.schema import (
     CHANNEL_PREFIX,
-    TOTAL_PREFIX,
+    TOTAL_RANK_PREFIX,
     buyer_of_total_key,
     decode_total,
+    row_rank_prefix,
     total_key,
 )
 from core.shuffle import buyer_partition
@@ -32,14 +34,13 @@ def json_ranking_key(item: Mapping[str, Any]) -> tuple[int, str, str]:
     return ranking_key(item["count"], (buyer["first_name"], buyer["last_name"]))
 
 
-def all_totals(stores: Stores) -> list[tuple[Buyer, Total]]:
-    """Every buyer total, ranked."""
-    found = []
-    for store in stores.values():
-        for key, value in store.scan(TOTAL_PREFIX):
-            found.append((buyer_of_total_key(key), decode_total(value)))
+def top_totals(stores: Stores, upto: int | None) -> tuple[list[tuple[Buyer, Total]], int]:
+    """The first `upto` buyer totals ranked (all with None), from the index by count, and
+    how many buyers have one."""
+    found = [(buyer_of_total_key(key), decode_total(value)) for store in stores.values()
+             for key, value in first_ranked(store, TOTAL_RANK_PREFIX, upto)]
     found.sort(key=lambda item: ranking_key(item[1].count, item[0]))
-    return found
+    return found[:upto], sum(buyer_count(store) for store in stores.values())
 
 
 def one_total(stores: Stores, buyer: Buyer, partitions: int) -> Total | None:
@@ -98,12 +99,22 @@ def window_rows(stores: Stores, window: Window, lateness_ms: int, *,
     return rows
 
 
-def rows_holding(stores: Stores, window: Window, at_ms: int, lateness_ms: int) -> list[WindowRow]:
-    """Every buyer's row /top ranks for `at_ms`, ranked."""
+def rows_holding(stores: Stores, window: Window, at_ms: int, lateness_ms: int,
+                 k: int) -> list[WindowRow]:
+    """Rows /top ranks for `at_ms`, ranked, the first `k` among them: a fixed window's
+    first k per store from the index by count, a session window's all (/top spans them)."""
     rows = [row for store in stores.values()
-            for row in _judged(store, window.rows_holding(store, at_ms), lateness_ms)]
+            for row in _judged(store, _holding(store, window, at_ms, k), lateness_ms)]
     rows.sort(key=lambda r: ranking_key(r.count, r.buyer))
     return rows
+
+
+def _holding(store: ReadStore, window: Window, at_ms: int, k: int) -> Iterator[StoredRow]:
+    span = window.holding(at_ms)
+    if not window.ranks_by_start or span is None:
+        return window.rows_holding(store, at_ms)
+    ranked = first_ranked(store, row_rank_prefix(window.name, span.start_ms), k)
+    return (window.row(key, value) for key, value in ranked)
 
 
 def window_final(stores: Stores, end_ms: int, lateness_ms: int) -> bool:

@@ -27,6 +27,12 @@ Aggregation stores (one per by-buyer partition):
 - `m|read`                            -> the last repartition offset whose watermark applied
 - `o|totals`                          -> the outbox: buyers of the last batch
 - `f|<window>` / `r|<window>`         -> the last window start published final / deleted
+- `k|t|<rank>`                        -> a total's key: totals in ranking order
+- `k|w|<window>|<start>|<rank>`       -> a row's key: a window start's rows in ranking order
+                                         (`<rank>`: count descending, last name, first name)
+- `k|#buyers`                         -> how many buyers have a total
+                                         (`k|`: derived from the rest, never in the
+                                         changelog: core.ranking)
 Both:
 - `s|<topic:partition>`               -> the last source offset applied (core.sources)
 """
@@ -51,6 +57,10 @@ TOTAL_PREFIX = "t|"
 LATEST_ORDER_KEY = "m|latest-order"  # the watermark without ticks: the latest order time
 READ_KEY = "m|read"  # the last repartition offset whose watermark was applied
 OUTBOX_KEY = "o|totals"
+RANK_PREFIX = "k|"
+TOTAL_RANK_PREFIX = "k|t|"
+BUYER_COUNT_KEY = "k|#buyers"
+RANK_COUNT_LIMIT = 10**16  # counts from 0 below it rank as fixed-width numbers
 CHANNEL_PREFIX = "m|ch|"
 # both
 WATERMARK_KEY = "m|watermark"
@@ -113,6 +123,30 @@ def parse_window_key(key: str) -> tuple[str, int, Buyer]:
     _, name, start, buyer = key.split("|", 3)
     first, last = orjson.loads(buyer)
     return name, int(start) - TIME_BIAS_MS, (first, last)
+
+
+def rank_order(count: int, buyer: Buyer) -> str:
+    """Text that sorts as core.queries.ranking_key: count descending, then last name, then
+    first name by code points."""
+    return f"{count_order(count)}{name_order(buyer)}"
+
+
+def count_order(count: int) -> str:
+    """A count as text that sorts larger counts first."""
+    return f"{RANK_COUNT_LIMIT - 1 - count:016d}|"
+
+
+def name_order(buyer: Buyer) -> str:
+    """A buyer as text that sorts by last name, then first name. A name ends with NUL NUL
+    and a NUL in it is written NUL SOH, so that no name sorts after a longer one it
+    begins."""
+    first, last = buyer
+    return last.replace("\0", "\0\1") + "\0\0" + first.replace("\0", "\0\1")
+
+
+def row_rank_prefix(name: str, start_ms: int) -> str:
+    """Store key prefix of one window start's rows in ranking order."""
+    return f"{RANK_PREFIX}{start_prefix(name, start_ms)}"
 
 
 def window_prefixes(name: str) -> tuple[str, ...]:

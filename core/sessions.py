@@ -84,6 +84,10 @@ class SessionWindow:
     def folder(self) -> Folder:
         return fold_sessions
 
+    @property
+    def ranks_by_start(self) -> bool:
+        return False  # /top ranks sessions of many starts
+
     def info(self) -> dict[str, int | None]:
         return {"gap_ms": self.gap_ms, "size_ms": None, "slide_ms": None}
 

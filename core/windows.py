@@ -145,6 +145,12 @@ class Window(Protocol):
     @property
     def folder(self) -> Folder: ...
 
+    @property
+    def ranks_by_start(self) -> bool:
+        """True where `/top` ranks the rows of one window start: the index by count keeps
+        them ranked (core.ranking)."""
+        ...
+
     def info(self) -> dict[str, int | None]:
         """The kind's fields in `GET /windows` (size_ms, slide_ms, gap_ms)."""
         ...
@@ -172,6 +178,10 @@ class Window(Protocol):
 
     def rows_holding(self, store: ReadStore, at_ms: int) -> Iterator[StoredRow]:
         """Rows /top ranks for `at_ms`."""
+        ...
+
+    def row(self, key: str, value: str) -> StoredRow:
+        """A stored row of this window, from its key and value."""
         ...
 
     def latest_ms(self, store: ReadStore) -> int | None:

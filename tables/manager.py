@@ -30,7 +30,7 @@ from tables.changelog import (
     batch_records,
     restore,
 )
-from tables.store import PartitionStore, Updates
+from tables.store import Derived, PartitionStore, Updates
 
 log = logging.getLogger(__name__)
 READERS_POLL_S = 0.001  # a close waiting for a query to finish with its store looks this often
@@ -42,8 +42,11 @@ class StoreManager:
     def __init__(
         self, name: str, root: Path, changelog_topic: str, client: Mapping[str, Any],
         on_crash: Callable[[BaseException], None], writer: ChangelogWriter,
+        derived: Derived | None = None,
     ) -> None:
+        """`derived`: keys each store derives from the rest (tables.store.Derived)."""
         self.name = name
+        self._derived = derived
         self.root = root
         self.changelog_topic = changelog_topic
         self._client = client  # how the restore connects
@@ -98,7 +101,7 @@ class StoreManager:
             self._restore_task = asyncio.create_task(self._restore(unready))
 
     def _open(self, partition: int) -> None:
-        self.stores[partition] = PartitionStore(self.path(partition))
+        self.stores[partition] = PartitionStore(self.path(partition), self._derived)
         self._ready[partition] = asyncio.Event()
         self._locks[partition] = asyncio.Lock()
 

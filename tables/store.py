@@ -3,19 +3,25 @@
 Keys and values are UTF-8 text (JSON values), so a batch of updates is one
 `dict[str, str | None]` (None deletes) that goes as is into the changelog.
 The store also remembers the offset of the last changelog record it reflects,
-written in the same `WriteBatch` as the updates.
+written in the same `WriteBatch` as the updates. A store may keep keys derived from the
+others (`Derived`: an index), written in the same batch and never in the changelog, so a
+restore from the changelog derives them again, key by key.
 """
 
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from itertools import islice
 from pathlib import Path
-from typing import cast
+from typing import Protocol, cast
 
 from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch, WriteBufferManager
 
 CHANGELOG_OFFSET_KEY = b"~changelog-offset"  # local only, never in the changelog
 CHANGELOG_EPOCH_KEY = b"~changelog-epoch"  # the latest fence its changelog offset follows
 Updates = Mapping[str, str | None]
+ReadMany = Callable[[Sequence[str]], list[str | None]]
+DERIVED_KEY = "derived"  # local: the version its derived keys were written under
+REDERIVE_CHUNK = 10_000  # keys derived anew per write batch
 
 
 # Every store of the process shares one block cache, and their memtables are charged to
@@ -44,13 +50,36 @@ def _options() -> Options:
     return options
 
 
+class Derived(Protocol):
+    """Keys a store derives from its other keys, such as an index, kept in step with them.
+
+    `derive(updates, read)` gives the derived keys' updates for a batch of `updates`, with
+    `read` answering the values before the batch. `derived` are the prefixes of every
+    derived key, `sources` those of the keys they derive from. A store last written under
+    another `version` (or none) has its derived keys deleted and derived anew on open."""
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def derived(self) -> tuple[str, ...]: ...
+
+    @property
+    def sources(self) -> tuple[str, ...]: ...
+
+    def derive(self, updates: Updates, read: ReadMany) -> dict[str, str | None]: ...
+
+
 class PartitionStore:
     """A RocksDB database holding one partition of one stage's state."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, derived: Derived | None = None) -> None:
         path.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._db = Rdict(str(path), _options())
+        self._derived = derived
+        if derived is not None and self.get_local(DERIVED_KEY) != derived.version:
+            self._derive_anew(derived)
 
     @property
     def changelog_offset(self) -> int:
@@ -111,13 +140,31 @@ class PartitionStore:
         """Apply one batch of updates and the changelog offset (and the epoch of the owner
         that wrote it) they reflect, atomically."""
         batch = WriteBatch(raw_mode=True)
-        for key, value in updates.items():
-            if value is None:
-                batch.delete(key.encode())
-            else:
-                batch.put(key.encode(), value.encode())
+        _put_all(batch, updates)
+        if self._derived is not None:
+            _put_all(batch, self._derived.derive(updates, self.get_many))
         batch.put(CHANGELOG_OFFSET_KEY, str(changelog_offset).encode())
         batch.put(CHANGELOG_EPOCH_KEY, str(epoch).encode())
+        self._db.write(batch)
+
+    def _derive_anew(self, derived: Derived) -> None:
+        """Delete every derived key, then derive them from the source keys, a chunk per
+        write batch (their old values read as absent, the derived ones as written)."""
+        for prefix in derived.derived:
+            self._write_all(dict.fromkeys((key for key, _ in self.scan(prefix)), None))
+
+        def read(keys: Sequence[str]) -> list[str | None]:
+            return [self.get(k) if k.startswith(derived.derived) else None for k in keys]
+
+        for prefix in derived.sources:
+            rows = self.scan(prefix)
+            while chunk := dict(islice(rows, REDERIVE_CHUNK)):
+                self._write_all(derived.derive(chunk, read))
+        self.set_local(DERIVED_KEY, derived.version)
+
+    def _write_all(self, updates: Updates) -> None:
+        batch = WriteBatch(raw_mode=True)
+        _put_all(batch, updates)
         self._db.write(batch)
 
     def close(self) -> None:
@@ -128,6 +175,14 @@ class PartitionStore:
     def destroy(path: Path) -> None:
         """Delete a closed store's files."""
         shutil.rmtree(path, ignore_errors=True)
+
+
+def _put_all(batch: WriteBatch, updates: Updates) -> None:
+    for key, value in updates.items():
+        if value is None:
+            batch.delete(key.encode())
+        else:
+            batch.put(key.encode(), value.encode())
 
 
 def read_changelog_offset(path: Path) -> int:

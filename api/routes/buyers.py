@@ -23,7 +23,7 @@ from api.deps import (
 )
 from api.ports import QueryService
 from api.schemas import BuyerPage, BuyerTotal, ErrorDetail, checked, json_response
-from core.queries import all_totals, json_ranking_key, one_total
+from core.queries import json_ranking_key, one_total, top_totals
 from core.shuffle import buyer_partition
 from core.sinks import total_json
 
@@ -43,13 +43,12 @@ async def list_buyers(
 ) -> Response:
     """Buyers by count descending, then last name, then first name (code points)."""
     require_ready(service)
+    local = is_local(request)  # another worker gathers: its first `upto` items, all counted
     with service.reading() as stores:
-        totals = all_totals(stores)
-    if is_local(request):  # another worker gathers: its first `upto` items, all counted
-        page = [total_json(*buyer, total) for buyer, total in totals[:upto]]
-        return json_response({"items": page, "total": len(totals)})
-    mine = {"items": [total_json(*buyer, total) for buyer, total in totals[:offset + limit]],
-            "total": len(totals)}
+        totals, count = top_totals(stores, upto if local else offset + limit)
+    mine = {"items": [total_json(*buyer, total) for buyer, total in totals], "total": count}
+    if local:
+        return json_response(mine)
     merged = await query_cluster(
         request, service, mine, "/buyers", {"upto": offset + limit},
         Merge(key=json_ranking_key, offset=offset, limit=limit, combine={"total": operator.add}))

@@ -91,7 +91,7 @@ async def get_window_top(
         }])
     lateness = service.settings.allowed_lateness
     with service.reading() as stores:
-        ranked = rows_holding(stores, spec, at_ms, lateness)
+        ranked = rows_holding(stores, spec, at_ms, lateness, k)
         if span is not None:
             mine = {"window_start": format_time_ms(span.start_ms),
                     "window_end": format_time_ms(span.end_ms),

@@ -13,6 +13,7 @@ from app.settings import Settings
 from app.topics import TopicNames, topic_names
 from core.aggregation import AggregateConfig, Clock, apply_batch, close_windows
 from core.models import Order
+from core.ranking import RankIndex
 from core.shuffle import Positioned, Shuffled, buyer_partition
 from core.watermarks import NO_WATERMARK
 from tables.store import PartitionStore
@@ -95,7 +96,8 @@ def filled_stores(root: Path, orders: Iterable[Order], settings: Settings) -> St
         by_partition.setdefault(partition, []).append((offset, order, None, None))
     stores = {}
     for partition in range(PARTITIONS):
-        store = stores[partition] = PartitionStore(root / str(partition))
+        store = stores[partition] = PartitionStore(root / str(partition),
+                                                   RankIndex.of(settings.windows))
         rows = by_partition.get(partition, [])
         # one carrier whose watermark ends at the partition's latest order, all on time
         watermark = max((o.order_time_ms for _, o, _, _ in rows), default=NO_WATERMARK)

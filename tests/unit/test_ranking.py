@@ -1,0 +1,121 @@
+"""The index by count (core.ranking) in a real RocksDB store, against rankings computed
+here from the totals and rows the store holds."""
+
+import random
+
+import orjson
+import pytest
+
+from core.fixed import parse_window_spec
+from core.ranking import RankIndex, buyer_count, first_ranked
+from core.schema import rank_order, row_rank_prefix
+from core.sessions import SESSION_KIND
+from core.windows import parse_windows
+from tables.store import PartitionStore
+
+# names whose order is easy to get wrong: one a prefix of another, NUL, non-ASCII, "|"
+NAMES = ["", "A", "Ab", "A\0", "A\0b", "B", "a", "é", "Ω", "|", "A|b", "\0", "Zoë"]
+START_MS = 1_700_000_000_000
+
+
+def expected_order(count, first, last):
+    return (-count, last, first)
+
+
+def test_rank_order_sorts_as_count_descending_then_last_then_first_name():
+    rng = random.Random(3)
+    items = [(rng.randint(0, 5), rng.choice(NAMES), rng.choice(NAMES)) for _ in range(2_000)]
+    by_text = sorted(set(items), key=lambda i: rank_order(i[0], (i[1], i[2])))
+    assert by_text == sorted(set(items), key=lambda i: expected_order(*i))
+
+
+def total_key(first, last):
+    return "t|" + orjson.dumps([first, last]).decode()
+
+
+def row_key(window, start_ms, first, last):
+    return f"w|{window}|{start_ms + 100_000_000_000_000:016d}|" + orjson.dumps(
+        [first, last]).decode()
+
+
+def ranked_here(store, prefix):
+    """What the store holds under `prefix`, ranked from its values."""
+    found = []
+    for key, value in store.scan(prefix):
+        first, last = orjson.loads(key[key.index("["):])
+        found.append((expected_order(orjson.loads(value)[0], first, last), key, value))
+    return [(key, value) for _, key, value in sorted(found)]
+
+
+def random_batch(rng, store, windows):
+    """Updates as the aggregation writes them: totals and rows set, some deleted."""
+    updates = {}
+    for _ in range(rng.randint(1, 30)):
+        first, last = rng.choice(NAMES), rng.choice(NAMES)
+        if rng.random() < 0.5:
+            key = total_key(first, last)
+        else:
+            key = row_key(rng.choice(windows), START_MS + 10_000 * rng.randint(0, 2), first,
+                          last)
+        if rng.random() < 0.1:
+            updates[key] = None
+        else:
+            updates[key] = orjson.dumps([rng.randint(1, 9), "1.00", "1.00", "1.00"]).decode()
+    return updates
+
+
+def assert_index_right(store, windows):
+    totals = ranked_here(store, "t|")
+    assert first_ranked(store, "k|t|", None) == totals
+    assert first_ranked(store, "k|t|", 3) == totals[:3]
+    assert buyer_count(store) == len(totals)
+    for window in windows:
+        for step in range(3):
+            start_ms = START_MS + 10_000 * step
+            rows = ranked_here(store, row_key(window, start_ms, "", "")[:-len('["",""]')])
+            assert first_ranked(store, row_rank_prefix(window, start_ms), None) == rows
+            assert first_ranked(store, row_rank_prefix(window, start_ms), 2) == rows[:2]
+
+
+def test_the_index_follows_every_batch_of_totals_and_rows(tmp_path):
+    windows = ["tumble_10s", "hop_1m_10s"]
+    store = PartitionStore(tmp_path / "0", RankIndex(windows))
+    rng = random.Random(7)
+    for offset in range(200):
+        store.commit(random_batch(rng, store, windows), offset)
+        if offset % 20 == 0:
+            assert_index_right(store, windows)
+    assert_index_right(store, windows)
+    assert buyer_count(store) > 20  # the batches made many buyers, and deleted some
+
+
+def test_a_store_written_without_the_index_or_for_other_windows_derives_it_anew(tmp_path):
+    rng = random.Random(11)
+    plain = PartitionStore(tmp_path / "0")
+    for offset in range(50):
+        plain.commit(random_batch(rng, plain, ["tumble_10s", "hop_1m_10s"]), offset)
+    plain.close()
+    one = PartitionStore(tmp_path / "0", RankIndex(["tumble_10s"]))
+    assert_index_right(one, ["tumble_10s"])
+    assert first_ranked(one, row_rank_prefix("hop_1m_10s", START_MS), None) == []
+    one.close()
+    both = PartitionStore(tmp_path / "0", RankIndex(["tumble_10s", "hop_1m_10s"]))
+    assert_index_right(both, ["tumble_10s", "hop_1m_10s"])
+    both.close()
+    again = PartitionStore(tmp_path / "0", RankIndex(["hop_1m_10s"]))
+    assert first_ranked(again, row_rank_prefix("tumble_10s", START_MS), None) == []
+    assert_index_right(again, ["hop_1m_10s"])
+
+
+def test_only_windows_ranked_by_start_are_indexed():
+    tumble, hop = parse_window_spec("tumble:10s"), parse_window_spec("hop:1m/10s")
+    [session] = parse_windows("session:30s", SESSION_KIND)
+    assert RankIndex.of([tumble, session, hop]).ranked == ("hop_1m_10s", "tumble_10s")
+
+
+@pytest.mark.parametrize("limit", [0, 1, 10**30])
+def test_any_limit_reads_at_most_what_there_is(tmp_path, limit):
+    store = PartitionStore(tmp_path / "0", RankIndex([]))
+    store.commit({total_key("A", "B"): "[2,\"3.00\"]", total_key("C", "D"): "[5,\"1.00\"]"}, 0)
+    expected = [(total_key("C", "D"), "[5,\"1.00\"]"), (total_key("A", "B"), "[2,\"3.00\"]")]
+    assert first_ranked(store, "k|t|", limit) == expected[:limit]
