@@ -46,6 +46,17 @@ What it measures, in one invocation:
    - `quix-eos`, "Quix Streams, exactly-once" (Kafka only): the same with Quix's
      `processing_guarantee="exactly-once"` (a Kafka transaction per 5 s checkpoint, so a
      total is counted once its checkpoint committed), the peer of orderstream's transactions.
+   - `flink`, "Flink SQL: the same job" (bench/flink.py): the job as Flink SQL
+     (bench/flink/job.sql: a Kafka JSON source with a watermark on `order_time`, a GROUP BY
+     buyer into an upsert-kafka totals table, TUMBLE and HOP window TVFs into the results
+     topic), run by PyFlink (apache-flink 2.2.1 in .cache/flink-venv, with Maven Central's
+     flink-sql-connector-kafka 5.0.0-2.2 in .cache/flink, both fetched on first use) in a
+     local mini-cluster, parallelism 2, state in RocksDB (`BENCH_FLINK_STATE=hashmap`: on
+     the heap, Flink's default), 1 s checkpoints, mini-batch aggregation. On Kafka
+     both sinks are exactly-once (a transaction per checkpoint); on tansu at-least-once.
+     Its watermark's delay is the peers' grace, so no window closes during the run. Timed
+     from the moment its Kafka source has its first partition's position (a JVM log line
+     stamped on the monotonic clock) to committed totals whose latest counts add up to N.
    - `faust-tables`, "idiomatic faust (Tables per order)" (bench/pipelines/faust_tables.py, a
      `faust -A ... worker` subprocess, RocksDB store on rocksdict): Records, group_by buyer,
      three faust Tables (buyer totals, `tumble:10s`, `hop:1m/10s`) written once per order;
@@ -129,6 +140,7 @@ import orjson  # noqa: E402
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
 
 from bench.children import run_faust_bare, run_faust_tables  # noqa: E402
+from bench.flink import run_flink  # noqa: E402
 from bench.harness import (  # noqa: E402
     BROKER_KINDS,
     BenchContext,
@@ -267,6 +279,8 @@ PIPELINES: list[Pipeline] = [
              brokers=("kafka",)),
     Pipeline("kstreams", "Kafka Streams: the same job, exactly-once v2", run_kstreams,
              brokers=("kafka",)),
+    Pipeline("flink", "Flink SQL: the same job, exactly-once (at-least-once on tansu)",
+             run_flink),
     Pipeline("faust-tables", "idiomatic faust (Tables per order)", run_faust_tables),
     Pipeline("faust-bare", "bare faust agent (orjson decode + count)", run_faust_bare),
     Pipeline("orderstream", "orderstream end to end", run_orderstream),
@@ -308,6 +322,7 @@ COMPARISONS = (
     ("orderstream", "orderstream-notxn", "orderstream with transactions / without"),
     ("quix-eos", PEER, "Quix Streams exactly-once / at-least-once"),
     ("orderstream", "quix-eos", "orderstream / Quix Streams exactly-once"),
+    ("orderstream", "flink", "orderstream / Flink SQL"),
 )
 
 
