@@ -22,6 +22,7 @@ from app.faust import transport
 from app.faust.agents import (
     register_aggregate,
     register_datagen,
+    register_heap_trim,
     register_ingest,
     register_sampler,
 )
@@ -184,6 +185,7 @@ def create_app(settings: Settings | None = None) -> OrderstreamApp:
                                              aggregate, guard, metrics)
     history = MetricHistory(metrics.sampled())
     register_sampler(app, history)
+    register_heap_trim(app)
     queries = WorkerQueries(settings, metrics, topology, membership, stop, history)
     api = ApiServer(create_api(queries), settings.api_host, settings.api_port)
     app.runtime = Runtime(settings, topology, stop, producer, (dedup, aggregates), guard,

@@ -18,6 +18,7 @@ from app.faust.batches import each_batch
 from app.faust.schedule import every, once_started
 from app.faust.transport import batch_topic, release
 from app.history import SAMPLE_INTERVAL_S, MetricHistory
+from app.memory import TRIM_INTERVAL_S, heap_trimmer, release_free_memory
 from core.shuffle import decode_shuffle
 from core.timefmt import wall_ms
 
@@ -77,3 +78,14 @@ def register_sampler(app: faust.App, history: MetricHistory) -> None:
     @every(app, SAMPLE_INTERVAL_S)
     async def sample_metrics() -> None:
         history.sample(wall_ms())
+
+
+def register_heap_trim(app: faust.App) -> None:
+    """Free heap pages back to the system every TRIM_INTERVAL_S (app.memory), on glibc."""
+    trim = heap_trimmer()
+    if trim is None:
+        return
+
+    @every(app, TRIM_INTERVAL_S)
+    async def trim_heap() -> None:
+        await release_free_memory(trim)
