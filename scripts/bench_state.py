@@ -14,7 +14,8 @@ latency   One worker ingests N orders (default 200,000; datagen seed 1, `--buyer
           them) and `GET /windows/{name}/top` for each configured window (the other half).
           Reports p50/p99/max and the count per route over the ingest (from the first order
           read to the N-th counted), the ingest rate of the same run, and the same routes
-          once ingest is over. Goal: p99 <= 20 ms (reported, not asserted).
+          once ingest is over. Goal: p99 <= 20 ms for key lookups, <= 50 ms for /top
+          (reported, not asserted).
 recovery  Orders crafted so that no buyer repeats within the largest window: every order
           makes one row per window it falls in (7 with the default windows), so
           ceil(--rows / 7) orders give ~1,000,000 window rows (counted afterwards in the
@@ -23,7 +24,7 @@ recovery  Orders crafted so that no buyer repeats within the largest window: eve
           `/ready` answering 200 is measured (a) restarting on the same DATA_DIR and broker
           (RocksDB on disk), (b) after deleting DATA_DIR (changelogs only). Each restored
           worker is checked against the first (buyer counts add up to N, a fingerprint of
-          /buyers and /windows). Also the size of DATA_DIR. Goal: (a) <= 30 s.
+          /buyers and /windows). Also the size of DATA_DIR. Goal: (a) <= 10 s, (b) <= 30 s.
           On Kafka (b) restores from compacted changelogs. The worker creates them as
           usual (cleanup.policy=compact); after the load the bench reads them once
           (records written, distinct keys, offsets including transaction markers), then
@@ -1426,11 +1427,13 @@ def fmt(value: float | None, spec: str = ",.0f", unit: str = "") -> str:
 def summary_latency(r: dict[str, Any]) -> list[str]:
     lines = [f"3. API under load: {r['orders']:,} orders over {r['buyers']:,} buyers, "
              f"{r['partitions']} partitions, ingest {fmt(r['ingest_orders_per_s'])} orders/s "
-             f"in the same run (goal p99 <= 20 ms)"]
+             f"in the same run (goal p99 <= 20 ms for key lookups, <= 50 ms for /top)"]
     for phase in ("during_ingest", "after_ingest", "health_after_ingest"):
         lines.append(f"   {phase.replace('_', ' ')}:")
         for route, t in r[phase].items():
-            goal = "" if phase != "during_ingest" else ("  ok" if t["p99_ms"] <= 20 else "  > goal")
+            limit_ms = 50 if route.endswith("/top") else 20
+            goal = "" if phase != "during_ingest" else (
+                "  ok" if t["p99_ms"] <= limit_ms else "  > goal")
             lines.append(f"     {route:<28} p50 {t['p50_ms']:7.2f}  p99 {t['p99_ms']:7.2f}  "
                          f"max {t['max_ms']:7.2f} ms  n={t['requests']:,} {t['statuses']}{goal}")
     health = r["health_after_ingest"].get("/health")
@@ -1464,10 +1467,11 @@ def summary_recovery(r: dict[str, Any]) -> list[str]:
         f"({r['data_dir_disk']['apparent_mb']:,.1f} MB apparent, "
         f"{r['data_dir_disk']['files']} files); changelog records {r['changelog_records']}",
         f"   (a) from RocksDB on disk: ready after {a['ready_s']:.2f} s "
-        f"(goal <= 30 s: {'ok' if a['ready_s'] <= 30 else 'missed'}); {phases(a)}",
+        f"(goal <= 10 s: {'ok' if a['ready_s'] <= 10 else 'missed'}); {phases(a)}",
         *summary_compaction(r.get("changelog_compaction")),
         f"   (b) from changelogs only{' (compacted)' if r.get('changelog_compaction') else ''}: "
-        f"ready after {b['ready_s']:.2f} s; {phases(b)}",
+        f"ready after {b['ready_s']:.2f} s (goal <= 30 s: "
+        f"{'ok' if b['ready_s'] <= 30 else 'missed'}); {phases(b)}",
         f"   load: {fmt(r['load_orders_per_s'])} orders/s; restored state identical "
         f"(fingerprint {r['fingerprint']}, {r['state_after_changelog_restore']['window_rows']:,} "
         f"rows after (b))",
