@@ -10,7 +10,6 @@ call, and it runs off the event loop.
 
 import asyncio
 import ctypes
-import ctypes.util
 from collections.abc import Callable
 
 TRIM_INTERVAL_S = 10.0
@@ -18,10 +17,7 @@ TRIM_INTERVAL_S = 10.0
 
 def heap_trimmer() -> Callable[[], None] | None:
     """glibc's malloc_trim as a call, None where the C library has none (musl, macOS)."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
-    trim = getattr(ctypes.CDLL(name), "malloc_trim", None)
+    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)  # the process's own C library
     if trim is None:
         return None
     trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int

@@ -1,7 +1,8 @@
 """An index by count: buyer totals, and each window start's rows, in ranking order.
 
 `/buyers` and `/windows/{name}/top` read the first k keys of the index instead of ranking
-every total or row on each call. It is derived from the totals and rows in each
+every total or row on each call. An index key's value is the total's or row's key and
+value, so a read needs no other lookup. It is derived from the totals and rows in each
 aggregation store and written in the same batch as they are (tables.store.Derived), never
 to the changelog: a restore derives it again as it applies each batch. Rows are ranked
 per window start for the windows whose `/top` ranks one start (fixed windows); a session
@@ -54,24 +55,24 @@ class RankIndex:
         added = 0
         for key, old in zip(keys, olds, strict=True):
             new = updates[key]
-            was, now = _count(old), _count(new)
-            if was == now:
+            if new == old:
                 continue
+            was, now = _count(old), _count(new)
             head, names = _parts(key)
-            if was is not None:
+            if old is not None and was != now:
                 derived[f"{head}{count_order(was)}{names}"] = None
-            if now is not None:
-                derived[f"{head}{count_order(now)}{names}"] = key
-            if head == TOTAL_RANK_PREFIX and (was is None or now is None):
-                added += 1 if was is None else -1
+            if new is not None:
+                derived[f"{head}{count_order(now)}{names}"] = f"{key}\n{new}"
+            if head == TOTAL_RANK_PREFIX and (old is None or new is None):
+                added += 1 if old is None else -1
         if added:
             derived[BUYER_COUNT_KEY] = str(int(buyers or 0) + added)
         return derived
 
 
-def _count(value: str | None) -> int | None:
-    """The count a total's or row's value starts with (`[count, ...`)."""
-    return None if value is None else int(value[1:value.index(",")])
+def _count(value: str | None) -> int:
+    """The count a total's or row's value starts with (`[count, ...`), -1 for none."""
+    return -1 if value is None else int(value[1:value.index(",")])
 
 
 def _parts(key: str) -> tuple[str, str]:
@@ -90,13 +91,16 @@ def _names(buyer: str) -> str:
 
 
 def first_ranked(store: ReadStore, prefix: str, limit: int | None) -> list[tuple[str, str]]:
-    """The first `limit` (all with None) keys ranked under index `prefix`, with their
-    values: the keys the index names, read after it (a batch between may have moved them:
-    callers sort what they get by its own values)."""
-    keys = [key for _, key in islice(store.scan(prefix),
-                                     None if limit is None else min(limit, sys.maxsize))]
-    return [(key, value) for key, value in zip(keys, store.get_many(keys), strict=True)
-            if value is not None]
+    """The first `limit` (all with None) totals or rows ranked under index `prefix`, as
+    `(key, value)`: one scan, so they are as one moment of the store left them."""
+    entries = islice(store.scan(prefix), None if limit is None else min(limit, sys.maxsize))
+    return [_entry(entry) for _, entry in entries]
+
+
+def _entry(entry: str) -> tuple[str, str]:
+    """An index entry's total or row: its key and value (JSON: no raw newline in either)."""
+    key, value = entry.split("\n", 1)
+    return key, value
 
 
 def buyer_count(store: ReadStore) -> int:

@@ -20,7 +20,7 @@ CHANGELOG_OFFSET_KEY = b"~changelog-offset"  # local only, never in the changelo
 CHANGELOG_EPOCH_KEY = b"~changelog-epoch"  # the latest fence its changelog offset follows
 Updates = Mapping[str, str | None]
 ReadMany = Callable[[Sequence[str]], list[str | None]]
-DERIVED_KEY = "derived"  # local: the version its derived keys were written under
+DERIVED_KEY = b"~derived"  # local: `<version>@<changelog offset>` the derived keys reflect
 REDERIVE_CHUNK = 10_000  # keys derived anew per write batch
 
 
@@ -56,8 +56,10 @@ class Derived(Protocol):
 
     `derive(updates, read)` gives the derived keys' updates for a batch of `updates`, with
     `read` answering the values before the batch. `derived` are the prefixes of every
-    derived key, `sources` those of the keys they derive from. A store last written under
-    another `version` (or none) has its derived keys deleted and derived anew on open."""
+    derived key, `sources` those of the keys they derive from. A store whose derived keys
+    were last written under another `version`, or at another changelog offset than its own
+    (written by code without them, or a derivation cut short), has them deleted and
+    derived anew on open."""
 
     @property
     def version(self) -> str: ...
@@ -79,7 +81,8 @@ class PartitionStore:
         self.path = path
         self._db = Rdict(str(path), _options())
         self._derived = derived
-        if derived is not None and self.get_local(DERIVED_KEY) != derived.version:
+        if derived is not None and self._db.get(DERIVED_KEY) != self._mark(
+                derived, self.changelog_offset):
             self._derive_anew(derived)
 
     @property
@@ -144,15 +147,23 @@ class PartitionStore:
         _put_all(batch, updates)
         if self._derived is not None:
             _put_all(batch, self._derived.derive(updates, self.get_many))
+            batch.put(DERIVED_KEY, self._mark(self._derived, changelog_offset))
         batch.put(CHANGELOG_OFFSET_KEY, str(changelog_offset).encode())
         batch.put(CHANGELOG_EPOCH_KEY, str(epoch).encode())
         self._db.write(batch)
 
+    @staticmethod
+    def _mark(derived: Derived, changelog_offset: int) -> bytes:
+        return f"{derived.version}@{changelog_offset}".encode()
+
     def _derive_anew(self, derived: Derived) -> None:
         """Delete every derived key, then derive them from the source keys, a chunk per
-        write batch (their old values read as absent, the derived ones as written)."""
+        write batch (their old values read as absent, the derived ones as written). The
+        mark goes first and comes back last, so a derivation cut short starts over."""
+        self._db.delete(DERIVED_KEY)
         for prefix in derived.derived:
-            self._write_all(dict.fromkeys((key for key, _ in self.scan(prefix)), None))
+            start = prefix.encode()
+            self._db.delete_range(start, start[:-1] + bytes([start[-1] + 1]))
 
         def read(keys: Sequence[str]) -> list[str | None]:
             return [self.get(k) if k.startswith(derived.derived) else None for k in keys]
@@ -161,7 +172,7 @@ class PartitionStore:
             rows = self.scan(prefix)
             while chunk := dict(islice(rows, REDERIVE_CHUNK)):
                 self._write_all(derived.derive(chunk, read))
-        self.set_local(DERIVED_KEY, derived.version)
+        self._db[DERIVED_KEY] = self._mark(derived, self.changelog_offset)
 
     def _write_all(self, updates: Updates) -> None:
         batch = WriteBatch(raw_mode=True)

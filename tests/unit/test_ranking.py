@@ -107,6 +107,22 @@ def test_a_store_written_without_the_index_or_for_other_windows_derives_it_anew(
     assert_index_right(again, ["hop_1m_10s"])
 
 
+def test_writes_by_code_without_the_index_are_indexed_on_the_next_open(tmp_path, monkeypatch):
+    monkeypatch.setattr("tables.store.REDERIVE_CHUNK", 3)  # many chunks: the count adds up
+    windows = ["tumble_10s"]
+    rng = random.Random(5)
+    store = PartitionStore(tmp_path / "0", RankIndex(windows))
+    for offset in range(20):
+        store.commit(random_batch(rng, store, windows), offset)
+    store.close()
+    older = PartitionStore(tmp_path / "0")  # an older orderstream: rows without the index
+    for offset in range(20, 40):
+        older.commit(random_batch(rng, older, windows), offset)
+    older.close()
+    again = PartitionStore(tmp_path / "0", RankIndex(windows))
+    assert_index_right(again, windows)
+
+
 def test_only_windows_ranked_by_start_are_indexed():
     tumble, hop = parse_window_spec("tumble:10s"), parse_window_spec("hop:1m/10s")
     [session] = parse_windows("session:30s", SESSION_KIND)
