@@ -101,7 +101,8 @@ class StoreManager:
             self._restore_task = asyncio.create_task(self._restore(unready))
 
     def _open(self, partition: int) -> None:
-        self.stores[partition] = PartitionStore(self.path(partition), self._derived)
+        self.stores[partition] = PartitionStore(self.path(partition), self._derived,
+                                                derive_now=False)
         self._ready[partition] = asyncio.Event()
         self._locks[partition] = asyncio.Lock()
 
@@ -126,6 +127,8 @@ class StoreManager:
 
     async def _restore(self, stores: dict[int, PartitionStore]) -> None:
         try:
+            for partition, store in stores.items():
+                await self._derive(partition, store)
             fences = await asyncio.gather(*(self._write(p, [(FENCE_KEY, b"")], -1)
                                             for p in stores))
             restoring = {p: Restoring(store, fence)
@@ -145,6 +148,19 @@ class StoreManager:
         for partition in stores:
             self._ready[partition].set()
         log.info("%s: partitions %s ready", self.name, sorted(stores))
+
+    async def _derive(self, partition: int, store: PartitionStore) -> None:
+        """Derive a stale store's derived keys anew (an index, after an upgrade or another
+        configuration) before its restore, a chunk per turn of the event loop."""
+        if not store.stale:
+            return
+        log.info("%s: partition %d: deriving its derived keys anew", self.name, partition)
+        steps = store.derivation()
+        try:
+            for _ in steps:
+                await asyncio.sleep(0)
+        finally:
+            steps.close()  # cancelled: its RocksDB iterator goes before the store closes
 
     async def _settle(self, partition: int, restored: Restoring) -> None:
         """Take the partition as its owner: refuse it if another owner fenced it since, and

@@ -9,7 +9,7 @@ restore from the changelog derives them again, key by key.
 """
 
 import shutil
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from itertools import islice
 from pathlib import Path
 from typing import Protocol, cast
@@ -76,14 +76,24 @@ class Derived(Protocol):
 class PartitionStore:
     """A RocksDB database holding one partition of one stage's state."""
 
-    def __init__(self, path: Path, derived: Derived | None = None) -> None:
+    def __init__(self, path: Path, derived: Derived | None = None,
+                 derive_now: bool = True) -> None:
+        """`derived`: keys it derives from the rest; stale ones are derived anew here, or
+        with `derive_now` False by the caller, stepping through `derivation()`."""
         path.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._db = Rdict(str(path), _options())
         self._derived = derived
-        if derived is not None and self._db.get(DERIVED_KEY) != self._mark(
-                derived, self.changelog_offset):
-            self._derive_anew(derived)
+        if derive_now:
+            for _ in self.derivation():
+                pass
+
+    @property
+    def stale(self) -> bool:
+        """True when its derived keys must be derived anew before it is used."""
+        derived = self._derived
+        return derived is not None and self._db.get(DERIVED_KEY) != self._mark(
+            derived, self.changelog_offset)
 
     @property
     def changelog_offset(self) -> int:
@@ -156,10 +166,14 @@ class PartitionStore:
     def _mark(derived: Derived, changelog_offset: int) -> bytes:
         return f"{derived.version}@{changelog_offset}".encode()
 
-    def _derive_anew(self, derived: Derived) -> None:
-        """Delete every derived key, then derive them from the source keys, a chunk per
-        write batch (their old values read as absent, the derived ones as written). The
-        mark goes first and comes back last, so a derivation cut short starts over."""
+    def derivation(self) -> Generator[None, None, None]:
+        """If stale, delete every derived key, then derive them from the source keys, a
+        chunk per write batch and step (their old values read as absent, the derived ones
+        as written). The mark goes first and comes back last, so a derivation cut short
+        (a step not taken) starts over on the next open."""
+        derived = self._derived
+        if derived is None or not self.stale:
+            return
         self._db.delete(DERIVED_KEY)
         for prefix in derived.derived:
             start = prefix.encode()
@@ -172,6 +186,7 @@ class PartitionStore:
             rows = self.scan(prefix)
             while chunk := dict(islice(rows, REDERIVE_CHUNK)):
                 self._write_all(derived.derive(chunk, read))
+                yield
         self._db[DERIVED_KEY] = self._mark(derived, self.changelog_offset)
 
     def _write_all(self, updates: Updates) -> None:

@@ -1,6 +1,7 @@
 """The index by count (core.ranking) in a real RocksDB store, against rankings computed
 here from the totals and rows the store holds."""
 
+import asyncio
 import random
 
 import orjson
@@ -11,6 +12,7 @@ from core.ranking import RankIndex, buyer_count, first_ranked
 from core.schema import rank_order, row_rank_prefix
 from core.sessions import SESSION_KIND
 from core.windows import parse_windows
+from tables.manager import StoreManager
 from tables.store import PartitionStore
 
 # names whose order is easy to get wrong: one a prefix of another, NUL, non-ASCII, "|"
@@ -135,3 +137,57 @@ def test_any_limit_reads_at_most_what_there_is(tmp_path, limit):
     store.commit({total_key("A", "B"): "[2,\"3.00\"]", total_key("C", "D"): "[5,\"1.00\"]"}, 0)
     expected = [(total_key("C", "D"), "[5,\"1.00\"]"), (total_key("A", "B"), "[2,\"3.00\"]")]
     assert first_ranked(store, "k|t|", limit) == expected[:limit]
+
+
+def test_a_worker_derives_a_stale_store_in_steps_that_leave_its_event_loop_free(
+        tmp_path, monkeypatch):
+    monkeypatch.setattr("tables.store.REDERIVE_CHUNK", 3)
+    windows = ["tumble_10s"]
+    rng = random.Random(13)
+    plain = PartitionStore(tmp_path / "aggregate" / "0")  # written by code without the index
+    for offset in range(30):
+        plain.commit(random_batch(rng, plain, windows), offset)
+    plain.close()
+    manager = StoreManager("aggregate", tmp_path, "changelog", {}, on_crash=print,
+                           writer=None, derived=RankIndex(windows))
+
+    async def run() -> int:
+        manager._open(0)  # noqa: SLF001 - what on_assigned does before a restore
+        store = manager.stores[0]
+        assert store.stale
+        turns = 0
+
+        async def meanwhile() -> None:
+            nonlocal turns
+            while True:
+                turns += 1
+                await asyncio.sleep(0)
+
+        other = asyncio.create_task(meanwhile())
+        await manager._derive(0, store)  # noqa: SLF001 - the first step of a restore
+        other.cancel()
+        assert not store.stale
+        assert_index_right(store, windows)
+        store.close()
+        return turns
+
+    assert asyncio.run(run()) > 10  # the loop ran between the chunks of 3 keys
+
+
+def test_a_derivation_cut_short_starts_over_on_the_next_open(tmp_path, monkeypatch):
+    monkeypatch.setattr("tables.store.REDERIVE_CHUNK", 3)
+    windows = ["tumble_10s", "hop_1m_10s"]
+    rng = random.Random(17)
+    plain = PartitionStore(tmp_path / "0")
+    for offset in range(30):
+        plain.commit(random_batch(rng, plain, windows), offset)
+    plain.close()
+    cut = PartitionStore(tmp_path / "0", RankIndex(windows), derive_now=False)
+    steps = cut.derivation()
+    for _ in range(4):  # a few chunks, then the worker stops
+        next(steps)
+    steps.close()
+    cut.close()
+    again = PartitionStore(tmp_path / "0", RankIndex(windows))
+    assert not again.stale
+    assert_index_right(again, windows)
