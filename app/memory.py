@@ -8,26 +8,18 @@ the live heap (`make bench-state`, memory; BENCHMARKS.md). ctypes releases the G
 call, and it runs off the event loop.
 """
 
-import asyncio
 import ctypes
+import functools
 from collections.abc import Callable
 
 TRIM_INTERVAL_S = 10.0
 
 
-def heap_trimmer() -> Callable[[], None] | None:
-    """glibc's malloc_trim as a call, None where the C library has none (musl, macOS)."""
+def heap_trimmer() -> Callable[[], object] | None:
+    """glibc's malloc_trim(0) as a call (tens of milliseconds on a large heap: run it in a
+    thread), None where the C library has none (musl, macOS)."""
     trim = getattr(ctypes.CDLL(None), "malloc_trim", None)  # the process's own C library
     if trim is None:
         return None
     trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-
-    def release() -> None:
-        trim(0)
-
-    return release
-
-
-async def release_free_memory(release: Callable[[], None]) -> None:
-    """One trim, in a thread: it walks the heap for tens of milliseconds when large."""
-    await asyncio.to_thread(release)
+    return functools.partial(trim, 0)

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +17,7 @@ from bench.harness import (
     RunResult,
     failed,
     log_tail,
+    new_run,
     progress,
     say,
     start_process,
@@ -74,13 +74,7 @@ def child_result(status: dict[str, Any], target: int) -> RunResult:
 def run_child(ctx: BenchContext, run_index: int, label: str,
               command: Callable[[str], list[str]], module: str) -> RunResult:
     """One run of `module` (fresh group, state dir and status file), timed by the child."""
-    run_id = f"bench-{module.rsplit('.', 1)[-1].replace('_', '-')}-{uuid.uuid4().hex[:8]}"
-    run_dir = ctx.workdir / run_id
-    run_dir.mkdir()
-    config = ChildConfig(broker=ctx.broker, topic=ctx.topic, orders=ctx.orders,
-                         partitions=ctx.partitions, event_span_ms=ctx.event_span_ms,
-                         group=run_id, state_dir=run_dir / "state",
-                         status_path=run_dir / "status.json", broker_kind=ctx.broker_kind)
+    run_dir, config = new_run(ctx, module.rsplit(".", 1)[-1].replace("_", "-"))
     env = {**os.environ, **config.to_env(), "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
     log_path = run_dir / "child.log"
     process = start_process(command(module), env, log_path)
@@ -89,7 +83,7 @@ def run_child(ctx: BenchContext, run_index: int, label: str,
     finally:
         code = stop_child(process)
     result = failed(outcome) if isinstance(outcome, str) else child_result(outcome, ctx.orders)
-    result.extra.update(group=run_id, log=str(log_path), exit_code=code)
+    result.extra.update(group=config.group, log=str(log_path), exit_code=code)
     if not result.ok:
         say(f"{label} run {run_index + 1} failed: {result.error}; log {log_path}:\n"
             f"{log_tail(log_path)}")

@@ -32,22 +32,18 @@ import os
 import shutil
 import subprocess
 import sys
-import time
-import uuid
 
 from bench.harness import (
     ROOT,
     BenchContext,
     RunResult,
     failed,
-    log_tail,
+    new_run,
     say,
-    start_process,
-    stop_child,
 )
 from bench.kstreams import create_outputs
-from bench.pipelines.common import ChildConfig, read_status
-from bench.quix import LatestCounts, check_outputs, watch_totals
+from bench.pipelines.common import read_status
+from bench.quix import LatestCounts, run_peer
 
 FLINK_VERSION = "2.2.1"  # apache-flink on PyPI: Flink and PyFlink
 CONNECTOR_VERSION = "5.0.0-2.2"  # flink-sql-connector-kafka, built for Flink 2.2
@@ -125,14 +121,7 @@ def run_flink(ctx: BenchContext, run_index: int) -> RunResult:
     error = prepare()
     if error:
         return failed(error)
-    run_id = f"bench-flink-{uuid.uuid4().hex[:8]}"
-    run_dir = ctx.workdir / run_id
-    run_dir.mkdir()
-    config = ChildConfig(broker=ctx.broker, topic=ctx.topic, orders=ctx.orders,
-                         partitions=ctx.partitions, event_span_ms=ctx.event_span_ms,
-                         group=run_id, state_dir=run_dir / "state",
-                         status_path=run_dir / "status.json", broker_kind=ctx.broker_kind,
-                         exactly_once=exactly_once)
+    run_dir, config = new_run(ctx, "flink", exactly_once)
     flink_log, tmp = run_dir / "flink.log", run_dir / "tmp"
     tmp.mkdir()
     env = {**os.environ, **config.to_env(), "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1",
@@ -141,32 +130,12 @@ def run_flink(ctx: BenchContext, run_index: int) -> RunResult:
            # removed with the bench's (Flink unpacks a 21 MB jar there per run, and leaves it)
            "LOG4J_PROPERTIES": str(LOG4J), "FLINK_LOG_DIR": str(run_dir),
            "JVM_ARGS": f"-Djava.io.tmpdir={tmp}"}
-    asyncio.run(create_outputs(ctx.broker, run_id, ctx.partitions))
-    log_path = run_dir / "driver.log"
-    launched = time.monotonic()
-    process = start_process([str(PYTHON), str(DRIVER)], env, log_path)
-    try:
-        outcome = asyncio.run(watch_totals(process, config, ctx, f"{label} run {run_index + 1}",
-                                           LatestCounts()))
-    finally:
-        code = stop_child(process)
-    if isinstance(outcome, str):
-        say(f"{label} run {run_index + 1} failed: {outcome}; logs {log_path}, {flink_log}:\n"
-            f"{log_tail(log_path)}")
-        return failed(outcome, log=str(log_path), flink_log=str(flink_log))
-    started, done = outcome
+    asyncio.run(create_outputs(ctx.broker, config.group, ctx.partitions))
+    result = run_peer(ctx, run_index, label, config, [str(PYTHON), str(DRIVER)], env,
+                      run_dir / "driver.log", LatestCounts())
     status = read_status(config.status_path) or {}
-    checks = asyncio.run(check_outputs(ctx, config))
-    extra = {"checks": checks, "group": run_id, "log": str(log_path),
-             "flink_log": str(flink_log), "exit_code": code, "exactly_once": exactly_once,
-             "versions": {"apache-flink": FLINK_VERSION,
-                          "flink-sql-connector-kafka": CONNECTOR_VERSION},
-             "first_order_after_s": started - launched,
-             "tasks_running_after_first_fetch_s": status.get("tasks_running_after_s")}
-    wrong = [f"{name}: {got:,}, expected {expected:,}"
-             for name, (got, expected) in checks.items() if got != expected]
-    if wrong:
-        return failed("; ".join(wrong), **extra)
-    seconds = done - started
-    return RunResult(orders_per_s=ctx.orders / seconds, seconds=seconds, extra=extra,
-                     note=f"first order after {started - launched:.1f}s")
+    result.extra.update(flink_log=str(flink_log), exactly_once=exactly_once,
+                        versions={"apache-flink": FLINK_VERSION,
+                                  "flink-sql-connector-kafka": CONNECTOR_VERSION},
+                        tasks_running_after_first_fetch_s=status.get("tasks_running_after_s"))
+    return result

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from app.embedded import free_port, start_tansu, stop_process
 from app.settings import Settings
+from bench.pipelines.common import ChildConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -77,6 +79,20 @@ class RunResult:
     error: str | None = None
     note: str = ""  # shown next to the run's rate in the table
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def new_run(ctx: BenchContext, name: str, exactly_once: bool = False
+            ) -> tuple[Path, ChildConfig]:
+    """A run's own folder (under the bench's) and its child's settings: a fresh group (the
+    folder's name, `bench-<name>-<random>`), state folder and status file."""
+    run_id = f"bench-{name}-{uuid.uuid4().hex[:8]}"
+    run_dir = ctx.workdir / run_id
+    run_dir.mkdir()
+    return run_dir, ChildConfig(
+        broker=ctx.broker, topic=ctx.topic, orders=ctx.orders, partitions=ctx.partitions,
+        event_span_ms=ctx.event_span_ms, group=run_id, state_dir=run_dir / "state",
+        status_path=run_dir / "status.json", broker_kind=ctx.broker_kind,
+        exactly_once=exactly_once)
 
 
 def failed(error: str, **extra: Any) -> RunResult:

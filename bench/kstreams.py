@@ -16,8 +16,6 @@ import asyncio
 import os
 import shutil
 import subprocess
-import time
-import uuid
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -26,14 +24,11 @@ from bench.harness import (
     BenchContext,
     RunResult,
     failed,
-    log_tail,
+    new_run,
     say,
-    start_process,
-    stop_child,
 )
-from bench.pipelines.common import ChildConfig
 from bench.pipelines.job import results_topic, totals_topic
-from bench.quix import LatestCounts, check_outputs, watch_totals
+from bench.quix import LatestCounts, run_peer
 
 APP_DIR = ROOT / "bench" / "kstreams"
 JAR = APP_DIR / "target" / "kstreams-peer-0.1.0.jar"
@@ -73,44 +68,13 @@ def classpath() -> str:
 
 def run_kstreams(ctx: BenchContext, run_index: int) -> RunResult:
     """Kafka Streams: orderstream's job as its DSL writes it (bench/kstreams), exactly-once v2."""
-    label = "Kafka Streams"
     error = build()
     if error:
         return failed(error)
     java = shutil.which("java")
     if java is None:
         return failed("java is missing: the Kafka Streams peer cannot run")
-    run_id = f"bench-kstreams-{uuid.uuid4().hex[:8]}"
-    run_dir = ctx.workdir / run_id
-    run_dir.mkdir()
-    config = ChildConfig(broker=ctx.broker, topic=ctx.topic, orders=ctx.orders,
-                         partitions=ctx.partitions, event_span_ms=ctx.event_span_ms,
-                         group=run_id, state_dir=run_dir / "state",
-                         status_path=run_dir / "status.json", broker_kind=ctx.broker_kind,
-                         exactly_once=True)
-    env = {**os.environ, **config.to_env()}
-    asyncio.run(create_outputs(ctx.broker, run_id, ctx.partitions))
-    log_path = run_dir / "app.log"
-    launched = time.monotonic()
-    process = start_process([java, "-cp", classpath(), MAIN], env, log_path)
-    try:
-        outcome = asyncio.run(watch_totals(process, config, ctx, f"{label} run {run_index + 1}",
-                                           LatestCounts()))
-    finally:
-        code = stop_child(process)
-    if isinstance(outcome, str):
-        say(f"{label} run {run_index + 1} failed: {outcome}; log {log_path}:\n"
-            f"{log_tail(log_path)}")
-        return failed(outcome, log=str(log_path))
-    started, done = outcome
-    checks = asyncio.run(check_outputs(ctx, config))
-    extra = {"checks": checks, "group": run_id, "log": str(log_path), "exit_code": code,
-             "first_order_after_s": started - launched}
-    wrong = [f"{name}: {got:,}, expected {expected:,}"
-             for name, (got, expected) in checks.items() if got != expected]
-    if wrong:
-        return failed("; ".join(wrong), **extra)
-    seconds = done - started
-    return RunResult(orders_per_s=ctx.orders / seconds, seconds=seconds, extra=extra,
-                     note=f"first order after {started - launched:.1f}s")
-
+    run_dir, config = new_run(ctx, "kstreams", exactly_once=True)
+    asyncio.run(create_outputs(ctx.broker, config.group, ctx.partitions))
+    return run_peer(ctx, run_index, "Kafka Streams", config, [java, "-cp", classpath(), MAIN],
+                    {**os.environ, **config.to_env()}, run_dir / "app.log", LatestCounts())

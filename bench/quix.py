@@ -19,7 +19,7 @@ import asyncio
 import os
 import subprocess
 import time
-import uuid
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -34,6 +34,7 @@ from bench.harness import (
     RunResult,
     failed,
     log_tail,
+    new_run,
     progress,
     say,
     start_process,
@@ -182,28 +183,10 @@ def run_quix(ctx: BenchContext, run_index: int, exactly_once: bool = False) -> R
     """Quix Streams: orderstream's job as Quix's docs write it (bench/pipelines/quix_windows.py),
     at-least-once (Quix's default) or exactly-once."""
     label = "Quix Streams, exactly-once" if exactly_once else "Quix Streams"
-    run_id = f"bench-quix{'-eos' if exactly_once else ''}-{uuid.uuid4().hex[:8]}"
-    run_dir = ctx.workdir / run_id
-    run_dir.mkdir()
-    config = ChildConfig(broker=ctx.broker, topic=ctx.topic, orders=ctx.orders,
-                         partitions=ctx.partitions, event_span_ms=ctx.event_span_ms,
-                         group=run_id, state_dir=run_dir / "state",
-                         status_path=run_dir / "status.json", broker_kind=ctx.broker_kind,
-                         exactly_once=exactly_once)
+    run_dir, config = new_run(ctx, "quix-eos" if exactly_once else "quix", exactly_once)
     env = {**os.environ, **config.to_env(), "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
-    log_path = run_dir / "child.log"
-    launched = time.monotonic()
-    process = start_process(python_module(MODULE), env, log_path)
-    try:
-        outcome = asyncio.run(watch_totals(process, config, ctx, f"{label} run {run_index + 1}"))
-    finally:
-        code = stop_child(process)
-    result = quix_result(outcome, ctx, config, launched)
-    result.extra.update(group=run_id, log=str(log_path), exit_code=code)
-    if not result.ok:
-        say(f"{label} run {run_index + 1} failed: {result.error}; log {log_path}:\n"
-            f"{log_tail(log_path)}")
-    return result
+    return run_peer(ctx, run_index, label, config, python_module(MODULE), env,
+                    run_dir / "child.log", Records(), child_checks=True)
 
 
 def run_quix_exactly_once(ctx: BenchContext, run_index: int) -> RunResult:
@@ -211,11 +194,31 @@ def run_quix_exactly_once(ctx: BenchContext, run_index: int) -> RunResult:
     return run_quix(ctx, run_index, exactly_once=True)
 
 
-def quix_result(outcome: tuple[float, float] | str, ctx: BenchContext, config: ChildConfig,
-                launched: float) -> RunResult:
-    """orders/s over the watched span, if the child's status and every output check hold.
-    Its note: how long the child took from its start to its first order (Quix creates its
-    topics, then joins the group: on tansu that takes 25-36 s, outside the span)."""
+def run_peer(ctx: BenchContext, run_index: int, label: str, config: ChildConfig,
+             command: list[str], env: dict[str, str], log_path: Path,
+             tally: Records | LatestCounts, child_checks: bool = False) -> RunResult:
+    """One peer's run, timed from outside (watch_totals), then stopped; its outputs checked
+    off the clock (`child_checks`: also the child's own final status and checks)."""
+    name = f"{label} run {run_index + 1}"
+    launched = time.monotonic()
+    process = start_process(command, env, log_path)
+    try:
+        outcome = asyncio.run(watch_totals(process, config, ctx, name, tally))
+    finally:
+        code = stop_child(process)
+    result = peer_result(outcome, ctx, config, launched, child_checks)
+    result.extra.update(group=config.group, log=str(log_path), exit_code=code)
+    if not result.ok:
+        say(f"{name} failed: {result.error}; log {log_path}:\n{log_tail(log_path)}")
+    return result
+
+
+def peer_result(outcome: tuple[float, float] | str, ctx: BenchContext, config: ChildConfig,
+                launched: float, child_checks: bool) -> RunResult:
+    """orders/s over the watched span, if every output check holds (and with
+    `child_checks`, the child's final status and its own checks). Its note: how long the
+    child took from its start to its first order (Quix creates its topics, then joins the
+    group: on tansu that takes 25-36 s; a JVM peer starts its runtime), outside the span."""
     if isinstance(outcome, str):
         return failed(outcome)
     started, done = outcome
@@ -226,7 +229,8 @@ def quix_result(outcome: tuple[float, float] | str, ctx: BenchContext, config: C
              "first_order_after_s": started - launched}
     wrong = [f"{name}: {got:,}, expected {expected:,}"
              for name, (got, expected) in checks.items() if got != expected]
-    if status.get("error") or wrong or not status.get("finished"):
+    unfinished = child_checks and not status.get("finished")
+    if status.get("error") or wrong or unfinished:
         return failed(status.get("error") or "; ".join(wrong)
                       or "the child wrote no final status", **extra)
     seconds = done - started

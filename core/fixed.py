@@ -17,12 +17,14 @@ from core.aggregators import ROW, State
 from core.durations import format_duration_ms, parse_duration_ms
 from core.models import Buyer
 from core.money import MONEY_CONTEXT
+from core.ranking import first_ranked
 from core.schema import (
     decode_row,
     encode_row,
     final_key,
     parse_window_key,
     retired_key,
+    row_rank_prefix,
     start_prefix,
     window_prefix,
 )
@@ -113,8 +115,10 @@ class FixedWindow:
         for key, value in store.scan(window_prefix(self.name), first):
             yield self.row(key, value)
 
-    def rows_holding(self, store: ReadStore, at_ms: int) -> Iterator[StoredRow]:
-        for key, value in store.scan(start_prefix(self.name, self.holding(at_ms).start_ms)):
+    def rows_holding(self, store: ReadStore, at_ms: int, k: int) -> Iterator[StoredRow]:
+        # the first k of the index by count (core.ranking), not every row of the start
+        start_ms = self.holding(at_ms).start_ms
+        for key, value in first_ranked(store, row_rank_prefix(self.name, start_ms), k):
             yield self.row(key, value)
 
     def latest_ms(self, store: ReadStore) -> int | None:

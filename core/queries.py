@@ -12,7 +12,6 @@ from core.schema import (
     TOTAL_RANK_PREFIX,
     buyer_of_total_key,
     decode_total,
-    row_rank_prefix,
     total_key,
 )
 from core.shuffle import buyer_partition
@@ -101,20 +100,12 @@ def window_rows(stores: Stores, window: Window, lateness_ms: int, *,
 
 def rows_holding(stores: Stores, window: Window, at_ms: int, lateness_ms: int,
                  k: int) -> list[WindowRow]:
-    """Rows /top ranks for `at_ms`, ranked, the first `k` among them: a fixed window's
-    first k per store from the index by count, a session window's all (/top spans them)."""
+    """Rows /top ranks for `at_ms`, ranked, the first `k` among them (Window.rows_holding:
+    a fixed window's first k per store, a session window's all)."""
     rows = [row for store in stores.values()
-            for row in _judged(store, _holding(store, window, at_ms, k), lateness_ms)]
+            for row in _judged(store, window.rows_holding(store, at_ms, k), lateness_ms)]
     rows.sort(key=lambda r: ranking_key(r.count, r.buyer))
     return rows
-
-
-def _holding(store: ReadStore, window: Window, at_ms: int, k: int) -> Iterator[StoredRow]:
-    span = window.holding(at_ms)
-    if not window.ranks_by_start or span is None:
-        return window.rows_holding(store, at_ms)
-    ranked = first_ranked(store, row_rank_prefix(window.name, span.start_ms), k)
-    return (window.row(key, value) for key, value in ranked)
 
 
 def window_final(stores: Stores, end_ms: int, lateness_ms: int) -> bool:

@@ -125,7 +125,8 @@ class SessionWindow:
         for key, value in store.scan(window_prefix(self.name)):  # any start may end later
             yield self.row(key, value)
 
-    def rows_holding(self, store: ReadStore, at_ms: int) -> Iterator[StoredRow]:
+    def rows_holding(self, store: ReadStore, at_ms: int, k: int) -> Iterator[StoredRow]:
+        # every session holding `at_ms`: /top spans them all
         stop = start_prefix(self.name, at_ms + 1)
         for key, value in store.scan(window_prefix(self.name)):
             if key >= stop:

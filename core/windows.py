@@ -176,12 +176,8 @@ class Window(Protocol):
         """Rows by window start, from those that may end after `from_ms` (not filtered)."""
         ...
 
-    def rows_holding(self, store: ReadStore, at_ms: int) -> Iterator[StoredRow]:
-        """Rows /top ranks for `at_ms`."""
-        ...
-
-    def row(self, key: str, value: str) -> StoredRow:
-        """A stored row of this window, from its key and value."""
+    def rows_holding(self, store: ReadStore, at_ms: int, k: int) -> Iterator[StoredRow]:
+        """Rows /top ranks for `at_ms`, at least the first `k` by rank among them."""
         ...
 
     def latest_ms(self, store: ReadStore) -> int | None:

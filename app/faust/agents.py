@@ -1,6 +1,7 @@
 """The stages as faust agents and timers: each stage gets whole fetches of its input
 topics (app.faust.transport) in per-partition lanes (app.faust.batches), and its timer."""
 
+import asyncio
 import functools
 from collections.abc import Callable
 from typing import Any
@@ -18,7 +19,7 @@ from app.faust.batches import each_batch
 from app.faust.schedule import every, once_started
 from app.faust.transport import batch_topic, release
 from app.history import SAMPLE_INTERVAL_S, MetricHistory
-from app.memory import TRIM_INTERVAL_S, heap_trimmer, release_free_memory
+from app.memory import TRIM_INTERVAL_S, heap_trimmer
 from core.shuffle import decode_shuffle
 from core.timefmt import wall_ms
 
@@ -88,4 +89,4 @@ def register_heap_trim(app: faust.App) -> None:
 
     @every(app, TRIM_INTERVAL_S)
     async def trim_heap() -> None:
-        await release_free_memory(trim)
+        await asyncio.to_thread(trim)

@@ -15,7 +15,6 @@ fetches the first orders; then it waits for the job, which runs until the bench 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
@@ -30,7 +29,7 @@ from pyflink.table import (  # type: ignore[import-not-found, unused-ignore]
     TableEnvironment,
 )
 
-from bench.pipelines.common import ChildConfig
+from bench.pipelines.common import ChildConfig, write_status
 from bench.pipelines.job import HOP, results_topic, totals_topic
 
 HERE = Path(__file__).resolve().parent
@@ -118,13 +117,6 @@ def table_environment(config: ChildConfig) -> Any:
     conf.set("execution.checkpointing.dir", (config.state_dir / "checkpoints").as_uri())
     conf.set("pipeline.name", config.group)
     return env
-
-
-def write_status(path: Path, document: dict[str, Any]) -> None:
-    """Replace the status file whole (the bench may read it at any moment)."""
-    partial = path.with_suffix(".tmp")
-    partial.write_text(json.dumps(document))
-    os.replace(partial, path)
 
 
 class LogWatch:

@@ -120,9 +120,14 @@ class Status:
         if not force and now - self._written < WRITE_EVERY_S:
             return
         self._written = now
-        partial = self.path.with_suffix(".tmp")
-        partial.write_text(json.dumps(self.document()))
-        os.replace(partial, self.path)
+        write_status(self.path, self.document())
+
+
+def write_status(path: Path, document: dict[str, Any]) -> None:
+    """Replace a status file whole (atomically: the bench may read it at any moment)."""
+    partial = path.with_suffix(".tmp")
+    partial.write_text(json.dumps(document))
+    os.replace(partial, path)
 
 
 def read_status(path: Path) -> dict[str, Any] | None:
