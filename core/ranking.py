@@ -11,7 +11,6 @@ window's `/top` ranks sessions of many starts, and reads its rows.
 
 import sys
 from collections.abc import Iterable, Mapping
-from functools import lru_cache
 from itertools import islice
 
 import orjson
@@ -53,12 +52,18 @@ class RankIndex:
         *olds, buyers = read([*keys, BUYER_COUNT_KEY])
         derived: dict[str, str | None] = {}
         added = 0
+        # a buyer's total and rows share its name order; remembered for this batch only,
+        # so nothing a batch allocates outlives it (memory: core.shuffle's grouping)
+        orders: dict[str, str] = {}
         for key, old in zip(keys, olds, strict=True):
             new = updates[key]
             if new == old:
                 continue
             was, now = _count(old), _count(new)
-            head, names = _parts(key)
+            head, buyer = _parts(key)
+            names = orders.get(buyer)
+            if names is None:
+                names = orders[buyer] = _names(buyer)
             if old is not None and was != now:
                 derived[f"{head}{count_order(was)}{names}"] = None
             if new is not None:
@@ -76,16 +81,16 @@ def _count(value: str | None) -> int:
 
 
 def _parts(key: str) -> tuple[str, str]:
-    """A total's or row's key as its index prefix and its buyer's `name_order`."""
+    """A total's or row's key as its index prefix and its buyer's JSON key."""
     if key.startswith(TOTAL_PREFIX):
-        return TOTAL_RANK_PREFIX, _names(key[len(TOTAL_PREFIX):])
+        return TOTAL_RANK_PREFIX, key[len(TOTAL_PREFIX):]
     # w|<window>|<start>|<buyer json>: the rows of one start rank together
     cut = key.index("|", key.index("|", 2) + 1) + 1
-    return RANK_PREFIX + key[:cut], _names(key[cut:])
+    return RANK_PREFIX + key[:cut], key[cut:]
 
 
-@lru_cache(maxsize=4_096)
 def _names(buyer: str) -> str:
+    """A buyer's JSON key as its `name_order`."""
     first, last = orjson.loads(buyer)
     return name_order((first, last))
 

@@ -16,7 +16,6 @@
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from decimal import Decimal
-from functools import lru_cache
 from typing import NamedTuple, TypeVar
 
 import orjson
@@ -96,7 +95,6 @@ def buyer_key(first_name: str, last_name: str) -> bytes:
     return jsonbytes.dumps([first_name, last_name])
 
 
-@lru_cache(maxsize=65_536)
 def buyer_partition(first_name: str, last_name: str, partitions: int) -> int:
     """Partition owning a buyer: Kafka's default partitioner on the buyer key."""
     return key_partition(buyer_key(first_name, last_name), partitions)
@@ -105,11 +103,21 @@ def buyer_partition(first_name: str, last_name: str, partitions: int) -> int:
 def group_by_buyer_partition(
     orders: Iterable[Positioned], partitions: int
 ) -> dict[int, list[Positioned]]:
-    """Split positioned orders by the partition owning their buyer, keeping their order."""
+    """Split positioned orders by the partition owning their buyer, keeping their order.
+
+    A buyer's partition is remembered for this batch only. A process-wide cache of it,
+    with more buyers than entries, kept replacing entries that held each order's name
+    strings: long-lived objects scattered over Python's arenas kept them from being freed
+    (the RSS grew with the orders, `make bench-state`, memory)."""
     groups: dict[int, list[Positioned]] = defaultdict(list)
+    owners: dict[tuple[str, str], int] = {}
     for item in orders:
         order = item[1]
-        groups[buyer_partition(order.first_name, order.last_name, partitions)].append(item)
+        buyer = (order.first_name, order.last_name)
+        owner = owners.get(buyer)
+        if owner is None:
+            owner = owners[buyer] = buyer_partition(*buyer, partitions)
+        groups[owner].append(item)
     return groups
 
 
