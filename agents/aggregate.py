@@ -106,8 +106,14 @@ class AggregateStage:
 
     async def _close(self, config: AggregateConfig, partition: int,
                      store: PartitionStore) -> None:
-        closing = close_windows(config, store.get_many, store.scan)
-        if closing.changed:
+        """Publish and delete what the watermark passed, in steps of a bounded number of
+        rows (core.windows.CLOSE_ROWS), each committed before the next is read."""
+        more = True
+        while more:
+            closing = close_windows(config, store.get_many, store.scan)
+            more = closing.more
+            if not closing.changed:
+                return
             records = [record for sink in self.window_sinks
                        for record in sink.records(closing.finals)]
             started = time.perf_counter()

@@ -60,6 +60,7 @@ class BatchResult:
     watermark_ms: int = NO_WATERMARK
     all_idle: bool = False  # every channel idle after the batch (the idle rule's clock)
     outbox_sequence: int = 0  # the batch's number in the outbox, when it changed totals
+    more: bool = False  # closing stopped at its row limit: commit, then close again
 
     @property
     def changed(self) -> bool:

@@ -4,6 +4,7 @@ state, close the windows the watermark passed."""
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import islice
 from typing import NamedTuple
 
 import orjson
@@ -36,7 +37,7 @@ from core.watermarks import (
     encode_channel,
     idle_catch_up_ms,
 )
-from core.windows import Window
+from core.windows import CLOSE_ROWS, Window
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,18 +119,24 @@ def outbox(read: ReadMany) -> tuple[int, list[TotalChange]]:
     return sequence, stored_totals(keys, read)
 
 
-def close_windows(config: AggregateConfig, read: ReadMany, scan: ScanFrom) -> BatchResult:
-    """Publish what the committed watermark made final, delete what it put past retention."""
+def close_windows(config: AggregateConfig, read: ReadMany, scan: ScanFrom,
+                  limit: int = CLOSE_ROWS) -> BatchResult:
+    """Publish what the committed watermark made final, delete what it put past retention:
+    one step, each part of it stopping near `limit` rows (`more`: commit it and call
+    again)."""
     watermark = read_watermark(read)
     result = BatchResult(watermark_ms=watermark)
     for name in config.dropped:
         for prefix in window_prefixes(name):
-            result.updates.update({key: None for key, _ in scan(prefix, None)})
+            gone = list(islice(scan(prefix, None), limit + 1))
+            result.more |= len(gone) > limit
+            result.updates.update(dict.fromkeys((key for key, _ in gone[:limit]), None))
     if watermark == NO_WATERMARK:
         return result
     for window in config.windows:
         closed = window.close(watermark, config.allowed_lateness_ms, config.retention_ms,
-                              read, scan)
+                              read, scan, limit)
         result.finals.extend(closed.finals)
         result.updates.update(closed.updates)
+        result.more |= closed.more
     return result

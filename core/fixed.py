@@ -30,6 +30,7 @@ from core.schema import (
 )
 from core.storage import ReadMany, ReadStore, ScanFrom
 from core.windows import (
+    CLOSE_ROWS,
     Closed,
     Folder,
     Fresh,
@@ -43,6 +44,7 @@ from core.windows import (
     parse_window,
     parse_windows,
     row_change,
+    whole_groups,
     window_name,
 )
 
@@ -91,22 +93,29 @@ class FixedWindow:
         return Span(start_ms, start_ms + self.size_ms)
 
     def close(self, watermark_ms: int, lateness_ms: int, retention_ms: int, read: ReadMany,
-              scan: ScanFrom) -> Closed:
-        """Publish rows of windows the watermark made final, delete those past retention."""
+              scan: ScanFrom, limit: int = CLOSE_ROWS) -> Closed:
+        """Publish rows of windows the watermark made final, delete those past retention,
+        whole starts at a time; each mark is the last start it reached, and rows go only
+        once published."""
         closed = Closed()
-        published, retired = read([final_key(self.name), retired_key(self.name)])
+        published, retired = (None if mark is None else int(mark) for mark in
+                              read([final_key(self.name), retired_key(self.name)]))
         newest_final = self.last_start_before_ms(watermark_ms - lateness_ms)
-        if published is None or newest_final > int(published):
-            after = None if published is None else int(published)
-            for key, value in self._between(after, newest_final, scan):
-                closed.finals.append(final_record(self.name, self.row(key, value)))
-            closed.updates[final_key(self.name)] = str(newest_final)
-        newest_gone = self.last_start_before_ms(watermark_ms - lateness_ms - retention_ms)
-        if retired is None or newest_gone > int(retired):
-            after = None if retired is None else int(retired)
-            closed.updates.update({key: None for key, _ in self._between(after, newest_gone,
-                                                                         scan)})
-            closed.updates[retired_key(self.name)] = str(newest_gone)
+        if published is None or newest_final > published:
+            rows, more = self._take(published, newest_final, scan, limit)
+            closed.finals.extend(final_record(self.name, self.row(key, value))
+                                 for key, value in rows)
+            published = parse_window_key(rows[-1][0])[1] if more else newest_final
+            closed.updates[final_key(self.name)] = str(published)
+            closed.more |= more
+        newest_gone = min(self.last_start_before_ms(watermark_ms - lateness_ms - retention_ms),
+                          published)
+        if retired is None or newest_gone > retired:
+            rows, more = self._take(retired, newest_gone, scan, limit)
+            closed.updates.update(dict.fromkeys((key for key, _ in rows), None))
+            closed.updates[retired_key(self.name)] = str(
+                parse_window_key(rows[-1][0])[1] if more else newest_gone)
+            closed.more |= more
         return closed
 
     def rows(self, store: ReadStore, from_ms: int | None = None) -> Iterator[StoredRow]:
@@ -138,16 +147,22 @@ class FixedWindow:
         latest = bound_ms - self.size_ms
         return latest - latest % self.slide_ms
 
-    def _between(self, after_start: int | None, last_start: int,
-                 scan: ScanFrom) -> Iterator[tuple[str, str]]:
-        """Stored rows with `after_start < start <= last_start`, in key order."""
+    def _take(self, mark: int | None, last_start: int, scan: ScanFrom,
+              limit: int) -> tuple[list[tuple[str, str]], bool]:
+        """Stored rows with `mark < start <= last_start`, in key order, whole starts up to
+        about `limit` rows, and whether rows were left."""
         prefix = window_prefix(self.name)
-        first = prefix if after_start is None else start_prefix(self.name, after_start + 1)
+        first = prefix if mark is None else start_prefix(self.name, mark + 1)
         stop = start_prefix(self.name, last_start + 1)
-        for key, value in scan(prefix, first):
-            if key >= stop:
-                return
-            yield key, value
+        starts = len(stop)  # a start's rows share their key up to the start
+
+        def between() -> Iterator[tuple[str, str]]:
+            for key, value in scan(prefix, first):
+                if key >= stop:
+                    return
+                yield key, value
+
+        return whole_groups(between(), lambda row: row[0][:starts], limit)
 
 
 def window_starts_ms(time_ms: int, size_ms: int, slide_ms: int) -> range:

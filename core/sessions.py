@@ -44,6 +44,7 @@ from core.schema import (
 )
 from core.storage import ReadMany, ReadStore, ScanFrom
 from core.windows import (
+    CLOSE_ROWS,
     Closed,
     Folder,
     Fresh,
@@ -55,6 +56,7 @@ from core.windows import (
     WindowParser,
     final_record,
     row_change,
+    whole_groups,
     window_name,
 )
 
@@ -101,24 +103,31 @@ class SessionWindow:
         return None
 
     def close(self, watermark_ms: int, lateness_ms: int, retention_ms: int, read: ReadMany,
-              scan: ScanFrom) -> Closed:
+              scan: ScanFrom, limit: int = CLOSE_ROWS) -> Closed:
         """Publish sessions whose end plus lateness the watermark reached, delete those
-        past retention too."""
+        past retention too, all sessions of an end at a time; each mark is the last end it
+        reached, and sessions go only once published."""
         closed = Closed()
-        published, retired = read([final_key(self.name), retired_key(self.name)])
+        published, retired = (None if mark is None else int(mark) for mark in
+                              read([final_key(self.name), retired_key(self.name)]))
         final_end = watermark_ms - lateness_ms
-        if published is None or final_end > int(published):
-            ends = list(self._ends_between(published, final_end, scan))
+        if published is None or final_end > published:
+            ends, more = whole_groups(self._ends_between(published, final_end, scan),
+                                      _end_of, limit)
             keys = [window_key(self.name, start, buyer) for _, start, buyer in ends]
             for key, value in zip(keys, read(keys), strict=True):
                 if value is not None:
                     closed.finals.append(final_record(self.name, self.row(key, value)))
-            closed.updates[final_key(self.name)] = str(final_end)
-        gone_end = final_end - retention_ms
-        if retired is None or gone_end > int(retired):
-            gone = list(self._ends_between(retired, gone_end, scan))
+            published = ends[-1][0] if more else final_end
+            closed.updates[final_key(self.name)] = str(published)
+            closed.more |= more
+        gone_end = min(final_end - retention_ms, published)
+        if retired is None or gone_end > retired:
+            gone, more = whole_groups(self._ends_between(retired, gone_end, scan), _end_of,
+                                      limit)
             closed.updates.update(self._forget(gone, read))
-            closed.updates[retired_key(self.name)] = str(gone_end)
+            closed.updates[retired_key(self.name)] = str(gone[-1][0] if more else gone_end)
+            closed.more |= more
         return closed
 
     def rows(self, store: ReadStore, from_ms: int | None = None) -> Iterator[StoredRow]:
@@ -149,11 +158,11 @@ class SessionWindow:
         return StoredRow(start_ms, start_ms + self.gap_ms if end_ms is None else end_ms, buyer,
                          state)
 
-    def _ends_between(self, after: str | None, last_end: int,
+    def _ends_between(self, after: int | None, last_end: int,
                       scan: ScanFrom) -> Iterator[tuple[int, int, Buyer]]:
         """(end, start, buyer) of sessions with `after < end <= last_end`, by end."""
         prefix = end_prefix(self.name)
-        first = prefix if after is None else end_bound(self.name, int(after) + 1)
+        first = prefix if after is None else end_bound(self.name, after + 1)
         stop = end_bound(self.name, last_end + 1)
         for key, _ in scan(prefix, first):
             if key >= stop:
@@ -174,6 +183,10 @@ class SessionWindow:
             kept = [s for s in _sessions(stored) if s[0] not in starts[buyer]]
             updates[key] = orjson.dumps(kept).decode() if kept else None
         return updates
+
+
+def _end_of(session: tuple[int, int, Buyer]) -> int:
+    return session[0]
 
 
 def _sessions(stored: str | None) -> list[list[int]]:

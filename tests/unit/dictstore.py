@@ -1,5 +1,8 @@
 """A dict standing in for a partition store (tables.store.PartitionStore's read side)."""
 
+from core.aggregate import BatchResult
+from core.aggregation import AggregateConfig, close_windows
+
 
 class DictStore(dict):
     def read(self, keys):
@@ -16,3 +19,17 @@ class DictStore(dict):
                 self.pop(key, None)
             else:
                 self[key] = value
+
+    def close(self, config: AggregateConfig, limit: int = 1) -> BatchResult:
+        """Close windows as the aggregation agent does, in steps of about `limit` rows (by
+        default the smallest: one window start or session end at a time), each applied
+        before the next is read; every step's finals and updates, and how many steps."""
+        done, more = BatchResult(), True
+        while more:
+            step = close_windows(config, self.read, self.scan, limit)
+            self.apply(step.updates)
+            done.finals.extend(step.finals)
+            done.updates.update(step.updates)
+            done.counted += 1
+            more = step.more
+        return done

@@ -27,9 +27,7 @@ class DictStore(BaseStore):
                                  idle_timeout_ms=IDLE)
         result = apply_batch(items, config, self.read, clock or Clock(0))
         self.apply(result.updates)
-        closing = close_windows(config, self.read, self.scan)
-        self.apply(closing.updates)
-        result.finals = closing.finals
+        result.finals = self.close(config).finals
         return result
 
 
@@ -227,12 +225,51 @@ def test_the_outbox_holds_the_last_batchs_buyers_and_their_current_totals():
 
 def test_rows_of_a_dropped_window_are_deleted_and_others_kept():
     store = DictStore()
-    store.run([at("o:0", (0, order(1, "1.00", "A", "B", 0)))], windows=(TUMBLE, HOP))
-    closing = close_windows(AggregateConfig((TUMBLE,), FAR, FAR, dropped=("hop_20s_10s",)),
-                            store.read, store.scan)
-    store.apply(closing.updates)
+    store.run([at("o:0", (0, order(1, "1.00", "A", "B", 0)), (1, order(2, "1.00", "C", "D", 0)))],
+              windows=(TUMBLE, HOP))
+    # two buyers, each in hop windows starting at -10 s and 0 s: four rows, one per step
+    closing = store.close(AggregateConfig((TUMBLE,), FAR, FAR, dropped=("hop_20s_10s",)))
+    assert closing.counted == 4
     assert not any(key.startswith("w|hop_20s_10s|") for key in store)
-    assert window_key("tumble_10s", 0, ("A", "B")) in store
+    assert {key for key in store if key.startswith("w|")} == {
+        window_key("tumble_10s", 0, ("A", "B")), window_key("tumble_10s", 0, ("C", "D"))}
+
+
+def test_closing_takes_whole_window_starts_per_step():
+    """A step stops at the first start boundary after its row limit; its mark is the last
+    start it published, and the next step goes on from there."""
+    store = DictStore()
+    store.run([at("o:0", *[(n, order(n, "1.00", name, "X", 1_000 + n))
+                           for n, name in enumerate("ABC")],
+                  (3, order(3, "2.00", "D", "X", 12_000)), watermark=25_000)])  # never final
+    config = AggregateConfig((TUMBLE,), 0, FAR)
+    first = close_windows(config, store.read, store.scan, limit=2)
+    assert [orjson.loads(k) for k, _ in first.finals] == [
+        ["tumble_10s", 0, name, "X"] for name in "ABC"]  # all of start 0, past the limit
+    assert first.more and first.updates["f|tumble_10s"] == "0"
+    store.apply(first.updates)
+    second = close_windows(config, store.read, store.scan, limit=2)
+    assert [orjson.loads(k) for k, _ in second.finals] == [["tumble_10s", 10_000, "D", "X"]]
+    assert not second.more and second.updates["f|tumble_10s"] == "10000"
+    store.apply(second.updates)
+    assert close_windows(config, store.read, store.scan, limit=2).finals == []
+
+
+def test_retention_deletes_whole_window_starts_per_step():
+    store = DictStore()
+    store.run([at("o:0", (0, order(0, "1.00", "A", "X", 1_000)),
+                  (1, order(1, "1.00", "B", "X", 2_000)),
+                  (2, order(2, "1.00", "A", "X", 11_000)), watermark=45_000)])
+    config = AggregateConfig((TUMBLE,), 0, 10_000)  # starts 0 and 10 s are past retention
+    first = close_windows(config, store.read, store.scan, limit=1)
+    assert first.more and first.updates["r|tumble_10s"] == "0"
+    assert {k for k, v in first.updates.items() if v is None} == {
+        window_key("tumble_10s", 0, ("A", "X")), window_key("tumble_10s", 0, ("B", "X"))}
+    store.apply(first.updates)
+    second = close_windows(config, store.read, store.scan, limit=1)
+    assert not second.more and second.updates["r|tumble_10s"] == "20000"
+    assert {k for k, v in second.updates.items() if v is None} == {
+        window_key("tumble_10s", 10_000, ("A", "X"))}
 
 
 def test_fold_equals_a_window_by_window_fold_of_random_orders():

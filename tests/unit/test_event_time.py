@@ -11,7 +11,7 @@ import pytest
 
 from core import shuffle
 from core.aggregate import read_watermark
-from core.aggregation import AggregateConfig, apply_batch, close_windows
+from core.aggregation import AggregateConfig, apply_batch
 from core.aggregation import Clock as AggregateClock
 from core.fixed import FixedWindow
 from core.ingest import Clock, IngestConfig, RawMessage, channel_records, ingest_partition
@@ -84,8 +84,7 @@ class Pipeline:
         for item in result.late:
             assert item.order.order_number not in self.late
             self.late[item.order.order_number] = sorted((w.name, s) for w, s, _ in item.missed)
-        closing = close_windows(self.config, store.read, store.scan)
-        store.apply(closing.updates)
+        closing = store.close(self.config, limit=self.rng.choice((1, 3, 5_000)))
         for key, value in closing.finals:
             assert tuple(orjson.loads(key)) not in self.finals  # published once
             self.finals[tuple(orjson.loads(key))] = orjson.loads(value)

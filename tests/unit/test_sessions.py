@@ -7,7 +7,7 @@ from decimal import Decimal
 import orjson
 import pytest
 
-from core.aggregation import AggregateConfig, Clock, apply_batch, close_windows
+from core.aggregation import AggregateConfig, Clock, apply_batch
 from core.closing import row_update
 from core.models import Order
 from core.schema import window_key
@@ -32,9 +32,7 @@ class Store(DictStore):
         config = AggregateConfig((SESSION,), lateness, retention)
         result = apply_batch([item], config, self.read, Clock(0))
         self.apply(result.updates)
-        closing = close_windows(config, self.read, self.scan)
-        self.apply(closing.updates)
-        return result, closing
+        return result, self.close(config)
 
     def sessions(self):
         """{(buyer, start): [end, count, sum, min, max]} as stored."""
