@@ -22,7 +22,7 @@ The broker URL scheme `orderstream://` selects it (`register()` adds the scheme)
 
 import asyncio
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, cast
 
 import faust
@@ -33,6 +33,12 @@ from faust.types.transports import ConsumerT
 
 SCHEME = "orderstream"
 DEFAULT_BATCH_SIZE = 1000
+# A batch also ends before its record values pass this: a repartition record carries a
+# whole ingest batch's orders for one buyer partition, so 1000 of them could be a whole
+# 1 MB fetch, 12k orders, and what applying those allocates at once (their rows and index
+# entries, at 100k buyers) set the worker's RSS (`make bench-state`, memory; BENCHMARKS.md).
+# About 3k orders of the repartition topic; 1000 orders of the orders topic stay below it.
+BATCH_MAX_BYTES = 256 * 1024
 
 
 class FetchBatch:
@@ -102,6 +108,21 @@ def batched_topics(app: AppT) -> set[str]:
     return found
 
 
+def cut_records(records: Sequence[Any], size: int,
+                max_bytes: int) -> Iterator[Sequence[Any]]:
+    """Consecutive runs of `records`, each of at most `size` records whose values come to at
+    most `max_bytes` (a larger record is a run of its own)."""
+    start, taken = 0, 0
+    for i, record in enumerate(records):
+        value = max(record.serialized_value_size, 0)  # -1 for a record without a value
+        if i > start and (i - start >= size or taken + value > max_bytes):
+            yield records[start:i]
+            start, taken = i, 0
+        taken += value
+    if start < len(records):
+        yield records[start:]
+
+
 class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     """faust's consumer thread, whose consumer reads committed records only: what an
     aborted transaction (a batch a worker did not finish, or a fenced one) wrote to the
@@ -169,8 +190,7 @@ class Consumer(faust_aiokafka.Consumer):
             start = fetched[0].offset if read is None else min(read + 1, fetched[0].offset)
         waiting = self._waiting.setdefault(tp, deque())
         spans = self._batch_spans[tp]
-        for i in range(0, len(fetched), size):
-            chunk = fetched[i:i + size]
+        for chunk in cut_records(fetched, size, BATCH_MAX_BYTES):
             spans[chunk[-1].offset] = start
             start = chunk[-1].offset + 1
             waiting.append(FetchBatch(chunk))

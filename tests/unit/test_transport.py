@@ -5,6 +5,7 @@ rewind detection and release, with faust's own getmany, ack and commit bookkeepi
 Batch size 3 throughout; expected offsets are written out by hand."""
 
 import asyncio
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -85,6 +86,30 @@ def test_faust_getmany_delivers_a_fetch_as_batches_of_at_most_the_size_one_per_r
         [[10, 11, 12]], [[13, 14, 15]], [[16]]]
     # one fetch: the waiting batches are handed out without asking the broker again
     assert worker.thread.asked == [({ORDERS}, 1.0)]
+
+
+def sized(tp: TP, offset: int, value_size: int) -> Any:
+    return dataclasses.replace(record(tp.topic, tp.partition, offset),
+                               value=b"v" * value_size, serialized_value_size=value_size)
+
+
+def test_a_batch_also_ends_before_its_values_pass_the_byte_bound():
+    # values of 4, 4, 4, 1, 9, 2 bytes, at most 3 records and 8 bytes a batch
+    fetched = [sized(ORDERS, offset, size) for offset, size in enumerate([4, 4, 4, 1, 9, 2])]
+    cut = transport.cut_records(fetched, 3, 8)
+    assert [[r.offset for r in batch] for batch in cut] == [[0, 1], [2, 3], [4], [5]]
+    # a value-less record (size -1) weighs nothing; the count bound still holds
+    empty = [dataclasses.replace(r, value=None, serialized_value_size=-1)
+             for r in records(ORDERS, 0, 6)]
+    assert [[r.offset for r in b] for b in transport.cut_records(empty, 3, 8)] == [
+        [0, 1, 2], [3, 4, 5], [6]]
+    assert list(transport.cut_records([], 3, 8)) == []
+
+
+def test_the_consumer_cuts_a_fetch_of_large_records_by_bytes(worker):
+    big = transport.BATCH_MAX_BYTES // 2 + 1  # two of them pass the bound
+    worker.fetch({ORDERS: [sized(ORDERS, offset, big) for offset in range(10, 13)]})
+    assert [worker.delivered(ORDERS)[ORDERS] for _ in range(3)] == [[[10]], [[11]], [[12]]]
 
 
 def test_a_batch_is_one_faust_message_carrying_its_records_and_the_last_ones_position(worker):
