@@ -82,6 +82,7 @@ import random
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tarfile
@@ -1002,15 +1003,21 @@ def pick_samples(rss: list[tuple[float, int, float]], count: int = 12) -> list[d
 
 
 def growth_after(rss: list[tuple[float, int, float]], from_order: int) -> dict[str, Any] | None:
-    """RSS when retention starts deleting vs at the end of ingest: MB per 100k orders."""
+    """RSS when retention starts deleting vs at the end of ingest: MB per 100k orders; and
+    the trend, a least-squares line through every sample in between (two samples alone
+    move with whichever burst they fall on)."""
     after = [r for r in rss if r[1] >= from_order]
     if len(after) < 2 or after[-1][1] == after[0][1]:
         return None
     first, last = after[0], after[-1]
     per_100k = (last[2] - first[2]) / (last[1] - first[1]) * 100_000
+    ingesting = [r for r in after if r[1] < last[1]] + [last]
+    trend = statistics.linear_regression([r[1] for r in ingesting], [r[2] for r in ingesting])
     return {"from": {"counted": first[1], "rss_mb": first[2]},
             "to": {"counted": last[1], "rss_mb": last[2]},
-            "mb_per_100k_orders": round(per_100k, 1)}
+            "mb_per_100k_orders": round(per_100k, 1),
+            "trend_mb_per_100k_orders": round(trend.slope * 100_000, 1),
+            "samples": len(ingesting)}
 
 
 def run_memory(args: argparse.Namespace, workdir: Path, code: Code) -> dict[str, Any]:
@@ -1515,7 +1522,8 @@ def summary_memory(r: dict[str, Any]) -> list[str]:
         lines.append(f"   after retention applies: {growth['from']['rss_mb']:.0f} MB at "
                      f"{growth['from']['counted']:,} -> {growth['to']['rss_mb']:.0f} MB at "
                      f"{growth['to']['counted']:,} ({growth['mb_per_100k_orders']:+.1f} MB "
-                     f"per 100k orders)")
+                     f"per 100k orders; trend of {growth['samples']} samples "
+                     f"{growth['trend_mb_per_100k_orders']:+.1f} MB)")
     return lines
 
 
