@@ -23,13 +23,14 @@ class DictStore(dict):
     def close(self, config: AggregateConfig, limit: int = 1) -> BatchResult:
         """Close windows as the aggregation agent does, in steps of about `limit` rows (by
         default the smallest: one window start or session end at a time), each applied
-        before the next is read; every step's finals and updates, and how many steps."""
-        done, more = BatchResult(), True
+        before the next is read; every step's finals and updates (`close_steps`: how many
+        steps it took)."""
+        done, more, self.close_steps = BatchResult(), True, 0
         while more:
             step = close_windows(config, self.read, self.scan, limit)
             self.apply(step.updates)
             done.finals.extend(step.finals)
             done.updates.update(step.updates)
-            done.counted += 1
+            self.close_steps += 1
             more = step.more
         return done

@@ -104,6 +104,9 @@ def filled_stores(root: Path, orders: Iterable[Order], settings: Settings) -> St
         record = Shuffled(0, watermark, None, [("orders:0", rows)])
         result = apply_batch([record], config, store.get_many, Clock(0))
         store.commit(result.updates, 0)
-        closing = close_windows(config, store.get_many, store.scan)
-        store.commit(closing.updates, 1)
+        more, offset = True, 1
+        while more:  # in bounded steps, each committed, as the aggregate agent closes
+            closing = close_windows(config, store.get_many, store.scan)
+            store.commit(closing.updates, offset)
+            more, offset = closing.more, offset + 1
     return Stores(stores)

@@ -228,8 +228,8 @@ def test_rows_of_a_dropped_window_are_deleted_and_others_kept():
     store.run([at("o:0", (0, order(1, "1.00", "A", "B", 0)), (1, order(2, "1.00", "C", "D", 0)))],
               windows=(TUMBLE, HOP))
     # two buyers, each in hop windows starting at -10 s and 0 s: four rows, one per step
-    closing = store.close(AggregateConfig((TUMBLE,), FAR, FAR, dropped=("hop_20s_10s",)))
-    assert closing.counted == 4
+    store.close(AggregateConfig((TUMBLE,), FAR, FAR, dropped=("hop_20s_10s",)))
+    assert store.close_steps == 4
     assert not any(key.startswith("w|hop_20s_10s|") for key in store)
     assert {key for key in store if key.startswith("w|")} == {
         window_key("tumble_10s", 0, ("A", "B")), window_key("tumble_10s", 0, ("C", "D"))}
@@ -270,6 +270,63 @@ def test_retention_deletes_whole_window_starts_per_step():
     assert not second.more and second.updates["r|tumble_10s"] == "20000"
     assert {k for k, v in second.updates.items() if v is None} == {
         window_key("tumble_10s", 10_000, ("A", "X"))}
+
+
+def test_retention_stops_at_its_own_limit_when_nothing_is_left_to_publish():
+    store = DictStore()
+    store.run([at("o:0", *[(n, order(n, "1.00", "A", "X", 1_000 + 10_000 * n))
+                           for n in range(3)], watermark=35_000)])  # starts 0, 10 s, 20 s
+    store.close(AggregateConfig((TUMBLE,), 0, FAR), limit=10**9)
+    assert store["f|tumble_10s"] == "20000"  # all three published, none deleted
+    store.run([mark(65_000)])  # lateness FAR: nothing closes
+    config = AggregateConfig((TUMBLE,), 0, 10_000)  # now starts up to 40 s are past it
+    steps = [close_windows(config, store.read, store.scan, limit=1)]
+    store.apply(steps[0].updates)
+    while steps[-1].more:
+        steps.append(close_windows(config, store.read, store.scan, limit=1))
+        store.apply(steps[-1].updates)
+    assert [step.finals for step in steps] == [[], [], []]
+    assert [step.updates["r|tumble_10s"] for step in steps] == ["0", "10000", "40000"]
+    assert [sorted(k for k, v in step.updates.items() if v is None) for step in steps] == [
+        [window_key("tumble_10s", start, ("A", "X"))] for start in (0, 10_000, 20_000)]
+    assert not any(key.startswith("w|") for key in store)
+
+
+def test_stepped_closing_equals_closing_at_once_on_random_input():
+    """Whatever the step limit, closing in steps publishes the same finals and leaves the
+    same store (rows, marks, index-free) as closing everything at once, batch by batch,
+    with windows, sessions and retention that deletes."""
+    import random
+
+    from core.sessions import SessionWindow
+
+    windows = (TUMBLE, FixedWindow("hop_30s_10s", "hopping", 30_000, 10_000),
+               SessionWindow("session_15s", 15_000))
+    for seed in range(12):
+        rng = random.Random(seed)
+        config = AggregateConfig(windows, rng.choice((0, 2_000)),
+                                 rng.choice((0, 7_000, 40_000, FAR)))
+        once, stepped = DictStore(), DictStore()
+        time_ms, number = 0, 0
+        for offset in range(40):
+            orders = []
+            for _ in range(rng.randrange(0, 12)):  # whole seconds: sessions share ends
+                time_ms += rng.randrange(0, 4) * 1_000
+                orders.append((number, order(number, "1.25", rng.choice("ABCDE"), "X",
+                                             time_ms - rng.randrange(0, 3) * 1_000)))
+                number += 1
+            watermark = time_ms - rng.randrange(0, 20_000) if rng.random() < 0.7 else time_ms
+            item = at("o:0", *[(offset * 100 + i, o) for i, (_, o) in enumerate(orders)],
+                      watermark=watermark)
+            results = []
+            for store, limit in ((once, 10**9), (stepped, rng.choice((1, 2, 3)))):
+                result = apply_batch([item], config, store.read, Clock(0))
+                store.apply(result.updates)
+                results.append((result, store.close(config, limit)))
+            (batch_a, closed_a), (batch_b, closed_b) = results
+            assert batch_a.updates == batch_b.updates
+            assert sorted(closed_a.finals) == sorted(closed_b.finals)
+            assert once == stepped
 
 
 def test_fold_equals_a_window_by_window_fold_of_random_orders():

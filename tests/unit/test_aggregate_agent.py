@@ -19,6 +19,7 @@ from app.topics import topic_names
 from core.aggregation import AggregateConfig
 from core.models import Order
 from core.shuffle import Shuffled
+from core.windows import CLOSE_ROWS
 from tables.changelog import BrokerLost
 from tables.manager import StoreManager
 from tables.store import PartitionStore
@@ -185,3 +186,45 @@ def test_a_changelog_that_went_back_stops_the_batch_before_the_store_commits(tmp
     [loss] = losses
     assert list(loss.behind) == [topic_names(Settings()).aggregate_changelog]
     assert f"but the state reflects offset {reflected}" in loss.detail
+
+
+def test_a_watermark_far_ahead_closes_in_bounded_steps_each_committed(tmp_path):
+    """More rows than a closing step takes (core.windows.CLOSE_ROWS): every row is
+    published once, over several commits, then deleted past retention, and the loop ends."""
+    buyers = CLOSE_ROWS + 1  # in each of two tumbling starts: one start is a step alone
+
+    async def run() -> tuple[SimpleNamespace, list[int], list[str]]:
+        store = PartitionStore(tmp_path / "0")
+        runtime = runtime_on(store)
+        orders = [(n, Order(n, Decimal("1.00"), f"B{n % buyers}", "X", 1_000 + 10_000 * (
+            n // buyers)), None, None) for n in range(2 * buyers)]
+        await apply_partition(runtime, 0, [Shuffled(0, 11_000, None, [("orders:0", orders)])])
+        steps: list[int] = []
+        write = runtime.producer.write
+
+        async def counted(stage, topic, partition, records, epoch, outputs=(),  # noqa: ANN001, ANN202
+                          consumed=None):  # noqa: ANN001
+            steps.append(sum(1 for topic, *_ in outputs if topic == runtime.names.window_results))
+            return await write(stage, topic, partition, records, epoch, outputs, consumed)
+
+        runtime.producer.write = counted
+        ten_hours = 36_000_000  # past every window, its lateness and its retention
+        await apply_partition(runtime, 0, [Shuffled(0, ten_hours, None, [])])
+        left = [key.decode() for key, _ in store._db.items() if key.startswith(b"w|")]
+        store.close()
+        return runtime, steps, left
+
+    runtime, steps, left = asyncio.run(run())
+    published = [tuple(orjson.loads(key)) for topic, key, _, _ in runtime.producer.sent
+                 if topic == runtime.names.window_results]
+    [tumble, hop] = [w.name for w in runtime.settings.windows]  # tumble:10s, hop:1m/10s
+    # each buyer ordered at 1 s and at 11 s: tumbling starts 0 and 10 s; the hopping windows
+    # holding either start at -50 s ... 10 s, seven of them
+    expected = {(window, start, f"B{b}", "X") for b in range(buyers)
+                for window, starts in ((tumble, (0, 10_000)), (hop, range(-50_000, 20_000, 10_000)))
+                for start in starts}
+    assert len(expected) == 9 * buyers
+    assert len(published) == len(set(published))  # each once
+    assert set(published) == expected
+    assert len([n for n in steps if n]) >= 2 and max(steps) < len(published)
+    assert left == []  # every row past retention deleted

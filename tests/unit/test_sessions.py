@@ -7,7 +7,7 @@ from decimal import Decimal
 import orjson
 import pytest
 
-from core.aggregation import AggregateConfig, Clock, apply_batch
+from core.aggregation import AggregateConfig, Clock, apply_batch, close_windows
 from core.closing import row_update
 from core.models import Order
 from core.schema import window_key
@@ -124,6 +124,26 @@ def test_final_sessions_are_published_once_and_forgotten_after_retention():
     assert set(store.sessions()) == {(ED, 50_000)}  # Ana's past 40 s + 1 s + 60 s
     assert not any(k.startswith(("e|session_30s|", "b|session_30s|")) and "Ana" in k
                    for k in store)
+
+
+def test_sessions_ending_together_are_published_and_forgotten_in_one_step():
+    """A closing step never cuts the sessions of one end apart, even past its limit: the
+    mark is that end, so one left behind would never be published."""
+    store = Store()
+    # Ana's session [0 s, 40 s) and Ed's [10 s, 40 s) end together, Bo's [12 s, 42 s) later
+    store.run([(1, "1.00", ANA, 0), (2, "1.00", ANA, 10_000), (3, "1.00", ED, 10_000),
+               (4, "1.00", ("Bo", "Li"), 12_000)], clock=0)
+    config = AggregateConfig((SESSION,), 0, 0)
+    store.run([], clock=45_000, lateness=FAR)  # the watermark moves; nothing closes yet
+    first = close_windows(config, store.read, store.scan, limit=1)
+    assert sorted(orjson.loads(k)[1:3] for k, _ in first.finals) == [[0, "Ana"], [10_000, "Ed"]]
+    assert first.updates["f|session_30s"] == "40000" and first.more
+    assert first.updates["r|session_30s"] == "40000"  # past retention 0, and published
+    assert window_key("session_30s", 10_000, ED) in first.updates  # deleted with Ana's
+    store.apply(first.updates)
+    second = close_windows(config, store.read, store.scan, limit=1)
+    assert [orjson.loads(k)[1:3] for k, _ in second.finals] == [[12_000, "Bo"]]
+    assert not second.more and second.updates["f|session_30s"] == "45000"
 
 
 def _oracle(orders, gap, lateness):
