@@ -6,8 +6,9 @@ does with them. Here faust still runs the worker, the consumer group, the partit
 assignment and the offset commits, but a topic declared with `batch_topic` delivers one
 event per partition and fetch, whose value is the list of aiokafka `ConsumerRecord`s
 (key, value, offset, ...) and whose offset is the last record's. A partition's fetch
-larger than the batch size is cut into several batches, and faust's scheduler takes
-turns between partitions, so the partitions of one fetch are interleaved.
+larger than the batch size (or than BATCH_MAX_BYTES of values) is cut into several
+batches, and faust's scheduler takes turns between partitions, so the partitions of one
+fetch are interleaved.
 
 What faust needs told about batches, in its own (private, version-pinned) terms:
 - acking a batch acks every offset in it: `_new_offset` expands each acked batch into
