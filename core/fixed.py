@@ -43,6 +43,7 @@ from core.windows import (
     final_record,
     parse_window,
     parse_windows,
+    read_marks,
     row_change,
     whole_groups,
     window_name,
@@ -98,8 +99,7 @@ class FixedWindow:
         whole starts at a time; each mark is the last start it reached, and rows go only
         once published."""
         closed = Closed()
-        published, retired = (None if mark is None else int(mark) for mark in
-                              read([final_key(self.name), retired_key(self.name)]))
+        published, retired = read_marks(self.name, read)
         newest_final = self.last_start_before_ms(watermark_ms - lateness_ms)
         if published is None or newest_final > published:
             rows, more = self._take(published, newest_final, scan, limit)

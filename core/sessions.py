@@ -55,6 +55,7 @@ from core.windows import (
     WindowFold,
     WindowParser,
     final_record,
+    read_marks,
     row_change,
     whole_groups,
     window_name,
@@ -108,8 +109,7 @@ class SessionWindow:
         past retention too, all sessions of an end at a time; each mark is the last end it
         reached, and sessions go only once published."""
         closed = Closed()
-        published, retired = (None if mark is None else int(mark) for mark in
-                              read([final_key(self.name), retired_key(self.name)]))
+        published, retired = read_marks(self.name, read)
         final_end = watermark_ms - lateness_ms
         if published is None or final_end > published:
             ends, more = whole_groups(self._ends_between(published, final_end, scan),

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 from core import jsonbytes
 from core.aggregators import COUNT, ROW
 from core.models import Buyer, Order, WindowResult, buyer_json
-from core.schema import parse_window_key, window_prefix
+from core.schema import final_key, parse_window_key, retired_key, window_prefix
 from core.storage import ReadMany, ReadStore, ScanFrom
 from core.timefmt import format_time_ms
 
@@ -103,11 +103,20 @@ def whole_groups(items: Iterable[T], group: Callable[[T], Hashable],
     taken: list[T] = []
     last: Hashable = None
     for item in items:
-        if len(taken) >= limit and group(item) != last:
+        this = group(item)
+        if len(taken) >= limit and this != last:
             return taken, True
         taken.append(item)
-        last = group(item)
+        last = this
     return taken, False
+
+
+def read_marks(name: str, read: ReadMany) -> tuple[int | None, int | None]:
+    """The marks closing keeps for window `name`: the last start (or end) it published
+    as final, and the last whose rows it deleted; None before the first."""
+    published, retired = read([final_key(name), retired_key(name)])
+    return (None if published is None else int(published),
+            None if retired is None else int(retired))
 
 
 @dataclass(frozen=True, slots=True)
